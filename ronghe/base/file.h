@@ -1,0 +1,26 @@
+// Small file helpers that report failures as Status with the path and the OS reason.
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+
+#include "ronghe/base/status.h"
+
+namespace ronghe {
+
+Result<std::string> ReadFile(const std::string& path);
+
+// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename.
+// A reader (or a crash at any moment) sees either the old file or the whole new one.
+// `mode` is applied to the new file (use 0600 for secrets).
+Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode = 0644);
+
+// mkdir -p. `mode` applies to folders it creates.
+Status MakeDirs(const std::string& path, mode_t mode = 0755);
+
+bool FileExists(const std::string& path);
+
+// "$HOME/.ronghe" unless RONGHE_HOME is set; `override_dir` (the --home flag) wins over both.
+std::string ResolveHome(const std::string& override_dir = "");
+
+}  // namespace ronghe
