@@ -1,0 +1,429 @@
+#include "ronghe/store/run_store.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+namespace ronghe::store {
+
+namespace {
+
+// Forward-only migrations; migration i brings the schema from version i to i+1. Never edit one
+// that has shipped: add a new one.
+const char* const kMigrations[] = {
+    // 0 -> 1
+    R"sql(
+    CREATE TABLE runs (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      kind TEXT NOT NULL,
+      name TEXT NOT NULL,
+      status TEXT NOT NULL,
+      config_json TEXT NOT NULL,
+      error TEXT NOT NULL DEFAULT '',
+      host TEXT NOT NULL DEFAULT '',
+      pid INTEGER NOT NULL DEFAULT 0,
+      created_at REAL NOT NULL,
+      finished_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_kind ON runs(kind, id);
+    CREATE TABLE metrics (
+      run_id INTEGER NOT NULL REFERENCES runs(id),
+      step INTEGER NOT NULL,
+      split TEXT NOT NULL,
+      name TEXT NOT NULL,
+      value REAL NOT NULL,
+      recorded_at REAL NOT NULL
+    );
+    CREATE INDEX metrics_run ON metrics(run_id, step);
+    CREATE TABLE artifacts (
+      run_id INTEGER NOT NULL REFERENCES runs(id),
+      kind TEXT NOT NULL,
+      path TEXT NOT NULL,
+      sha256 TEXT NOT NULL,
+      bytes INTEGER NOT NULL,
+      recorded_at REAL NOT NULL
+    );
+    CREATE TABLE resources (
+      run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+      wall_seconds REAL NOT NULL,
+      cpu_user_seconds REAL NOT NULL,
+      cpu_system_seconds REAL NOT NULL,
+      peak_rss_bytes INTEGER NOT NULL,
+      device TEXT NOT NULL,
+      processes INTEGER NOT NULL
+    );
+    )sql",
+};
+constexpr int kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// RAII prepared statement.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Status status() const {
+    return rc_ == SQLITE_OK ? Status::OK() : Internal(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
+  }
+  Stmt& Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
+  Stmt& Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW -> true, SQLITE_DONE -> false, else error.
+  Result<bool> Step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return Unavailable(std::string("sqlite: ") + sqlite3_errmsg(db_));
+  }
+  Status Run() {
+    auto r = Step();
+    return r.ok() ? Status::OK() : r.status();
+  }
+  void Reset() { sqlite3_reset(stmt_); }
+  int64_t Int(int c) { return sqlite3_column_int64(stmt_, c); }
+  double Real(int c) { return sqlite3_column_double(stmt_, c); }
+  std::string Text(int c) {
+    auto* t = sqlite3_column_text(stmt_, c);
+    return t ? reinterpret_cast<const char*>(t) : "";
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+#define RETURN_IF_PREPARE_ERROR(stmt) RETURN_IF_ERROR((stmt).status())
+
+bool ProcessAlive(const std::string& host, int64_t pid) {
+  if (host != HostName() || pid <= 0) return true;  // cannot tell for another host
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
+}  // namespace
+
+int RunStore::LatestSchemaVersion() { return kLatest; }
+
+Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& path,
+                                                 const StoreOptions& options) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return IoError(path + ": cannot open run store: " + why);
+  }
+  std::unique_ptr<RunStore> store(new RunStore(db, path));
+  sqlite3_busy_timeout(db, options.busy_timeout_ms);
+  // journal_mode=WAL is persistent; setting it needs a moment of exclusivity, which the busy
+  // timeout covers when several processes open a new database at once.
+  Status st = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  if (!st.ok()) {
+    if (st.message().find("not a database") != std::string::npos ||
+        st.message().find("malformed") != std::string::npos) {
+      return DataLoss(path + ": not a ronghe run store (or corrupt): " + st.message());
+    }
+    return st.WithContext(path);
+  }
+  RETURN_IF_ERROR(store->Migrate().WithContext(path));
+  return store;
+}
+
+RunStore::~RunStore() { sqlite3_close(db_); }
+
+Status RunStore::Exec(const std::string& sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    return Unavailable("sqlite: " + msg);
+  }
+  return Status::OK();
+}
+
+template <typename Fn>
+Status RunStore::InTransaction(Fn&& fn) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Status st = fn();
+  if (!st.ok()) {
+    (void)Exec("ROLLBACK");
+    return st;
+  }
+  st = Exec("COMMIT");
+  if (!st.ok()) (void)Exec("ROLLBACK");
+  return st;
+}
+
+Result<int> RunStore::SchemaVersion() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt s(db_, "PRAGMA user_version");
+  RETURN_IF_PREPARE_ERROR(s);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? static_cast<int>(s.Int(0)) : 0;
+}
+
+Status RunStore::Migrate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  // The version is re-read inside the write transaction so two processes never both migrate.
+  return InTransaction([&]() -> Status {
+    Stmt s(db_, "PRAGMA user_version");
+    RETURN_IF_PREPARE_ERROR(s);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    int version = row ? static_cast<int>(s.Int(0)) : 0;
+    if (version > kLatest) {
+      return FailedPrecondition("run store schema version " + std::to_string(version) +
+                                " is newer than this ronghe understands (" +
+                                std::to_string(kLatest) + "); upgrade ronghe");
+    }
+    for (int v = version; v < kLatest; ++v) {
+      RETURN_IF_ERROR(Exec(kMigrations[v]).WithContext("migration to schema " + std::to_string(v + 1)));
+    }
+    if (version != kLatest) RETURN_IF_ERROR(Exec("PRAGMA user_version = " + std::to_string(kLatest)));
+    return Status::OK();
+  });
+}
+
+Result<int64_t> RunStore::CreateRun(const std::string& kind, const std::string& name,
+                                    const std::string& config_json) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t id = 0;
+  RETURN_IF_ERROR(InTransaction([&]() -> Status {
+    Stmt s(db_,
+           "INSERT INTO runs(kind, name, status, config_json, host, pid, created_at) "
+           "VALUES (?, ?, 'running', ?, ?, ?, ?)");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, kind).Bind(2, name).Bind(3, config_json).Bind(4, HostName())
+        .Bind(5, static_cast<int64_t>(::getpid())).Bind(6, UnixNow());
+    RETURN_IF_ERROR(s.Run());
+    id = sqlite3_last_insert_rowid(db_);
+    return Status::OK();
+  }));
+  return id;
+}
+
+Status RunStore::ReopenRun(int64_t run_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction([&]() -> Status {
+    Stmt s(db_, "UPDATE runs SET status='running', error='', host=?, pid=?, finished_at=0 WHERE id=?");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, HostName()).Bind(2, static_cast<int64_t>(::getpid())).Bind(3, run_id);
+    RETURN_IF_ERROR(s.Run());
+    if (sqlite3_changes(db_) == 0) return NotFound("run " + std::to_string(run_id) + " not found");
+    return Status::OK();
+  });
+}
+
+Status RunStore::FinishRun(int64_t run_id, const std::string& status, const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction([&]() -> Status {
+    Stmt s(db_, "UPDATE runs SET status=?, error=?, finished_at=? WHERE id=?");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, status).Bind(2, error).Bind(3, UnixNow()).Bind(4, run_id);
+    RETURN_IF_ERROR(s.Run());
+    if (sqlite3_changes(db_) == 0) return NotFound("run " + std::to_string(run_id) + " not found");
+    return Status::OK();
+  });
+}
+
+Status RunStore::LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction([&]() -> Status {
+    Stmt s(db_, "INSERT INTO metrics(run_id, step, split, name, value, recorded_at) VALUES (?,?,?,?,?,?)");
+    RETURN_IF_PREPARE_ERROR(s);
+    double now = UnixNow();
+    for (const auto& m : metrics) {
+      s.Bind(1, run_id).Bind(2, m.step).Bind(3, m.split).Bind(4, m.name).Bind(5, m.value).Bind(6, now);
+      RETURN_IF_ERROR(s.Run());
+      s.Reset();
+    }
+    return Status::OK();
+  });
+}
+
+Status RunStore::AddArtifact(int64_t run_id, const ArtifactRecord& a) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction([&]() -> Status {
+    Stmt s(db_, "INSERT INTO artifacts(run_id, kind, path, sha256, bytes, recorded_at) VALUES (?,?,?,?,?,?)");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id).Bind(2, a.kind).Bind(3, a.path).Bind(4, a.sha256).Bind(5, a.bytes).Bind(6, UnixNow());
+    return s.Run();
+  });
+}
+
+Status RunStore::RecordResources(int64_t run_id, const ResourceUsage& u) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction([&]() -> Status {
+    Stmt s(db_,
+           "INSERT INTO resources(run_id, wall_seconds, cpu_user_seconds, cpu_system_seconds, "
+           "peak_rss_bytes, device, processes) VALUES (?,?,?,?,?,?,?) "
+           "ON CONFLICT(run_id) DO UPDATE SET "
+           "wall_seconds = wall_seconds + excluded.wall_seconds, "
+           "cpu_user_seconds = cpu_user_seconds + excluded.cpu_user_seconds, "
+           "cpu_system_seconds = cpu_system_seconds + excluded.cpu_system_seconds, "
+           "peak_rss_bytes = max(peak_rss_bytes, excluded.peak_rss_bytes), "
+           "device = excluded.device, "
+           "processes = max(processes, excluded.processes)");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id).Bind(2, u.wall_seconds).Bind(3, u.cpu_user_seconds)
+        .Bind(4, u.cpu_system_seconds).Bind(5, u.peak_rss_bytes).Bind(6, u.device)
+        .Bind(7, static_cast<int64_t>(u.processes));
+    return s.Run();
+  });
+}
+
+namespace {
+RunRecord ReadRunRow(Stmt& s) {
+  RunRecord r;
+  r.id = s.Int(0);
+  r.kind = s.Text(1);
+  r.name = s.Text(2);
+  r.status = s.Text(3);
+  r.config_json = s.Text(4);
+  r.error = s.Text(5);
+  r.host = s.Text(6);
+  r.pid = s.Int(7);
+  r.created_at = s.Real(8);
+  r.finished_at = s.Real(9);
+  if (r.status == "running" && !ProcessAlive(r.host, r.pid)) r.status = "interrupted";
+  return r;
+}
+constexpr const char* kRunColumns =
+    "SELECT id, kind, name, status, config_json, error, host, pid, created_at, finished_at FROM runs";
+}  // namespace
+
+Result<RunRecord> RunStore::GetRun(int64_t run_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RunRecord r;
+  {
+    Stmt s(db_, (std::string(kRunColumns) + " WHERE id=?").c_str());
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return NotFound("run " + std::to_string(run_id) + " not found in " + path_);
+    r = ReadRunRow(s);
+  }
+  {
+    Stmt s(db_, "SELECT step, split, name, value FROM metrics WHERE run_id=? ORDER BY rowid");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      r.metrics.push_back({s.Int(0), s.Text(1), s.Text(2), s.Real(3)});
+    }
+  }
+  {
+    Stmt s(db_, "SELECT kind, path, sha256, bytes FROM artifacts WHERE run_id=? ORDER BY rowid");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      r.artifacts.push_back({s.Text(0), s.Text(1), s.Text(2), s.Int(3)});
+    }
+  }
+  {
+    Stmt s(db_,
+           "SELECT wall_seconds, cpu_user_seconds, cpu_system_seconds, peak_rss_bytes, device, "
+           "processes FROM resources WHERE run_id=?");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) {
+      ResourceUsage u;
+      u.wall_seconds = s.Real(0);
+      u.cpu_user_seconds = s.Real(1);
+      u.cpu_system_seconds = s.Real(2);
+      u.peak_rss_bytes = s.Int(3);
+      u.device = s.Text(4);
+      u.processes = static_cast<int>(s.Int(5));
+      r.resources = u;
+    }
+  }
+  return r;
+}
+
+Result<std::vector<RunRecord>> RunStore::ListRuns(int limit, const std::string& kind) {
+  std::vector<int64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string sql = "SELECT id FROM runs";
+    if (!kind.empty()) sql += " WHERE kind=?";
+    sql += " ORDER BY id DESC LIMIT ?";
+    Stmt s(db_, sql.c_str());
+    RETURN_IF_PREPARE_ERROR(s);
+    int i = 1;
+    if (!kind.empty()) s.Bind(i++, kind);
+    s.Bind(i, static_cast<int64_t>(limit));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      ids.push_back(s.Int(0));
+    }
+  }
+  std::vector<RunRecord> out;
+  for (int64_t id : ids) {
+    ASSIGN_OR_RETURN(RunRecord r, GetRun(id));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Job>> Job::Start(RunStore* store, const std::string& kind,
+                                        const std::string& name, const std::string& config_json,
+                                        const std::string& device) {
+  ASSIGN_OR_RETURN(int64_t id, store->CreateRun(kind, name, config_json));
+  return std::unique_ptr<Job>(new Job(store, id, device));
+}
+
+Result<std::unique_ptr<Job>> Job::Resume(RunStore* store, int64_t run_id,
+                                         const std::string& device) {
+  RETURN_IF_ERROR(store->ReopenRun(run_id));
+  return std::unique_ptr<Job>(new Job(store, run_id, device));
+}
+
+Job::~Job() {
+  if (!finished_) (void)Finish(Internal("job ended without a final status"));
+}
+
+Status Job::Metrics(const std::vector<MetricRecord>& metrics) {
+  return store_->LogMetrics(id_, metrics);
+}
+
+Status Job::Artifact(const ArtifactRecord& artifact) { return store_->AddArtifact(id_, artifact); }
+
+Status Job::Finish(const Status& outcome) {
+  if (finished_) return Status::OK();
+  finished_ = true;
+  ResourceUsage u = meter_.Read();
+  if (has_external_) u.Merge(external_);
+  RETURN_IF_ERROR(store_->RecordResources(id_, u));
+  return store_->FinishRun(id_, outcome.ok() ? "succeeded" : "failed",
+                           outcome.ok() ? "" : outcome.message());
+}
+
+}  // namespace ronghe::store

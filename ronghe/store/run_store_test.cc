@@ -1,0 +1,177 @@
+#include "ronghe/store/run_store.h"
+
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <gtest/gtest.h>
+
+#include "ronghe/base/file.h"
+
+namespace ronghe::store {
+namespace {
+
+std::string FreshDb(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/ronghe_store_test";
+  EXPECT_TRUE(MakeDirs(dir).ok());
+  std::string p = dir + "/" + name + ".db";
+  for (auto suffix : {"", "-wal", "-shm"}) std::remove((p + suffix).c_str());
+  return p;
+}
+
+TEST(RunStoreTest, RecordsAJobEndToEnd) {
+  auto store = RunStore::Open(FreshDb("e2e"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  EXPECT_EQ(*(*store)->SchemaVersion(), RunStore::LatestSchemaVersion());
+  int64_t id;
+  {
+    auto job = Job::Start(store->get(), "train", "mlp", R"({"lr":0.1})");
+    ASSERT_TRUE(job.ok());
+    id = (*job)->id();
+    ASSERT_TRUE((*job)->Metrics({{1, "val", "loss", 0.5}, {1, "val", "accuracy", 0.9}}).ok());
+    ASSERT_TRUE((*job)->Artifact({"model", "/tmp/m.rhm", "abc", 123}).ok());
+    ASSERT_TRUE((*job)->Finish(Status::OK()).ok());
+  }
+  auto run = (*store)->GetRun(id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->status, "succeeded");
+  EXPECT_EQ(run->kind, "train");
+  EXPECT_EQ(run->config_json, R"({"lr":0.1})");
+  ASSERT_EQ(run->metrics.size(), 2u);
+  EXPECT_EQ(run->metrics[1].name, "accuracy");
+  EXPECT_DOUBLE_EQ(run->metrics[1].value, 0.9);
+  ASSERT_EQ(run->artifacts.size(), 1u);
+  EXPECT_EQ(run->artifacts[0].bytes, 123);
+  ASSERT_TRUE(run->resources.has_value());
+  EXPECT_GT(run->resources->peak_rss_bytes, 0);
+  EXPECT_EQ(run->resources->device, "cpu");
+  EXPECT_GT(run->finished_at, 0);
+}
+
+TEST(RunStoreTest, JobWithoutFinishIsFailedAndErrorsAreKept) {
+  auto store = RunStore::Open(FreshDb("fail"));
+  ASSERT_TRUE(store.ok());
+  int64_t a, b;
+  {
+    auto job = Job::Start(store->get(), "train", "x", "{}");
+    a = (*job)->id();
+  }
+  {
+    auto job = Job::Start(store->get(), "train", "y", "{}");
+    b = (*job)->id();
+    ASSERT_TRUE((*job)->Finish(DataLoss("model.rhm: checksum mismatch")).ok());
+  }
+  EXPECT_EQ((*store)->GetRun(a)->status, "failed");
+  EXPECT_EQ((*store)->GetRun(b)->error, "model.rhm: checksum mismatch");
+  EXPECT_EQ((*store)->GetRun(999).status().code(), StatusCode::kNotFound);
+}
+
+TEST(RunStoreTest, ResumedJobAccumulatesResources) {
+  auto store = RunStore::Open(FreshDb("resume"));
+  int64_t id;
+  {
+    auto job = Job::Start(store->get(), "train", "x", "{}");
+    id = (*job)->id();
+    ASSERT_TRUE((*job)->Finish(Internal("killed")).ok());
+  }
+  double first = (*store)->GetRun(id)->resources->cpu_user_seconds;
+  {
+    auto job = Job::Resume(store->get(), id);
+    ASSERT_TRUE(job.ok());
+    EXPECT_EQ((*store)->GetRun(id)->status, "running");
+    volatile double x = 0;
+    for (int i = 0; i < 20000000; ++i) x = x + i;
+    ASSERT_TRUE((*job)->Finish(Status::OK()).ok());
+  }
+  auto run = (*store)->GetRun(id);
+  EXPECT_EQ(run->status, "succeeded");
+  EXPECT_GT(run->resources->cpu_user_seconds, first);
+}
+
+TEST(RunStoreTest, DeadProcessReadsAsInterrupted) {
+  std::string path = FreshDb("dead");
+  pid_t child = fork();
+  if (child == 0) {
+    auto store = RunStore::Open(path);
+    auto job = Job::Start(store->get(), "train", "doomed", "{}");
+    _exit(job.ok() ? 0 : 1);  // exits without Finish and without destructors
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  auto store = RunStore::Open(path);
+  auto runs = (*store)->ListRuns();
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].status, "interrupted");
+}
+
+// Several processes write at once: nothing may be lost or corrupted.
+TEST(RunStoreTest, ConcurrentProcessesLoseNothing) {
+  std::string path = FreshDb("concurrent");
+  constexpr int kProcs = 6, kRuns = 25, kMetrics = 8;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      auto store = RunStore::Open(path);
+      if (!store.ok()) _exit(2);
+      for (int r = 0; r < kRuns; ++r) {
+        auto job = Job::Start(store->get(), "train", "p" + std::to_string(p), "{}");
+        if (!job.ok()) _exit(3);
+        for (int m = 0; m < kMetrics; ++m) {
+          if (!(*job)->Metrics({{m, "train", "loss", double(p * 1000 + r)}}).ok()) _exit(4);
+        }
+        if (!(*job)->Finish(Status::OK()).ok()) _exit(5);
+      }
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t k : kids) {
+    int status = 0;
+    waitpid(k, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  auto store = RunStore::Open(path);
+  auto runs = (*store)->ListRuns(10000);
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), size_t(kProcs * kRuns));
+  for (const auto& r : *runs) {
+    EXPECT_EQ(r.status, "succeeded");
+    EXPECT_EQ(r.metrics.size(), size_t(kMetrics));
+    EXPECT_TRUE(r.resources.has_value());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST(RunStoreTest, RefusesGarbageAndNewerSchemas) {
+  std::string garbage = FreshDb("garbage");
+  ASSERT_TRUE(WriteFileAtomic(garbage, std::string(4096, 'x')).ok());
+  auto bad = RunStore::Open(garbage);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(garbage), std::string::npos) << bad.status().message();
+  EXPECT_EQ(*ReadFile(garbage), std::string(4096, 'x'));  // untouched
+
+  std::string newer = FreshDb("newer");
+  { auto s = RunStore::Open(newer); ASSERT_TRUE(s.ok()); }
+  sqlite3* db = nullptr;
+  sqlite3_open(newer.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto s = RunStore::Open(newer);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("newer"), std::string::npos) << s.status().message();
+}
+
+}  // namespace
+}  // namespace ronghe::store
