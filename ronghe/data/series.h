@@ -1,0 +1,27 @@
+// Time-series windows for forecasting: the previous `input` points predict the next `horizon`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "ronghe/base/status.h"
+
+namespace ronghe::data {
+
+struct WindowOptions {
+  int64_t input = 48;    // Default: 48 points of history (one day of half-hours for taylor).
+  int64_t horizon = 1;   // Default: 1 point ahead.
+  int64_t stride = 1;    // Default: 1. Step between consecutive windows.
+};
+
+// Windows over series[begin, end): x [N, input, 1], y [N, horizon], both float32, after
+// (v - mean) / std. Windows never cross `end`, so train windows never see test points.
+Result<std::pair<at::Tensor, at::Tensor>> MakeWindows(const std::vector<double>& series,
+                                                      int64_t begin, int64_t end,
+                                                      const WindowOptions& options, double mean,
+                                                      double std);
+
+}  // namespace ronghe::data
