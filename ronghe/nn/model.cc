@@ -1,0 +1,208 @@
+#include "ronghe/nn/model.h"
+
+#include <torch/torch.h>
+
+#include <map>
+
+namespace ronghe::nn {
+
+namespace {
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(int64_t in, const std::vector<int64_t>& hidden, int64_t out, double dropout) {
+    int64_t prev = in;
+    for (size_t i = 0; i < hidden.size(); ++i) {
+      layers->push_back(torch::nn::Linear(prev, hidden[i]));
+      layers->push_back(torch::nn::ReLU());
+      if (dropout > 0) layers->push_back(torch::nn::Dropout(dropout));
+      prev = hidden[i];
+    }
+    layers->push_back(torch::nn::Linear(prev, out));
+    register_module("layers", layers);
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return layers->forward(x.flatten(1)); }
+  torch::nn::Sequential layers;
+};
+
+struct CnnImpl : torch::nn::Module {
+  CnnImpl(int64_t in_channels, const std::vector<int64_t>& channels, int64_t pool, int64_t dense,
+          int64_t out, double dropout) {
+    int64_t prev = in_channels;
+    for (int64_t c : channels) {
+      features->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(prev, c, 3).padding(1).bias(false)));
+      features->push_back(torch::nn::BatchNorm2d(c));
+      features->push_back(torch::nn::ReLU());
+      features->push_back(torch::nn::MaxPool2d(2));
+      prev = c;
+    }
+    // Adaptive pooling makes the head independent of the input resolution.
+    features->push_back(torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({pool, pool})));
+    head->push_back(torch::nn::Flatten());
+    head->push_back(torch::nn::Linear(prev * pool * pool, dense));
+    head->push_back(torch::nn::ReLU());
+    if (dropout > 0) head->push_back(torch::nn::Dropout(dropout));
+    head->push_back(torch::nn::Linear(dense, out));
+    register_module("features", features);
+    register_module("head", head);
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return head->forward(features->forward(x)); }
+  torch::nn::Sequential features, head;
+};
+
+struct LstmImpl : torch::nn::Module {
+  LstmImpl(int64_t in, int64_t hidden, int64_t layers, int64_t out)
+      : lstm(torch::nn::LSTMOptions(in, hidden).num_layers(layers).batch_first(true)),
+        proj(hidden, out) {
+    register_module("lstm", lstm);
+    register_module("proj", proj);
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto out = std::get<0>(lstm->forward(x));  // [N, T, hidden]
+    return proj->forward(out.select(1, out.size(1) - 1));
+  }
+  torch::nn::LSTM lstm;
+  torch::nn::Linear proj;
+};
+
+}  // namespace
+
+struct Model::Impl {
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+};
+
+nlohmann::json ModelConfig::ToJson() const {
+  return {{"kind", kind},         {"input_shape", input_shape}, {"outputs", outputs},
+          {"hidden", hidden},     {"dropout", dropout},         {"channels", channels},
+          {"pool_size", pool_size}, {"dense", dense},           {"lstm_hidden", lstm_hidden},
+          {"lstm_layers", lstm_layers}};
+}
+
+Result<ModelConfig> ModelConfig::FromJson(const nlohmann::json& j) {
+  ModelConfig c;
+  try {
+    c.kind = j.at("kind").get<std::string>();
+    c.input_shape = j.at("input_shape").get<std::vector<int64_t>>();
+    c.outputs = j.at("outputs").get<int64_t>();
+    c.hidden = j.at("hidden").get<std::vector<int64_t>>();
+    c.dropout = j.at("dropout").get<double>();
+    c.channels = j.at("channels").get<std::vector<int64_t>>();
+    c.pool_size = j.at("pool_size").get<int64_t>();
+    c.dense = j.at("dense").get<int64_t>();
+    c.lstm_hidden = j.at("lstm_hidden").get<int64_t>();
+    c.lstm_layers = j.at("lstm_layers").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(std::string("model config: ") + e.what());
+  }
+  return c;
+}
+
+Status ParseModelConfig(Config& cfg, ModelConfig* c) {
+  RETURN_IF_ERROR(cfg.GetRequired("model.kind", &c->kind));
+  if (c->kind != "mlp" && c->kind != "cnn" && c->kind != "lstm") {
+    return cfg.ValueError("model.kind", "unknown model '" + c->kind + "' (mlp, cnn, lstm)");
+  }
+  RETURN_IF_ERROR(cfg.Get("model.hidden", &c->hidden));
+  RETURN_IF_ERROR(cfg.Get("model.dropout", &c->dropout));
+  RETURN_IF_ERROR(cfg.Get("model.channels", &c->channels));
+  RETURN_IF_ERROR(cfg.Get("model.pool_size", &c->pool_size));
+  RETURN_IF_ERROR(cfg.Get("model.dense", &c->dense));
+  RETURN_IF_ERROR(cfg.Get("model.lstm_hidden", &c->lstm_hidden));
+  RETURN_IF_ERROR(cfg.Get("model.lstm_layers", &c->lstm_layers));
+  if (c->dropout < 0 || c->dropout >= 1) return cfg.ValueError("model.dropout", "must lie in [0, 1)");
+  for (int64_t h : c->hidden)
+    if (h < 1) return cfg.ValueError("model.hidden", "widths must be >= 1");
+  for (int64_t h : c->channels)
+    if (h < 1) return cfg.ValueError("model.channels", "channel counts must be >= 1");
+  if (c->pool_size < 1) return cfg.ValueError("model.pool_size", "must be >= 1");
+  if (c->dense < 1) return cfg.ValueError("model.dense", "must be >= 1");
+  if (c->lstm_hidden < 1) return cfg.ValueError("model.lstm_hidden", "must be >= 1");
+  if (c->lstm_layers < 1) return cfg.ValueError("model.lstm_layers", "must be >= 1");
+  return Status::OK();
+}
+
+Model::Model(ModelConfig config, std::unique_ptr<Impl> impl)
+    : config_(std::move(config)), impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
+  if (c.outputs < 1) return InvalidArgument("model: outputs must be >= 1");
+  for (int64_t d : c.input_shape)
+    if (d < 1) return InvalidArgument("model: input dimensions must be >= 1");
+  auto impl = std::make_unique<Impl>();
+  try {
+    if (c.kind == "mlp") {
+      if (c.input_shape.empty()) return InvalidArgument("mlp: input shape is empty");
+      int64_t in = 1;
+      for (int64_t d : c.input_shape) in *= d;
+      auto m = std::make_shared<MlpImpl>(in, c.hidden, c.outputs, c.dropout);
+      impl->forward = [m](const torch::Tensor& x) { return m->forward(x); };
+      impl->module = m;
+    } else if (c.kind == "cnn") {
+      if (c.input_shape.size() != 3) {
+        return InvalidArgument("cnn: needs image input [channels, height, width], got " +
+                               std::to_string(c.input_shape.size()) + " dimensions");
+      }
+      auto m = std::make_shared<CnnImpl>(c.input_shape[0], c.channels, c.pool_size, c.dense,
+                                         c.outputs, c.dropout);
+      impl->forward = [m](const torch::Tensor& x) { return m->forward(x); };
+      impl->module = m;
+    } else if (c.kind == "lstm") {
+      if (c.input_shape.size() != 2) {
+        return InvalidArgument("lstm: needs sequence input [time, features], got " +
+                               std::to_string(c.input_shape.size()) + " dimensions");
+      }
+      auto m = std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs);
+      impl->forward = [m](const torch::Tensor& x) { return m->forward(x); };
+      impl->module = m;
+    } else {
+      return InvalidArgument("unknown model kind '" + c.kind + "' (mlp, cnn, lstm)");
+    }
+  } catch (const c10::Error& e) {
+    return InvalidArgument(std::string("model: ") + e.what_without_backtrace());
+  }
+  return std::unique_ptr<Model>(new Model(c, std::move(impl)));
+}
+
+at::Tensor Model::Forward(const at::Tensor& x) { return impl_->forward(x); }
+void Model::SetTraining(bool training) { impl_->module->train(training); }
+torch::nn::Module& Model::module() { return *impl_->module; }
+
+std::vector<at::Tensor> Model::Parameters() const { return impl_->module->parameters(); }
+
+std::vector<std::pair<std::string, at::Tensor>> Model::NamedState() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : impl_->module->named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : impl_->module->named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+Status Model::LoadState(const std::vector<std::pair<std::string, at::Tensor>>& state) {
+  std::map<std::string, at::Tensor> given(state.begin(), state.end());
+  torch::NoGradGuard no_grad;
+  auto mine = NamedState();
+  for (auto& [name, t] : mine) {
+    auto it = given.find(name);
+    if (it == given.end()) return DataLoss("model state lacks tensor '" + name + "'");
+    if (it->second.sizes() != t.sizes()) {
+      return DataLoss("tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
+                      ", the model needs " + c10::str(t.sizes()));
+    }
+    if (it->second.scalar_type() != t.scalar_type()) {
+      return DataLoss("tensor '" + name + "' has dtype " + c10::toString(it->second.scalar_type()) +
+                      ", the model needs " + c10::toString(t.scalar_type()));
+    }
+    t.copy_(it->second);
+    given.erase(it);
+  }
+  if (!given.empty()) return DataLoss("unexpected tensor '" + given.begin()->first + "' for this model");
+  return Status::OK();
+}
+
+int64_t Model::NumParameters() const {
+  int64_t n = 0;
+  for (const auto& p : impl_->module->parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace ronghe::nn
