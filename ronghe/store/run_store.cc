@@ -252,10 +252,16 @@ Status RunStore::FinishRun(int64_t run_id, const std::string& status, const std:
 Status RunStore::LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics) {
   std::lock_guard<std::mutex> lock(mu_);
   return InTransaction([&]() -> Status {
+    // A resumed job may log an epoch again; the newest value replaces the old one.
+    Stmt del(db_, "DELETE FROM metrics WHERE run_id=? AND step=? AND split=? AND name=?");
+    RETURN_IF_PREPARE_ERROR(del);
     Stmt s(db_, "INSERT INTO metrics(run_id, step, split, name, value, recorded_at) VALUES (?,?,?,?,?,?)");
     RETURN_IF_PREPARE_ERROR(s);
     double now = UnixNow();
     for (const auto& m : metrics) {
+      del.Bind(1, run_id).Bind(2, m.step).Bind(3, m.split).Bind(4, m.name);
+      RETURN_IF_ERROR(del.Run());
+      del.Reset();
       s.Bind(1, run_id).Bind(2, m.step).Bind(3, m.split).Bind(4, m.name).Bind(5, m.value).Bind(6, now);
       RETURN_IF_ERROR(s.Run());
       s.Reset();

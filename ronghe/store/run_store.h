@@ -74,6 +74,7 @@ class RunStore {
   // Marks a run as running again (a resumed job) under this process.
   Status ReopenRun(int64_t run_id);
   Status FinishRun(int64_t run_id, const std::string& status, const std::string& error = "");
+  // A metric logged again for the same (step, split, name) replaces the earlier value.
   Status LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics);
   Status AddArtifact(int64_t run_id, const ArtifactRecord& artifact);
   // Adds to the run's recorded use (a resumed run accumulates over its attempts).

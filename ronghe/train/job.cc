@@ -1,0 +1,191 @@
+#include "ronghe/train/job.h"
+
+#include <torch/torch.h>
+
+#include <spdlog/spdlog.h>
+
+#include "ronghe/base/config.h"
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
+#include "ronghe/nn/artifact.h"
+#include "ronghe/store/run_store.h"
+
+namespace ronghe::train {
+
+std::string RunDir(const std::string& home, int64_t run_id) {
+  return home + "/runs/" + std::to_string(run_id);
+}
+
+namespace {
+
+struct ParsedJob {
+  std::string name;
+  data::DataOptions data;
+  nn::ModelConfig model;
+  TrainOptions train;
+};
+
+Result<ParsedJob> ParseJob(Config& cfg) {
+  ParsedJob j;
+  RETURN_IF_ERROR(cfg.Get("job.name", &j.name));
+  RETURN_IF_ERROR(data::ParseDataOptions(cfg, &j.data));
+  RETURN_IF_ERROR(nn::ParseModelConfig(cfg, &j.model));
+  RETURN_IF_ERROR(ParseTrainOptions(cfg, &j.train));
+  RETURN_IF_ERROR(cfg.CheckNoUnknownKeys());
+  if (j.name.empty()) j.name = j.data.dataset + "-" + j.model.kind;
+  return j;
+}
+
+Result<std::unique_ptr<store::RunStore>> OpenStore(const std::string& home) {
+  RETURN_IF_ERROR(MakeDirs(home, 0700));
+  return store::RunStore::Open(home + "/ronghe.db");
+}
+
+Status RecordArtifact(store::Job* job, const std::string& kind, const std::string& path) {
+  ASSIGN_OR_RETURN(std::string sha, Sha256FileHex(path));
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  return job->Artifact({kind, path, sha, static_cast<int64_t>(bytes.size())});
+}
+
+nlohmann::json ToJson(const MetricMap& m) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : m) j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  return j;
+}
+
+Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, store::Job* job,
+                                 bool resume, const std::string& out, std::string* artifact_path,
+                                 data::Task* task) {
+  const std::string dir = RunDir(home, job->id());
+  ASSIGN_OR_RETURN(data::LoadedData data, data::LoadData(pj.data, home));
+  *task = data.task;
+  spdlog::info("run {}: {} train / {} val / {} test examples of {} ({})", job->id(), data.train.size(),
+               data.val.size(), data.test.size(), pj.data.dataset, data::TaskName(data.task));
+  nn::ModelConfig mc = pj.model;
+  mc.input_shape = data.input_shape;
+  mc.outputs = data.task == data::Task::kBinary       ? 1
+               : data.task == data::Task::kMulticlass ? data.num_classes
+                                                      : pj.data.window.horizon;
+  torch::manual_seed(pj.train.seed);
+  ASSIGN_OR_RETURN(auto model, nn::Model::Create(mc));
+  spdlog::info("run {}: {} model, {} parameters, precision {}", job->id(), mc.kind,
+               model->NumParameters(), pj.train.precision);
+  ASSIGN_OR_RETURN(auto trainer, Trainer::Create(pj.train, model.get(), &data, job, dir + "/checkpoint.rhc"));
+  ASSIGN_OR_RETURN(TrainResult r, trainer->Run(resume));
+
+  nlohmann::json manifest = {
+      {"name", pj.name},
+      {"run_id", job->id()},
+      {"task", data::TaskName(data.task)},
+      {"classes", data.class_names},
+      {"data", pj.data.ToJson()},
+      {"data_sha256", data.data_sha256},
+      {"preprocessing", data.preprocessing},
+      {"train", pj.train.ToJson()},
+      {"metrics", {{"val", ToJson(r.val)}, {"test", ToJson(r.test)}}},
+      {"epochs_completed", r.epochs_completed},
+  };
+  *artifact_path = dir + "/model.rhm";
+  RETURN_IF_ERROR(nn::SaveArtifact(*artifact_path, *model, manifest));
+  RETURN_IF_ERROR(RecordArtifact(job, "model", *artifact_path));
+  if (!out.empty()) {
+    RETURN_IF_ERROR(nn::SaveArtifact(out, *model, manifest));
+    RETURN_IF_ERROR(RecordArtifact(job, "model", out));
+  }
+  RETURN_IF_ERROR(RecordArtifact(job, "checkpoint", dir + "/checkpoint.rhc"));
+  return r;
+}
+
+}  // namespace
+
+Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
+  ASSIGN_OR_RETURN(auto store, OpenStore(req.home));
+  std::unique_ptr<Config> cfg;
+  std::unique_ptr<store::Job> job;
+  bool resume = req.resume_run > 0;
+  if (resume) {
+    ASSIGN_OR_RETURN(store::RunRecord run, store->GetRun(req.resume_run));
+    if (run.kind != "train") {
+      return InvalidArgument("run " + std::to_string(run.id) + " is a '" + run.kind + "' job, not a training run");
+    }
+    if (run.status == "succeeded") {
+      return FailedPrecondition("run " + std::to_string(run.id) + " already finished; nothing to resume");
+    }
+    if (run.status == "running") {
+      return FailedPrecondition("run " + std::to_string(run.id) + " is still running (pid " +
+                                std::to_string(run.pid) + ")");
+    }
+    std::string path = RunDir(req.home, run.id) + "/config.toml";
+    ASSIGN_OR_RETURN(Config c, Config::Load(path));
+    cfg = std::make_unique<Config>(std::move(c));
+  } else {
+    if (req.config_path.empty()) return InvalidArgument("a job config file is required (--config FILE)");
+    ASSIGN_OR_RETURN(Config c, Config::Load(req.config_path));
+    cfg = std::make_unique<Config>(std::move(c));
+  }
+  for (const auto& o : req.overrides) RETURN_IF_ERROR(cfg->ApplyOverride(o));
+  ASSIGN_OR_RETURN(ParsedJob pj, ParseJob(*cfg));
+
+  if (resume) {
+    ASSIGN_OR_RETURN(job, store::Job::Resume(store.get(), req.resume_run));
+  } else {
+    ASSIGN_OR_RETURN(job, store::Job::Start(store.get(), "train", pj.name, cfg->ToJson()));
+  }
+  std::string dir = RunDir(req.home, job->id());
+  Status st = MakeDirs(dir);
+  if (st.ok()) st = WriteFileAtomic(dir + "/config.toml", cfg->ToToml());
+  TrainJobOutcome outcome;
+  outcome.run_id = job->id();
+  if (st.ok()) {
+    auto r = TrainWithJob(pj, req.home, job.get(), resume, req.out, &outcome.artifact, &outcome.task);
+    if (r.ok()) {
+      outcome.result = *r;
+      outcome.result.resumed = resume;
+    }
+    st = r.status();
+  }
+  Status fin = job->Finish(st);
+  if (!st.ok()) return st.WithContext("run " + std::to_string(outcome.run_id));
+  RETURN_IF_ERROR(fin);
+  return outcome;
+}
+
+Result<EvalJobOutcome> RunEvalJob(const EvalJobRequest& req) {
+  ASSIGN_OR_RETURN(nn::LoadedArtifact art, nn::LoadArtifact(req.artifact));
+  const auto& m = art.manifest;
+  if (!m.contains("data") || !m.contains("preprocessing") || !m.contains("task")) {
+    return DataLoss(req.artifact + ": manifest lacks data, preprocessing or task");
+  }
+  ASSIGN_OR_RETURN(data::DataOptions dopts, data::DataOptions::FromJson(m["data"]));
+  ASSIGN_OR_RETURN(data::Task task, data::ParseTask(m["task"].get<std::string>()));
+  ASSIGN_OR_RETURN(auto store, OpenStore(req.home));
+  nlohmann::json cfg = {{"artifact", req.artifact}, {"split", req.split}};
+  ASSIGN_OR_RETURN(auto job, store::Job::Start(store.get(), "eval", m.value("name", "model"), cfg.dump()));
+  EvalJobOutcome out;
+  out.run_id = job->id();
+  out.task = task;
+  auto run = [&]() -> Status {
+    if (req.split != "train" && req.split != "val" && req.split != "test") {
+      return InvalidArgument("--split must be train, val or test");
+    }
+    ASSIGN_OR_RETURN(data::LoadedData data, data::LoadData(dopts, req.home, &m["preprocessing"]));
+    if (data.task != task) return DataLoss(req.artifact + ": the data's task differs from the model's");
+    if (m.value("data_sha256", "") != data.data_sha256) {
+      spdlog::warn("{}: data differs from the data the model was trained on (sha256 {} vs {})",
+                   req.artifact, data.data_sha256, m.value("data_sha256", ""));
+    }
+    const data::TensorData& d = req.split == "train" ? data.train : req.split == "val" ? data.val : data.test;
+    ASSIGN_OR_RETURN(out.metrics, Evaluate(*art.model, d, task, data.preprocessing, 1024, "fp32"));
+    std::vector<store::MetricRecord> recs;
+    for (const auto& [k, v] : out.metrics)
+      if (std::isfinite(v)) recs.push_back({0, req.split, k, v});
+    return job->Metrics(recs);
+  };
+  Status st = run();
+  Status fin = job->Finish(st);
+  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(fin);
+  return out;
+}
+
+}  // namespace ronghe::train

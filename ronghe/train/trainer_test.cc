@@ -1,0 +1,146 @@
+#include "ronghe/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include <gtest/gtest.h>
+
+namespace ronghe::train {
+namespace {
+
+// Two Gaussian blobs, linearly separable up to noise.
+data::LoadedData Blobs(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  data::LoadedData d;
+  d.task = data::Task::kBinary;
+  d.num_classes = 2;
+  d.input_shape = {4};
+  auto make = [](int64_t m) {
+    auto y = torch::randint(0, 2, {m}, torch::kInt64);
+    auto x = torch::randn({m, 4}) + (y.to(torch::kFloat32) * 2 - 1).unsqueeze(1) * 1.5;
+    return data::TensorData{x, y};
+  };
+  d.train = make(n);
+  d.val = make(n / 4);
+  d.test = make(n / 4);
+  return d;
+}
+
+std::unique_ptr<nn::Model> Mlp(uint64_t seed, double dropout = 0) {
+  torch::manual_seed(seed);
+  nn::ModelConfig c;
+  c.kind = "mlp";
+  c.input_shape = {4};
+  c.outputs = 1;
+  c.hidden = {16};
+  c.dropout = dropout;
+  return std::move(nn::Model::Create(c)).value();
+}
+
+TrainOptions Quiet() {
+  TrainOptions o;
+  o.progress = "off";
+  o.batch_size = 32;
+  o.lr = 0.01;
+  return o;
+}
+
+TEST(TrainerTest, LearnsSeparableData) {
+  auto d = Blobs(800, 1);
+  auto m = Mlp(2);
+  TrainOptions o = Quiet();
+  o.epochs = 5;
+  o.class_weights = "balanced";
+  o.grad_clip = 1.0;
+  o.schedule = "cosine";
+  o.warmup_steps = 10;
+  auto t = Trainer::Create(o, m.get(), &d, nullptr, "");
+  ASSERT_TRUE(t.ok());
+  auto r = (*t)->Run(false);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_GT(r->test["accuracy"], 0.9);
+  EXPECT_GT(r->test["roc_auc"], 0.95);
+  EXPECT_EQ(r->epochs_completed, 5);
+  EXPECT_EQ(r->steps, 5 * 25);
+}
+
+TEST(TrainerTest, Bf16AutocastTrains) {
+  auto d = Blobs(800, 3);
+  auto m = Mlp(4);
+  TrainOptions o = Quiet();
+  o.epochs = 3;
+  o.precision = "bf16";
+  auto r = (*Trainer::Create(o, m.get(), &d, nullptr, ""))->Run(false);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_GT(r->test["accuracy"], 0.85);
+}
+
+TEST(TrainerTest, EarlyStoppingRestoresBestEpoch) {
+  auto d = Blobs(400, 5);
+  auto m = Mlp(6);
+  TrainOptions o = Quiet();
+  o.epochs = 50;
+  o.lr = 0.05;
+  o.patience = 2;
+  o.monitor = "roc_auc";
+  auto r = (*Trainer::Create(o, m.get(), &d, nullptr, ""))->Run(false);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->stopped_early);
+  EXPECT_LT(r->epochs_completed, 50);
+  o.monitor = "rmse";  // not a classification metric
+  auto m2 = Mlp(6);
+  auto bad = (*Trainer::Create(o, m2.get(), &d, nullptr, ""))->Run(false);
+  EXPECT_NE(bad.status().message().find("train.monitor"), std::string::npos);
+}
+
+// Resuming from a checkpoint (with dropout, so the generator state matters) ends with exactly
+// the weights of an uninterrupted run.
+TEST(TrainerTest, ResumeMatchesUninterruptedRun) {
+  auto d = Blobs(300, 7);
+  std::string ckpt = ::testing::TempDir() + "/resume_test.rhc";
+  std::remove(ckpt.c_str());
+  TrainOptions o = Quiet();
+  o.epochs = 3;
+  o.optimizer = "adam";
+
+  auto full = Mlp(8, 0.3);
+  torch::manual_seed(99);
+  ASSERT_TRUE((*Trainer::Create(o, full.get(), &d, nullptr, ""))->Run(false).ok());
+
+  auto part = Mlp(8, 0.3);
+  torch::manual_seed(99);
+  TrainOptions first = o;
+  first.epochs = 1;
+  ASSERT_TRUE((*Trainer::Create(first, part.get(), &d, nullptr, ckpt))->Run(false).ok());
+  torch::manual_seed(12345);  // a fresh process would not share the generator state
+  auto resumed = Mlp(77, 0.3);  // different init: everything must come from the checkpoint
+  auto r = (*Trainer::Create(o, resumed.get(), &d, nullptr, ckpt))->Run(true);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->resumed);
+  auto a = full->NamedState(), b = resumed->NamedState();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+
+  // A checkpoint from other settings is refused with the key named.
+  TrainOptions other = o;
+  other.batch_size = 16;
+  auto m = Mlp(8, 0.3);
+  auto bad = (*Trainer::Create(other, m.get(), &d, nullptr, ckpt))->Run(true);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.batch_size"), std::string::npos) << bad.status().message();
+}
+
+TEST(TrainerTest, DivergenceIsAClearError) {
+  auto d = Blobs(200, 9);
+  d.train.x.index_put_({0, 0}, std::numeric_limits<float>::infinity());
+  auto m = Mlp(10);
+  TrainOptions o = Quiet();
+  o.batch_size = 200;
+  auto r = (*Trainer::Create(o, m.get(), &d, nullptr, ""))->Run(false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("diverged"), std::string::npos) << r.status().message();
+}
+
+}  // namespace
+}  // namespace ronghe::train
