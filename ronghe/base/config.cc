@@ -133,10 +133,9 @@ void Config::Set(const std::string& key, const std::string& v) {
 bool Config::Has(const std::string& key) const { return Find(impl_->root, key) != nullptr; }
 
 Status Config::ValueError(const std::string& key, const std::string& why) const {
+  if (impl_->overridden.count(key)) return InvalidArgument("--set " + key + ": " + why);
   const toml::node* n = Find(impl_->root, key);
-  std::string where = n ? Where(*n) : "";
-  std::string src = impl_->overridden.count(key) ? "flag" : impl_->source;
-  return InvalidArgument(src + ": " + key + where + ": " + why);
+  return InvalidArgument(impl_->source + ": " + key + (n ? Where(*n) : "") + ": " + why);
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <thread>
 
 #include "ronghe/nn/tensor_file.h"
 
@@ -544,7 +545,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
   impl->job = job;
   impl->ckpt_path = std::move(checkpoint_path);
   impl->monitor = o.monitor.empty() ? "loss" : o.monitor;
-  if (o.threads > 0) torch::set_num_threads(o.threads);
+  // LibTorch's default counts physical cores, which leaves one of two hyperthreads idle on the
+  // 2-vCPU machines here (measured: 20-40% slower convolutions); use every logical CPU instead.
+  torch::set_num_threads(o.threads > 0 ? o.threads
+                                       : std::max(1u, std::thread::hardware_concurrency()));
   try {
     if (o.optimizer == "adam") {
       impl->opt = std::make_unique<torch::optim::Adam>(

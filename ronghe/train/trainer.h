@@ -40,7 +40,7 @@ struct TrainOptions {
   std::string precision = "fp32";    // Default: "fp32". "bf16": autocast matmuls/convs to bfloat16.
   int64_t checkpoint_every = 0;      // Default: 0 = at each epoch end only. Else every N steps too.
   uint64_t seed = 1;                 // Default: 1. Weights init, shuffling, dropout.
-  int threads = 0;                   // Default: 0 = torch's default (all cores).
+  int threads = 0;                   // Default: 0 = every logical CPU.
   std::string progress = "auto";     // Default: "auto" = bar on a terminal, log lines otherwise.
 
   nlohmann::json ToJson() const;

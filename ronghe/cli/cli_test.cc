@@ -1,0 +1,176 @@
+// End-to-end tests of the `ronghe` binary: exit codes, one-line errors, and a training run that
+// is killed with SIGKILL and resumed to the same final weights as an uninterrupted run.
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ronghe/base/file.h"
+#include "ronghe/cli/test_util.h"
+#include "ronghe/nn/artifact.h"
+
+namespace ronghe::testing {
+namespace {
+
+bool OneLine(const std::string& s) {
+  return !s.empty() && s.find('\n') == s.size() - 1;
+}
+
+TEST(CliTest, HelpAndUsageErrors) {
+  std::string home = FreshHome("usage");
+  EXPECT_EQ(RunRonghe(home, {"--help"}).exit_code, 0);
+  EXPECT_EQ(RunRonghe(home, {"train", "--help"}).exit_code, 0);
+  EXPECT_EQ(RunRonghe(home, {"runs", "show", "--help"}).exit_code, 0);
+  EXPECT_EQ(RunRonghe(home, {}).exit_code, 2);
+  EXPECT_EQ(RunRonghe(home, {"train", "--bogus"}).exit_code, 2);
+  EXPECT_EQ(RunRonghe(home, {"train", "--config", "/no/such.toml"}).exit_code, 2);
+  EXPECT_EQ(RunRonghe(home, {"train", "--precision", "fp8", "--config", SourcePath("examples/breast_cancer/mlp.toml")}).exit_code, 2);
+  auto r = RunRonghe(home, {"train"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--config"), std::string::npos) << r.err;
+  auto v = RunRonghe(home, {"version"});
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_NE(v.out.find("ronghe 0."), std::string::npos);
+}
+
+TEST(CliTest, ConfigErrorsNameKeyAndFile) {
+  std::string home = FreshHome("config");
+  std::string cfg = home + "/job.toml";
+  std::string text = *ReadFile(SourcePath("examples/breast_cancer/mlp.toml"));
+  ASSERT_TRUE(WriteFileAtomic(cfg, text + "\n[extra]\nlearning_rate = 3\n").ok());
+  auto r = RunRonghe(home, {"train", "--config", cfg});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(OneLine(r.err)) << r.err;
+  EXPECT_NE(r.err.find(cfg + ": unknown key 'extra.learning_rate'"), std::string::npos) << r.err;
+
+  r = RunRonghe(home, {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"), "--set", "train.epochs=\"many\""});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("train.epochs: expected an integer, got a string"), std::string::npos) << r.err;
+  // Nothing half-made: the run store holds no training run for these refusals.
+  auto list = RunRonghe(home, {"runs", "list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_EQ(list.out.find("train "), std::string::npos) << list.out;
+}
+
+TEST(CliTest, TrainEvalAndRunRecords) {
+  std::string home = FreshHome("train");
+  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"),
+                            "--epochs", "5", "--out", home + "/bc.rhm"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("test: accuracy="), std::string::npos) << r.out;
+  auto e = RunRonghe(home, {"eval", "--model", home + "/bc.rhm"});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  // The eval job reproduces the training job's test metrics from the artifact alone.
+  auto loaded = nn::LoadArtifact(home + "/bc.rhm");
+  ASSERT_TRUE(loaded.ok());
+  char want[64];
+  std::snprintf(want, sizeof want, "roc_auc=%.4f", loaded->manifest["metrics"]["test"]["roc_auc"].get<double>());
+  EXPECT_NE(e.out.find(want), std::string::npos) << e.out << " vs " << want;
+
+  auto show = RunRonghe(home, {"runs", "show", "1", "--json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  auto j = nlohmann::json::parse(show.out);
+  EXPECT_EQ(j["status"], "succeeded");
+  EXPECT_EQ(j["kind"], "train");
+  EXPECT_GT(j["resources"]["cpu_user_seconds"].get<double>(), 0);
+  EXPECT_GT(j["resources"]["peak_rss_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(j["resources"]["device"], "cpu");
+  int val_loss_epochs = 0;
+  for (const auto& m : j["metrics"]) val_loss_epochs += m["split"] == "val" && m["name"] == "loss";
+  EXPECT_EQ(val_loss_epochs, 5);
+  EXPECT_GE(j["artifacts"].size(), 2u);
+  auto list = RunRonghe(home, {"runs", "list"});
+  EXPECT_NE(list.out.find("eval"), std::string::npos);
+}
+
+TEST(CliTest, BadInputGivesOneLineErrors) {
+  std::string home = FreshHome("bad");
+  ASSERT_TRUE(WriteFileAtomic(home + "/garbage.rhm", "not a model at all, just text").ok());
+  auto r = RunRonghe(home, {"eval", "--model", home + "/garbage.rhm"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(OneLine(r.err)) << r.err;
+  EXPECT_NE(r.err.find("garbage.rhm"), std::string::npos) << r.err;
+  r = RunRonghe(home, {"runs", "show", "999"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("run 999 not found"), std::string::npos) << r.err;
+  r = RunRonghe(home, {"data", "info", "cifar"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown data set 'cifar'"), std::string::npos) << r.err;
+  // A home without data names the fetch command.
+  std::string empty = home + "/empty";
+  ASSERT_TRUE(MakeDirs(empty).ok());
+  r = RunRonghe(empty, {"train", "--config", SourcePath("examples/lending_club/mlp.toml")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("ronghe data fetch lending_club"), std::string::npos) << r.err;
+  // A corrupt run store is refused, not overwritten.
+  std::string broken = home + "/broken";
+  ASSERT_TRUE(MakeDirs(broken).ok());
+  ASSERT_TRUE(WriteFileAtomic(broken + "/ronghe.db", std::string(8192, 'z')).ok());
+  r = RunRonghe(broken, {"runs", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("ronghe.db"), std::string::npos) << r.err;
+  EXPECT_EQ(*ReadFile(broken + "/ronghe.db"), std::string(8192, 'z'));
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Weights(const std::string& path) {
+  auto a = nn::LoadArtifact(path);
+  EXPECT_TRUE(a.ok()) << a.status().message();
+  return a->model->NamedState();
+}
+
+TEST(CliTest, SigkilledRunResumesToTheSameWeights) {
+  const std::vector<std::string> job = {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"),
+                                        "--epochs", "150", "--set", "train.checkpoint_every=7",
+                                        "--progress", "off"};
+  std::string ref_home = FreshHome("resume-ref");
+  auto ref = RunRonghe(ref_home, job);
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+
+  std::string home = FreshHome("resume");
+  pid_t pid = SpawnRonghe(home, job);
+  std::string ckpt = home + "/runs/1/checkpoint.rhc";
+  // Kill as soon as a few checkpoints exist (mid-epoch checkpoints come every 7 steps).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  int seen = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (FileExists(ckpt) && ++seen > 50) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+
+  auto show = RunRonghe(home, {"runs", "show", "1", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(show.out)["status"], "interrupted");
+  auto resumed = RunRonghe(home, {"train", "--resume", "1", "--progress", "off"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resumed and finished"), std::string::npos) << resumed.out;
+  EXPECT_NE(resumed.err.find("resuming from"), std::string::npos) << resumed.err;
+
+  auto a = Weights(ref_home + "/runs/1/model.rhm");
+  auto b = Weights(home + "/runs/1/model.rhm");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  }
+  show = RunRonghe(home, {"runs", "show", "1", "--json"});
+  auto j = nlohmann::json::parse(show.out);
+  EXPECT_EQ(j["status"], "succeeded");
+  int val_loss_epochs = 0;
+  for (const auto& m : j["metrics"]) val_loss_epochs += m["split"] == "val" && m["name"] == "loss";
+  EXPECT_EQ(val_loss_epochs, 150);  // every epoch exactly once across both processes
+  // A finished run cannot be resumed again.
+  auto again = RunRonghe(home, {"train", "--resume", "1"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("already finished"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ronghe::testing

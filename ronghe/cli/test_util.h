@@ -1,0 +1,23 @@
+// Runs the real `ronghe` binary for end-to-end tests.
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace ronghe::testing {
+
+struct CmdResult {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out, err;
+};
+
+std::string RongheBinary();
+// A fresh home folder whose data/ links to the data fetched for the whole suite.
+std::string FreshHome(const std::string& name);
+CmdResult RunRonghe(const std::string& home, const std::vector<std::string>& args);
+// Starts the binary without waiting; output goes to files in `home`.
+pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args);
+std::string SourcePath(const std::string& rel);
+
+}  // namespace ronghe::testing
