@@ -1,0 +1,37 @@
+# ronghe: the two commands on a fresh Debian 12 machine (as root, or with sudo):
+#   make demo   set-up, build, fetch data, train the example models and print their test metrics
+#   make test   set-up, build, fetch data, run the whole test suite
+#   make bench  set-up, build, fetch data, run the benchmarks and rewrite docs/benchmarks.md
+# Variables: BUILD (build folder, default build), CTEST_ARGS (e.g. -LE slow to skip slow tests).
+
+BUILD ?= build
+CTEST_ARGS ?=
+GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+
+.PHONY: all setup data build demo test bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+data: setup
+	@scripts/fetch-data.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: setup $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $$(nproc)
+
+demo: build data
+	@scripts/demo.sh $(BUILD)
+
+test: build data
+	cd $(BUILD) && ctest --output-on-failure $(CTEST_ARGS)
+
+bench: build data
+	bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)
