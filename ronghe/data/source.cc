@@ -184,6 +184,18 @@ at::Tensor IndexTensor(const std::vector<int64_t>& idx) {
       .clone();
 }
 
+// Mean and standard deviation stored in a manifest's preprocessing section.
+Status ReadMeanStd(const nlohmann::json& fitted, const char* kind, double* mean, double* sd) {
+  try {
+    *mean = fitted.at("mean").get<double>();
+    *sd = fitted.at("std").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(std::string(kind) + " preprocessing: " + e.what());
+  }
+  if (!(*sd > 0)) return DataLoss(std::string(kind) + " preprocessing: std must be > 0");
+  return Status::OK();
+}
+
 Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
                            const nlohmann::json* fitted) {
   auto p = [&](const char* f) { return dir + "/" + f; };
@@ -211,12 +223,7 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   at::Tensor xtr = to_float(train_x.index_select(0, tr));
   double mean, sd;
   if (fitted) {
-    try {
-      mean = fitted->at("mean").get<double>();
-      sd = fitted->at("std").get<double>();
-    } catch (const nlohmann::json::exception& e) {
-      return DataLoss(std::string("image preprocessing: ") + e.what());
-    }
+    RETURN_IF_ERROR(ReadMeanStd(*fitted, "image", &mean, &sd));
   } else {
     mean = xtr.mean().item<double>();
     sd = xtr.std().item<double>();
@@ -304,12 +311,7 @@ Result<LoadedData> LoadSeries(const DataOptions& o, const std::string& path,
   ASSIGN_OR_RETURN(d.data_sha256, HashFiles({path}));
   double mean = 0, sd = 0;
   if (fitted) {
-    try {
-      mean = fitted->at("mean").get<double>();
-      sd = fitted->at("std").get<double>();
-    } catch (const nlohmann::json::exception& e) {
-      return DataLoss(std::string("series preprocessing: ") + e.what());
-    }
+    RETURN_IF_ERROR(ReadMeanStd(*fitted, "series", &mean, &sd));
   } else {
     for (int64_t i = 0; i < train_end; ++i) mean += series[i];
     mean /= std::max<int64_t>(train_end, 1);

@@ -7,6 +7,7 @@
 
 #include "ronghe/base/file.h"
 #include "ronghe/data/datasets.h"
+#include "ronghe/data/split.h"
 
 namespace ronghe::data {
 namespace {
@@ -90,6 +91,30 @@ TEST(SourceTest, FashionMnistOfficialTestSet) {
   EXPECT_EQ(d->val.size(), 6000);
   EXPECT_EQ(d->test.size(), 10000);
   EXPECT_EQ(d->num_classes, 10);
+}
+
+}  // namespace
+}  // namespace ronghe::data
+
+namespace ronghe::data {
+namespace {
+
+// The regional non-IID split the federated examples use: lending_club's addr_state -> 4 regions.
+TEST(SourceTest, LendingClubPartitionsByRegion) {
+  auto t = ReadCsv(ResolveHome() + "/data/lending_club/lending_club.csv");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  int col = *t->ColumnIndex("addr_state");
+  std::vector<std::string> states;
+  for (const auto& r : t->rows) states.push_back(r[col]);
+  auto p = PartitionByValue(states, UsCensusRegions());
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->names, (std::vector<std::string>{"Midwest", "Northeast", "South", "West"}));
+  size_t total = 0;
+  for (const auto& idx : p->indices) {
+    EXPECT_GT(idx.size(), 1000u);
+    total += idx.size();
+  }
+  EXPECT_EQ(total, 9857u);
 }
 
 }  // namespace

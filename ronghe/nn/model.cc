@@ -69,6 +69,12 @@ struct LstmImpl : torch::nn::Module {
 struct Model::Impl {
   std::shared_ptr<torch::nn::Module> module;
   std::function<torch::Tensor(const torch::Tensor&)> forward;
+
+  template <typename M>
+  void Set(std::shared_ptr<M> m) {
+    forward = [m](const torch::Tensor& x) { return m->forward(x); };
+    module = std::move(m);
+  }
 };
 
 nlohmann::json ModelConfig::ToJson() const {
@@ -135,26 +141,20 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
       if (c.input_shape.empty()) return InvalidArgument("mlp: input shape is empty");
       int64_t in = 1;
       for (int64_t d : c.input_shape) in *= d;
-      auto m = std::make_shared<MlpImpl>(in, c.hidden, c.outputs, c.dropout);
-      impl->forward = [m](const torch::Tensor& x) { return m->forward(x); };
-      impl->module = m;
+      impl->Set(std::make_shared<MlpImpl>(in, c.hidden, c.outputs, c.dropout));
     } else if (c.kind == "cnn") {
       if (c.input_shape.size() != 3) {
         return InvalidArgument("cnn: needs image input [channels, height, width], got " +
                                std::to_string(c.input_shape.size()) + " dimensions");
       }
-      auto m = std::make_shared<CnnImpl>(c.input_shape[0], c.channels, c.pool_size, c.dense,
-                                         c.outputs, c.dropout);
-      impl->forward = [m](const torch::Tensor& x) { return m->forward(x); };
-      impl->module = m;
+      impl->Set(std::make_shared<CnnImpl>(c.input_shape[0], c.channels, c.pool_size, c.dense,
+                                          c.outputs, c.dropout));
     } else if (c.kind == "lstm") {
       if (c.input_shape.size() != 2) {
         return InvalidArgument("lstm: needs sequence input [time, features], got " +
                                std::to_string(c.input_shape.size()) + " dimensions");
       }
-      auto m = std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs);
-      impl->forward = [m](const torch::Tensor& x) { return m->forward(x); };
-      impl->module = m;
+      impl->Set(std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs));
     } else {
       return InvalidArgument("unknown model kind '" + c.kind + "' (mlp, cnn, lstm)");
     }
