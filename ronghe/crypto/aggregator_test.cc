@@ -1,0 +1,129 @@
+#include "ronghe/crypto/aggregator.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "ronghe/crypto/bigint.h"
+#include "ronghe/crypto/packing.h"
+
+namespace ronghe::crypto {
+namespace {
+
+std::vector<std::vector<float>> RandomUpdates(int parties, int len, float range, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-range, range);
+  std::vector<std::vector<float>> out(parties, std::vector<float>(len));
+  for (auto& v : out)
+    for (auto& x : v) x = u(rng);
+  return out;
+}
+
+TEST(PackingTest, RoundTripWithinTheStatedBound) {
+  for (bool stochastic : {false, true}) {
+    for (int summands : {1, 2, 5, 10}) {
+      PackingOptions o{16, 2.0, 10, stochastic};
+      auto p = Packer::Create(o, 2048);
+      ASSERT_TRUE(p.ok());
+      EXPECT_EQ(p->slot_bits(), 16 + 4);
+      EXPECT_EQ(p->slots(), 2047 / 20);
+      const int len = 1000;
+      auto ups = RandomUpdates(summands, len, 3.0f, 7 + summands);  // some beyond the clip range
+      ups[0][0] = 2.0f;   // the extremes of the range
+      ups[0][1] = -2.0f;
+      ups[0][2] = 0.0f;
+      std::vector<mpz_class> acc(p->PlaintextCount(len), 0);
+      std::vector<double> want(len, 0);
+      for (const auto& u : ups) {
+        auto enc = p->Encode(u.data(), len);
+        for (size_t j = 0; j < acc.size(); ++j) acc[j] += enc[j];
+        for (int j = 0; j < len; ++j) want[j] += std::clamp<double>(u[j], -2.0, 2.0);
+      }
+      auto got = p->DecodeSum(acc, len, summands);
+      ASSERT_TRUE(got.ok());
+      double bound = p->MaxAbsErrorOfSum(summands), worst = 0;
+      for (int j = 0; j < len; ++j) worst = std::max(worst, std::fabs((*got)[j] - want[j]));
+      // float32 output adds at most |sum| * 2^-24.
+      EXPECT_LE(worst, bound + summands * 2.0 * 6e-8) << "summands " << summands << " stochastic " << stochastic;
+    }
+  }
+  auto p = Packer::Create({16, 1.0, 5, false}, 2048);
+  EXPECT_FALSE(p->DecodeSum({0}, 10, 6).ok());  // beyond the headroom
+  EXPECT_FALSE(Packer::Create({1, 1.0, 5, false}, 2048).ok());
+  EXPECT_FALSE(Packer::Create({16, -1.0, 5, false}, 2048).ok());
+}
+
+SecureAggregatorOptions Small() {
+  SecureAggregatorOptions o;
+  o.key_bits = 1024;
+  o.insecure_for_testing = true;
+  o.clip = 4.0;
+  return o;
+}
+
+// The same aggregation through the plaintext baseline and through Paillier agree within the bound.
+TEST(SecureAggregatorTest, PaillierMatchesPlaintextWithinBound) {
+  auto ups = RandomUpdates(5, 777, 1.0f, 3);
+  std::vector<double> weights = {100, 250, 50, 400, 200};
+  for (bool weighted : {false, true}) {
+    SecureAggregatorOptions plain = Small();
+    plain.encryption = kNone;
+    auto want = SecureAggregator(plain).Aggregate(ups, weighted ? weights : std::vector<double>{});
+    ASSERT_TRUE(want.ok());
+    SecureAggregator agg(Small());
+    AggregateStats stats;
+    auto got = agg.Aggregate(ups, weighted ? weights : std::vector<double>{}, {}, &stats);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    // Unweighted: the sum's bound divided by the count; weighted: the bound on the scaled sum.
+    double bound = *agg.ErrorBound(5) / (weighted ? 1.0 : 5.0);
+    for (size_t j = 0; j < want->size(); ++j) {
+      EXPECT_NEAR((*got)[j], (*want)[j], bound + 1e-6) << j;
+    }
+    EXPECT_EQ(stats.decrypting_parties, (std::vector<int>{1, 2, 3}));
+    EXPECT_EQ(stats.ciphertexts_per_party, (777 + (1023 / 19) - 1) / (1023 / 19));
+  }
+}
+
+TEST(SecureAggregatorTest, BadSharesAreRejectedAndNamed) {
+  auto ups = RandomUpdates(4, 200, 1.0f, 9);
+  SecureAggregator agg(Small());
+  // Party 2 cheats; parties 1, 2, 4, 5 answer: the round still completes with 1, 4, 5.
+  RoundControl ctl;
+  ctl.responders = {1, 2, 4, 5};
+  ctl.tamper = [](PartialDecryption& p) {
+    if (p.index == 2) p.shares[1] = p.shares[1] + 1;  // any change to one share
+  };
+  AggregateStats stats;
+  auto got = agg.Aggregate(ups, {}, ctl, &stats);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(stats.decrypting_parties, (std::vector<int>{1, 4, 5}));
+  ASSERT_EQ(stats.rejected.size(), 1u);
+  EXPECT_NE(stats.rejected[0].find("party 2"), std::string::npos);
+  // Only parties 1 and 2 answer, and 2 cheats: fewer than threshold valid shares.
+  ctl.responders = {1, 2, 3};
+  ctl.tamper = [](PartialDecryption& p) {
+    if (p.index == 3) p.proof.z += 1;
+  };
+  auto fail = agg.Aggregate(ups, {}, ctl, &stats);
+  ASSERT_FALSE(fail.ok());
+  EXPECT_NE(fail.status().message().find("only 2 parties gave valid shares, 3 are needed"), std::string::npos)
+      << fail.status().message();
+  EXPECT_NE(fail.status().message().find("party 3"), std::string::npos);
+}
+
+TEST(SecureAggregatorTest, InputErrors) {
+  SecureAggregator agg(Small());
+  EXPECT_FALSE(agg.Aggregate({}).ok());
+  EXPECT_FALSE(agg.Aggregate({{1, 2}, {1}}).ok());
+  EXPECT_FALSE(agg.Aggregate(RandomUpdates(6, 3, 1, 1)).ok());  // more than participant_count
+  EXPECT_FALSE(agg.Aggregate({{1}, {2}}, {1, -1}).ok());
+  SecureAggregatorOptions o = Small();
+  o.threshold = 6;
+  EXPECT_FALSE(SecureAggregator::Create(o).ok());
+  o = Small();
+  o.insecure_for_testing = false;  // 1024-bit keys are refused for real use
+  EXPECT_FALSE(SecureAggregator::Create(o).ok());
+}
+
+}  // namespace
+}  // namespace ronghe::crypto

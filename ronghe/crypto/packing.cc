@@ -1,0 +1,96 @@
+#include "ronghe/crypto/packing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "ronghe/crypto/bigint.h"
+
+namespace ronghe::crypto {
+
+Result<Packer> Packer::Create(const PackingOptions& o, int plaintext_bits) {
+  if (o.bits < 2 || o.bits > 32) return InvalidArgument("packing: bits must be 2..32");
+  if (!(o.clip > 0) || !std::isfinite(o.clip)) return InvalidArgument("packing: clip must be a positive number");
+  if (o.max_summands < 1 || o.max_summands > 65536) return InvalidArgument("packing: max_summands must be 1..65536");
+  Packer p;
+  p.o_ = o;
+  int headroom = 0;
+  while ((1 << headroom) < o.max_summands) ++headroom;
+  p.slot_bits_ = o.bits + headroom;
+  p.slots_ = (plaintext_bits - 1) / p.slot_bits_;
+  if (p.slots_ < 1) return InvalidArgument("packing: plaintext too small for one slot");
+  p.qmax_ = (int64_t(1) << (o.bits - 1)) - 1;
+  p.offset_ = p.qmax_;
+  p.step_ = o.clip / static_cast<double>(p.qmax_);
+  return p;
+}
+
+double Packer::MaxAbsErrorOfSum(int summands) const {
+  return summands * step_ * (o_.stochastic_rounding ? 1.0 : 0.5);
+}
+
+std::vector<mpz_class> Packer::Encode(const float* x, int64_t length, double scale) const {
+  const int64_t count = PlaintextCount(length);
+  std::vector<mpz_class> out(count);
+  const size_t words = (static_cast<size_t>(slots_) * slot_bits_ + 63) / 64;
+  std::vector<uint64_t> buf(words);
+  // Stochastic rounding needs unbiased, not secret, randomness: a fast generator seeded once
+  // from the OS CSPRNG.
+  std::mt19937_64 rng(o_.stochastic_rounding ? RandomBits(64).get_ui() : 0);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int64_t p = 0; p < count; ++p) {
+    std::fill(buf.begin(), buf.end(), 0);
+    for (int s = 0; s < slots_; ++s) {
+      int64_t i = p * slots_ + s;
+      if (i >= length) break;
+      double v = static_cast<double>(x[i]) * scale;
+      if (!std::isfinite(v)) v = 0;
+      v = std::clamp(v, -o_.clip, o_.clip) / step_;
+      double q = o_.stochastic_rounding ? std::floor(v + unit(rng)) : std::nearbyint(v);
+      int64_t qi = std::clamp(static_cast<int64_t>(q), -qmax_, qmax_);
+      uint64_t u = static_cast<uint64_t>(qi + offset_);
+      size_t bit = static_cast<size_t>(s) * slot_bits_;
+      buf[bit / 64] |= u << (bit % 64);
+      if (bit % 64 + slot_bits_ > 64) buf[bit / 64 + 1] |= u >> (64 - bit % 64);
+    }
+    mpz_import(out[p].get_mpz_t(), words, -1, sizeof(uint64_t), 0, 0, buf.data());
+  }
+  return out;
+}
+
+Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums, int64_t length,
+                                             int summands) const {
+  if (summands < 1 || summands > o_.max_summands) {
+    return InvalidArgument("packing: " + std::to_string(summands) + " summands exceed the headroom for " +
+                           std::to_string(o_.max_summands));
+  }
+  if (static_cast<int64_t>(sums.size()) != PlaintextCount(length)) {
+    return InvalidArgument("packing: " + std::to_string(sums.size()) + " plaintexts cannot hold " +
+                           std::to_string(length) + " values");
+  }
+  const size_t words = (static_cast<size_t>(slots_) * slot_bits_ + 63) / 64;
+  std::vector<uint64_t> buf(words + 1);
+  std::vector<float> out(length);
+  const uint64_t mask = slot_bits_ == 64 ? ~uint64_t(0) : (uint64_t(1) << slot_bits_) - 1;
+  const int64_t total_offset = offset_ * summands;
+  for (size_t p = 0; p < sums.size(); ++p) {
+    if (sums[p] < 0 || mpz_sizeinbase(sums[p].get_mpz_t(), 2) > words * 64) {
+      return DataLoss("packing: plaintext " + std::to_string(p) + " is out of range (wrong key or corrupt sum)");
+    }
+    std::fill(buf.begin(), buf.end(), 0);
+    size_t n = 0;
+    mpz_export(buf.data(), &n, -1, sizeof(uint64_t), 0, 0, sums[p].get_mpz_t());
+    for (int s = 0; s < slots_; ++s) {
+      int64_t i = static_cast<int64_t>(p) * slots_ + s;
+      if (i >= length) break;
+      size_t bit = static_cast<size_t>(s) * slot_bits_;
+      uint64_t u = buf[bit / 64] >> (bit % 64);
+      if (bit % 64 + slot_bits_ > 64) u |= buf[bit / 64 + 1] << (64 - bit % 64);
+      u &= mask;
+      out[i] = static_cast<float>(static_cast<double>(static_cast<int64_t>(u) - total_offset) * step_);
+    }
+  }
+  return out;
+}
+
+}  // namespace ronghe::crypto
