@@ -18,6 +18,9 @@
 #include <map>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/thread_pool.h"
+#include "ronghe/crypto/keyfile.h"
+#include "ronghe/crypto/speed.h"
 #include "ronghe/base/hash.h"
 #include "ronghe/data/csv.h"
 #include "ronghe/data/datasets.h"
@@ -243,6 +246,78 @@ int CmdRunsShow(const std::string& home, int64_t id, bool as_json) {
   return 0;
 }
 
+int CmdKeysInit(int parties, int threshold, int bits, const std::string& out) {
+  crypto::DealerOptions d;
+  d.bits = bits;
+  d.parties = parties;
+  d.threshold = threshold;
+  if (threshold > parties) {
+    return Fail(InvalidArgument("--threshold (" + std::to_string(threshold) + ") exceeds --parties (" +
+                                std::to_string(parties) + ")"));
+  }
+  for (int i = 0; i <= parties; ++i) {
+    std::string p = out + (i == 0 ? "/public.json" : "/party-" + std::to_string(i) + ".json");
+    if (FileExists(p)) return Fail(AlreadyExists(p + ": key file exists; refusing to overwrite it"));
+  }
+  spdlog::info("dealing a {}-of-{} threshold Paillier key, {} bits (safe primes; this takes a while)",
+               threshold, parties, bits);
+  auto keys = crypto::DealThresholdKeys(d);
+  if (!keys.ok()) return Fail(keys.status());
+  Status st = crypto::WriteThresholdKeys(out, *keys);
+  if (!st.ok()) return Fail(st);
+  std::printf("wrote %s/public.json and party-1..%d.json (0600)\nfingerprint %s\n", out.c_str(), parties,
+              keys->public_key->fingerprint().c_str());
+  return 0;
+}
+
+int CmdKeysInspect(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return Fail(text.status());
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  bool is_share = !j.is_discarded() && j.is_object() && j.value("format", "").find(".share") != std::string::npos;
+  std::shared_ptr<const crypto::ThresholdPublicKey> pub;
+  int index = 0;
+  if (is_share) {
+    auto s = crypto::ParseShare(*text, path);
+    if (!s.ok()) return Fail(s.status());
+    pub = s->public_key;
+    index = s->share.index;
+  } else {
+    auto p = crypto::ParsePublicKey(*text, path);
+    if (!p.ok()) return Fail(p.status());
+    pub = *p;
+  }
+  std::printf("file:        %s\n", path.c_str());
+  std::printf("kind:        %s\n", is_share ? "threshold Paillier key share (secret; not shown)" : "threshold Paillier public key");
+  if (is_share) std::printf("party:       %d\n", index);
+  std::printf("bits:        %d\nparties:     %d\nthreshold:   %d\nfingerprint: %s\n", pub->paillier().bits(),
+              pub->parties(), pub->threshold(), pub->fingerprint().c_str());
+  return 0;
+}
+
+int CmdCryptoSpeed(int bits, bool as_json, double seconds, bool keygen) {
+  crypto::SpeedOptions o;
+  if (bits) o.bits = {bits};
+  o.seconds = seconds;
+  o.keygen = keygen;
+  if (!as_json) {
+    std::printf("%-16s %5s %7s %14s %14s\n", "op", "bits", "threads", "ops/s", "us/op");
+    o.on_result = [](const crypto::SpeedResult& r) {
+      std::printf("%-16s %5d %7d %14.1f %14.1f\n", r.op.c_str(), r.bits, r.threads, r.ops_per_s,
+                  1e6 / r.ops_per_s);
+      std::fflush(stdout);
+    };
+  }
+  auto r = crypto::RunSpeed(o);
+  if (!r.ok()) return Fail(r.status());
+  if (as_json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& x : *r) out.push_back({{"op", x.op}, {"bits", x.bits}, {"threads", x.threads}, {"ops_per_s", x.ops_per_s}});
+    std::printf("%s\n", out.dump(2).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -306,6 +381,32 @@ int RunCli(int argc, char** argv) {
   std::string info_name;
   data_info->add_option("NAME", info_name, "Data set name")->required();
 
+  // keys
+  auto* keys = app.add_subcommand("keys", "Threshold Paillier keys: init, inspect");
+  keys->require_subcommand(1);
+  auto* keys_init = keys->add_subcommand("init", "Run the dealer key ceremony and write key files");
+  int k_parties = 5, k_threshold = 3, k_bits = 2048;
+  std::string k_out;
+  keys_init->add_option("--parties", k_parties, "Number of parties (default 5)")->check(CLI::Range(1, 64));
+  keys_init->add_option("--threshold", k_threshold, "Parties needed to decrypt (default 3)")->check(CLI::Range(1, 64));
+  keys_init->add_option("--bits", k_bits, "Modulus size: 2048 (default) or 3072")->check(CLI::IsMember({2048, 3072}));
+  keys_init->add_option("--out", k_out, "Folder for public.json and party-<i>.json")->required();
+  auto* keys_inspect = keys->add_subcommand("inspect", "Print a key file's public facts (never a secret)");
+  std::string k_file;
+  keys_inspect->add_option("FILE", k_file, "public.json or party-<i>.json")->required()->check(CLI::ExistingFile);
+
+  // crypto
+  auto* crypto_cmd = app.add_subcommand("crypto", "Cryptography tools");
+  crypto_cmd->require_subcommand(1);
+  auto* speed = crypto_cmd->add_subcommand("speed", "Operations per second on one and on all cores");
+  int s_bits = 0;
+  bool s_json = false, s_no_keygen = false;
+  double s_seconds = 1.0;
+  speed->add_option("--bits", s_bits, "2048 or 3072 (default: both)")->check(CLI::IsMember({2048, 3072}));
+  speed->add_flag("--json", s_json, "Print a JSON list of {op, bits, threads, ops_per_s}");
+  speed->add_option("--seconds", s_seconds, "Minimum time per figure (default 1)")->check(CLI::Range(0.01, 60.0));
+  speed->add_flag("--no-keygen", s_no_keygen, "Skip timing the key ceremony");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -362,6 +463,9 @@ int RunCli(int argc, char** argv) {
     std::printf("recorded as run %ld\n", long(r->run_id));
     return 0;
   }
+  if (*keys_init) return CmdKeysInit(k_parties, k_threshold, k_bits, k_out);
+  if (*keys_inspect) return CmdKeysInspect(k_file);
+  if (*speed) return CmdCryptoSpeed(s_bits, s_json, s_seconds, !s_no_keygen);
   if (*runs_list) return CmdRunsList(home, limit, kind);
   if (*runs_show) return CmdRunsShow(home, run_id, as_json);
   if (*data_list) return CmdDataList(home);
