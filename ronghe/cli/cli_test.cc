@@ -1,11 +1,13 @@
 // End-to-end tests of the `ronghe` binary: exit codes, one-line errors, and a training run that
 // is killed with SIGKILL and resumed to the same final weights as an uninterrupted run.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -170,6 +172,68 @@ TEST(CliTest, SigkilledRunResumesToTheSameWeights) {
   auto again = RunRonghe(home, {"train", "--resume", "1"});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("already finished"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ronghe::testing
+
+namespace ronghe::testing {
+namespace {
+
+TEST(CliKeysTest, InitInspectAndRefusals) {
+  std::string home = FreshHome("keys");
+  std::string dir = home + "/consortium";
+  auto r = RunRonghe(home, {"keys", "init", "--parties", "5", "--threshold", "3", "--bits", "2048", "--out", dir});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat st;
+  ASSERT_EQ(::stat((dir + "/party-3.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto share_json = nlohmann::json::parse(*ReadFile(dir + "/party-3.json"));
+  std::string secret = share_json["share"];
+  auto ins = RunRonghe(home, {"keys", "inspect", dir + "/party-3.json"});
+  ASSERT_EQ(ins.exit_code, 0) << ins.err;
+  EXPECT_NE(ins.out.find("bits:        2048"), std::string::npos) << ins.out;
+  EXPECT_NE(ins.out.find("threshold:   3"), std::string::npos);
+  EXPECT_NE(ins.out.find("party:       3"), std::string::npos);
+  EXPECT_EQ(ins.out.find(secret.substr(0, 16)), std::string::npos) << "a secret was printed";
+  EXPECT_EQ(ins.err.find(secret.substr(0, 16)), std::string::npos);
+  auto pub = RunRonghe(home, {"keys", "inspect", dir + "/public.json"});
+  EXPECT_EQ(pub.exit_code, 0);
+  // The fingerprint is the same from both files.
+  auto fp = [](const std::string& out) { return out.substr(out.find("fingerprint: ")); };
+  EXPECT_EQ(fp(ins.out), fp(pub.out));
+  // Existing keys are never overwritten.
+  auto again = RunRonghe(home, {"keys", "init", "--out", dir});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("refusing to overwrite"), std::string::npos);
+  // Bad sizes and thresholds are usage errors.
+  EXPECT_EQ(RunRonghe(home, {"keys", "init", "--bits", "1024", "--out", home + "/x"}).exit_code, 2);
+  EXPECT_EQ(RunRonghe(home, {"keys", "init", "--parties", "3", "--threshold", "4", "--out", home + "/x"}).exit_code, 2);
+  // A truncated key file is a one-line error naming it.
+  std::string text = *ReadFile(dir + "/public.json");
+  ASSERT_TRUE(WriteFileAtomic(home + "/cut.json", text.substr(0, 100)).ok());
+  auto cut = RunRonghe(home, {"keys", "inspect", home + "/cut.json"});
+  EXPECT_EQ(cut.exit_code, 1);
+  EXPECT_TRUE(OneLine(cut.err)) << cut.err;
+  EXPECT_NE(cut.err.find("cut.json"), std::string::npos);
+}
+
+TEST(CliKeysTest, CryptoSpeedJson) {
+  std::string home = FreshHome("speed");
+  auto r = RunRonghe(home, {"crypto", "speed", "--bits", "2048", "--json", "--seconds", "0.02", "--no-keygen"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  std::set<std::string> ops;
+  for (const auto& x : j) {
+    ops.insert(x["op"].get<std::string>());
+    EXPECT_EQ(x["bits"], 2048);
+    EXPECT_GT(x["ops_per_s"].get<double>(), 0);
+    EXPECT_GE(x["threads"].get<int>(), 1);
+  }
+  EXPECT_EQ(ops, (std::set<std::string>{"encrypt", "decrypt", "add", "partial_decrypt", "prove", "verify",
+                                        "verify_batch", "combine"}));
+  EXPECT_EQ(RunRonghe(home, {"crypto", "speed", "--bits", "1024"}).exit_code, 2);
 }
 
 }  // namespace

@@ -127,3 +127,18 @@ TEST(SecureAggregatorTest, InputErrors) {
 
 }  // namespace
 }  // namespace ronghe::crypto
+
+namespace ronghe::crypto {
+namespace {
+
+// The mission's spelling of the API compiles and runs as written (2048-bit keys).
+TEST(SecureAggregatorTest, MissionSpelling) {
+  std::vector<std::vector<float>> updates = {{0.5f, -0.25f}, {0.1f, 0.2f}, {-0.3f, 0.0f}, {0.0f, 0.9f}, {0.2f, 0.2f}};
+  auto mean = SecureAggregator({.encryption = kPaillier, .participant_count = 5, .threshold = 3}).Aggregate(updates);
+  ASSERT_TRUE(mean.ok()) << mean.status().message();
+  EXPECT_NEAR((*mean)[0], 0.1f, 1e-4);
+  EXPECT_NEAR((*mean)[1], 0.21f, 1e-4);
+}
+
+}  // namespace
+}  // namespace ronghe::crypto
