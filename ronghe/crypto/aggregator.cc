@@ -104,10 +104,7 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   double t0 = Now();
   for (size_t i = 0; i < updates.size(); ++i) {
     std::vector<mpz_class> plain = packer.Encode(updates[i].data(), len, weights.empty() ? 1.0 : scale(i));
-    uploads[i].resize(count);
-    ParallelFor(count, [&](int64_t b, int64_t e) {
-      for (int64_t j = b; j < e; ++j) uploads[i][j] = pk.Encrypt(plain[j]);
-    }, o_.threads);
+    uploads[i] = EncryptVector(pk, plain, o_.threads);
   }
   stats->encrypt_seconds = (Now() - t0) / updates.size();
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "ronghe/base/hash.h"
+#include "ronghe/base/thread_pool.h"
 #include "ronghe/crypto/bigint.h"
 
 namespace ronghe::crypto {
@@ -156,6 +157,27 @@ Result<mpz_class> PrivateKey::Decrypt(const mpz_class& c) const {
   mpz_class u = (mp - mq) * q_inv_p_ % p_;
   if (u < 0) u += p_;
   return mpz_class(mq + u * q_);
+}
+
+std::vector<mpz_class> EncryptVector(const PublicKey& pub, const std::vector<mpz_class>& plaintexts,
+                                     int threads) {
+  std::vector<mpz_class> out(plaintexts.size());
+  ParallelFor(static_cast<int64_t>(plaintexts.size()), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) out[i] = pub.Encrypt(plaintexts[i]);
+  }, threads);
+  return out;
+}
+
+Result<std::vector<mpz_class>> DecryptVector(const PrivateKey& key, const std::vector<mpz_class>& ciphertexts,
+                                             int threads) {
+  for (size_t i = 0; i < ciphertexts.size(); ++i) {
+    RETURN_IF_ERROR(key.public_key().Validate(ciphertexts[i], "ciphertext " + std::to_string(i)));
+  }
+  std::vector<mpz_class> out(ciphertexts.size());
+  ParallelFor(static_cast<int64_t>(ciphertexts.size()), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) out[i] = *key.Decrypt(ciphertexts[i]);  // validated above
+  }, threads);
+  return out;
 }
 
 Result<KeyPair> GenerateKeyPair(int bits, bool insecure_for_testing) {

@@ -82,6 +82,14 @@ class PrivateKey {
   mpz_class p_, q_, p2_, q2_, hp_, hq_, q_inv_p_;
 };
 
+// Vector forms on the thread pool (threads: 0 = every core).
+// REQUIRES: each plaintext in [0, n).
+std::vector<mpz_class> EncryptVector(const PublicKey& pub, const std::vector<mpz_class>& plaintexts,
+                                     int threads = 0);
+// Validates every ciphertext first; the error names the first bad one by position.
+Result<std::vector<mpz_class>> DecryptVector(const PrivateKey& key, const std::vector<mpz_class>& ciphertexts,
+                                             int threads = 0);
+
 struct KeyPair {
   std::shared_ptr<const PublicKey> public_key;
   std::unique_ptr<PrivateKey> private_key;

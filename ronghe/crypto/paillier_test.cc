@@ -96,6 +96,20 @@ TEST(PaillierTest, KnownAnswerWithFixedRandomness) {
   EXPECT_EQ(*(*priv)->Decrypt(c), m);
 }
 
+TEST(PaillierTest, VectorFormsOnAllThreads) {
+  const auto& k = Keys();
+  std::vector<mpz_class> m;
+  for (int i = 0; i < 37; ++i) m.push_back(RandomBelow(k.public_key->n()));
+  auto c = EncryptVector(*k.public_key, m, 2);
+  auto back = DecryptVector(*k.private_key, c, 2);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, m);
+  c[11] = 0;
+  auto bad = DecryptVector(*k.private_key, c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("ciphertext 11"), std::string::npos);
+}
+
 TEST(PaillierTest, KeySizesAreExact) {
   auto k = GenerateKeyPair(2048);
   ASSERT_TRUE(k.ok());
