@@ -24,6 +24,7 @@
 #include "ronghe/base/hash.h"
 #include "ronghe/data/csv.h"
 #include "ronghe/data/datasets.h"
+#include "ronghe/fed/consortium.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/train/job.h"
 
@@ -295,6 +296,25 @@ int CmdKeysInspect(const std::string& path) {
   return 0;
 }
 
+int CmdFedInit(const std::string& config_path, const std::string& out) {
+  auto cfg = Config::Load(config_path);
+  if (!cfg.ok()) return Fail(cfg.status());
+  fed::ConsortiumOptions o;
+  Status st = fed::ParseConsortiumOptions(*cfg, &o);
+  if (st.ok()) st = cfg->CheckNoUnknownKeys();
+  if (!st.ok()) return Fail(st);
+  auto text = ReadFile(config_path);
+  if (!text.ok()) return Fail(text.status());
+  spdlog::info("consortium {}: CA, {} certificates, {}-of-{} key ceremony at {} bits", o.id,
+               o.parties.size() + 1, o.threshold, o.parties.size(), o.key_bits);
+  st = fed::InitConsortium(o, *text, out);
+  if (!st.ok()) return Fail(st);
+  std::printf("wrote %s: ca/ (keep ca-key.pem offline), coordinator/", out.c_str());
+  for (const auto& p : o.parties) std::printf(", %s/", p.c_str());
+  std::printf("\nhand each party its own folder; secret files are 0600\n");
+  return 0;
+}
+
 int CmdCryptoSpeed(int bits, bool as_json, double seconds, bool keygen) {
   crypto::SpeedOptions o;
   if (bits) o.bits = {bits};
@@ -407,6 +427,15 @@ int RunCli(int argc, char** argv) {
   speed->add_option("--seconds", s_seconds, "Minimum time per figure (default 1)")->check(CLI::Range(0.01, 60.0));
   speed->add_flag("--no-keygen", s_no_keygen, "Skip timing the key ceremony");
 
+  // fed
+  auto* fed_cmd = app.add_subcommand("fed", "Federated learning consortium");
+  fed_cmd->require_subcommand(1);
+  auto* fed_init = fed_cmd->add_subcommand("init", "Create the consortium CA, mTLS certificates, key shares and bundles");
+  std::string f_config, f_out;
+  fed_init->add_option("-c,--config", f_config, "Consortium file (examples/fraud/consortium.toml)")
+      ->required()->check(CLI::ExistingFile);
+  fed_init->add_option("--out", f_out, "Output folder (must not exist or be empty)")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -463,6 +492,7 @@ int RunCli(int argc, char** argv) {
     std::printf("recorded as run %ld\n", long(r->run_id));
     return 0;
   }
+  if (*fed_init) return CmdFedInit(f_config, f_out);
   if (*keys_init) return CmdKeysInit(k_parties, k_threshold, k_bits, k_out);
   if (*keys_inspect) return CmdKeysInspect(k_file);
   if (*speed) return CmdCryptoSpeed(s_bits, s_json, s_seconds, !s_no_keygen);

@@ -238,3 +238,31 @@ TEST(CliKeysTest, CryptoSpeedJson) {
 
 }  // namespace
 }  // namespace ronghe::testing
+
+namespace ronghe::testing {
+namespace {
+
+TEST(CliFedTest, InitWritesBundlesAndRefusesToOverwrite) {
+  std::string home = FreshHome("fedinit");
+  std::string out = home + "/consortium";
+  auto r = RunRonghe(home, {"fed", "init", "--config", SourcePath("examples/fraud/consortium.toml"), "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f : {"ca/ca.pem", "coordinator/cert.pem", "bank-south/share.json", "bank-west/key.pem"}) {
+    EXPECT_TRUE(FileExists(out + "/" + f)) << f;
+  }
+  struct stat st;
+  ASSERT_EQ(::stat((out + "/bank-south/share.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto ins = RunRonghe(home, {"keys", "inspect", out + "/bank-south/share.json"});
+  EXPECT_NE(ins.out.find("party:       3"), std::string::npos) << ins.out;
+  auto again = RunRonghe(home, {"fed", "init", "--config", SourcePath("examples/fraud/consortium.toml"), "--out", out});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("refusing to overwrite"), std::string::npos);
+  ASSERT_TRUE(WriteFileAtomic(home + "/bad.toml", "[consortium]\nid = \"x\"\nparties = [\"a\"]\nthreshold = 2\n").ok());
+  auto bad = RunRonghe(home, {"fed", "init", "--config", home + "/bad.toml", "--out", home + "/y"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("consortium.threshold"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ronghe::testing

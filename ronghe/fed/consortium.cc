@@ -1,0 +1,100 @@
+#include "ronghe/fed/consortium.h"
+
+#include <arpa/inet.h>
+
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "ronghe/base/file.h"
+#include "ronghe/crypto/keyfile.h"
+#include "ronghe/crypto/threshold.h"
+#include "ronghe/fed/pki.h"
+
+namespace ronghe::fed {
+
+namespace {
+bool IsIp(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+}  // namespace
+
+Status ParseConsortiumOptions(Config& cfg, ConsortiumOptions* o) {
+  RETURN_IF_ERROR(cfg.GetRequired("consortium.id", &o->id));
+  RETURN_IF_ERROR(cfg.GetRequired("consortium.parties", &o->parties));
+  RETURN_IF_ERROR(cfg.Get("consortium.threshold", &o->threshold));
+  RETURN_IF_ERROR(cfg.Get("consortium.key_bits", &o->key_bits));
+  RETURN_IF_ERROR(cfg.Get("coordinator.address", &o->coordinator_address));
+  RETURN_IF_ERROR(cfg.Get("coordinator.hosts", &o->coordinator_hosts));
+  if (o->parties.empty()) return cfg.ValueError("consortium.parties", "needs at least one party");
+  if (o->parties.size() > 64) return cfg.ValueError("consortium.parties", "at most 64 parties");
+  std::set<std::string> seen;
+  for (const auto& p : o->parties) {
+    if (!seen.insert(p).second) return cfg.ValueError("consortium.parties", "party '" + p + "' appears twice");
+    if (p == "coordinator" || p == "ca") return cfg.ValueError("consortium.parties", "'" + p + "' is reserved");
+  }
+  if (o->threshold < 1 || o->threshold > static_cast<int>(o->parties.size())) {
+    return cfg.ValueError("consortium.threshold", "must be between 1 and the number of parties (" +
+                                                      std::to_string(o->parties.size()) + ")");
+  }
+  if (o->key_bits != 2048 && o->key_bits != 3072) return cfg.ValueError("consortium.key_bits", "must be 2048 or 3072");
+  if (o->coordinator_address.rfind(':') == std::string::npos) {
+    return cfg.ValueError("coordinator.address", "expected host:port");
+  }
+  if (o->coordinator_hosts.empty()) return cfg.ValueError("coordinator.hosts", "needs at least one host name or IP");
+  return Status::OK();
+}
+
+Status InitConsortium(const ConsortiumOptions& o, const std::string& config_text, const std::string& out) {
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) && !std::filesystem::is_empty(out, ec)) {
+    return AlreadyExists(out + ": exists and is not empty; refusing to overwrite a consortium");
+  }
+  ASSIGN_OR_RETURN(PemPair ca, MakeCa(o.id));
+  CertificateRequest coord{o.id, "coordinator", {}, {}, true};
+  for (const auto& h : o.coordinator_hosts) (IsIp(h) ? coord.ips : coord.dns).push_back(h);
+  ASSIGN_OR_RETURN(PemPair coord_pem, MakeLeaf(ca, coord));
+  std::vector<PemPair> party_pem;
+  for (const auto& p : o.parties) {
+    ASSIGN_OR_RETURN(PemPair pp, MakeLeaf(ca, CertificateRequest{o.id, p}));
+    party_pem.push_back(std::move(pp));
+  }
+  crypto::DealerOptions d;
+  d.bits = o.key_bits;
+  d.parties = static_cast<int>(o.parties.size());
+  d.threshold = o.threshold;
+  ASSIGN_OR_RETURN(crypto::ThresholdKeys keys, crypto::DealThresholdKeys(d));
+  const std::string pub_json = crypto::PublicKeyJson(*keys.public_key);
+
+  RETURN_IF_ERROR(MakeDirs(out, 0700));
+  RETURN_IF_ERROR(MakeDirs(out + "/ca", 0700));
+  RETURN_IF_ERROR(WriteFileAtomic(out + "/ca/ca.pem", ca.cert_pem, 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(out + "/ca/ca-key.pem", ca.key_pem, 0600));
+  auto bundle = [&](const std::string& name, const PemPair& pem, const nlohmann::json& identity) -> Status {
+    std::string dir = out + "/" + name;
+    RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    RETURN_IF_ERROR(WriteFileAtomic(dir + "/ca.pem", ca.cert_pem, 0644));
+    RETURN_IF_ERROR(WriteFileAtomic(dir + "/cert.pem", pem.cert_pem, 0644));
+    RETURN_IF_ERROR(WriteFileAtomic(dir + "/key.pem", pem.key_pem, 0600));
+    RETURN_IF_ERROR(WriteFileAtomic(dir + "/public.json", pub_json, 0644));
+    RETURN_IF_ERROR(WriteFileAtomic(dir + "/identity.json", identity.dump(2) + "\n", 0644));
+    return WriteFileAtomic(dir + "/consortium.toml", config_text, 0644);
+  };
+  RETURN_IF_ERROR(bundle("coordinator", coord_pem,
+                         {{"consortium", o.id}, {"role", "coordinator"}, {"name", "coordinator"},
+                          {"address", o.coordinator_address}, {"key_fingerprint", keys.public_key->fingerprint()}}));
+  for (size_t i = 0; i < o.parties.size(); ++i) {
+    const std::string& name = o.parties[i];
+    RETURN_IF_ERROR(bundle(name, party_pem[i],
+                           {{"consortium", o.id}, {"role", "participant"}, {"name", name},
+                            {"index", static_cast<int>(i) + 1}, {"coordinator", o.coordinator_address},
+                            {"key_fingerprint", keys.public_key->fingerprint()}}));
+    RETURN_IF_ERROR(WriteFileAtomic(out + "/" + name + "/share.json",
+                                    crypto::ShareJson(*keys.public_key, keys.shares[i]), 0600));
+  }
+  return Status::OK();
+}
+
+}  // namespace ronghe::fed
