@@ -86,11 +86,45 @@ std::string ToBytes(const mpz_class& x, size_t len) {
   return out;
 }
 
+namespace {
+using Bn = std::unique_ptr<BIGNUM, void (*)(BIGNUM*)>;
+
+Bn ToBn(const mpz_class& x) {
+  std::string bytes = ToBytes(x, ByteLength(x));
+  Bn b(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()), nullptr),
+       BN_clear_free);
+  std::fill(bytes.begin(), bytes.end(), '\0');
+  return b;
+}
+
+mpz_class FromBn(const BIGNUM* b) {
+  std::string bytes(static_cast<size_t>(BN_num_bytes(b)), '\0');
+  BN_bn2bin(b, reinterpret_cast<unsigned char*>(bytes.data()));
+  mpz_class x;
+  mpz_import(x.get_mpz_t(), bytes.size(), 1, 1, 1, 0, bytes.data());
+  std::fill(bytes.begin(), bytes.end(), '\0');
+  return x;
+}
+}  // namespace
+
 mpz_class PowSecret(const mpz_class& base, const mpz_class& exp, const mpz_class& mod) {
-  mpz_class r;
   if (exp == 0) return mpz_class(1) % mod;
-  mpz_powm_sec(r.get_mpz_t(), base.get_mpz_t(), exp.get_mpz_t(), mod.get_mpz_t());
-  return r;
+  // OpenSSL's constant-time Montgomery ladder with fixed windows: measured here 27% faster than
+  // GMP's mpz_powm_sec at a 4096-bit modulus and 15% faster at 2048 bits (docs/benchmarks.md).
+  thread_local std::unique_ptr<BN_CTX, void (*)(BN_CTX*)> ctx(BN_CTX_secure_new(), BN_CTX_free);
+  mpz_class b = base % mod;
+  if (b < 0) b += mod;
+  Bn bb = ToBn(b), be = ToBn(exp), bm = ToBn(mod);
+  Bn br(BN_new(), BN_clear_free);
+  BN_set_flags(be.get(), BN_FLG_CONSTTIME);
+  if (!ctx || !bb || !be || !bm || !br ||
+      BN_mod_exp_mont_consttime(br.get(), bb.get(), be.get(), bm.get(), ctx.get(), nullptr) != 1) {
+    // Falls back to GMP's constant-time exponentiation rather than failing a decryption.
+    mpz_class r;
+    mpz_powm_sec(r.get_mpz_t(), base.get_mpz_t(), exp.get_mpz_t(), mod.get_mpz_t());
+    return r;
+  }
+  return FromBn(br.get());
 }
 
 mpz_class Pow(const mpz_class& base, const mpz_class& exp, const mpz_class& mod) {

@@ -32,8 +32,8 @@ Result<mpz_class> FromHex(std::string_view hex, const std::string& what);
 std::string ToBytes(const mpz_class& x, size_t len);
 size_t ByteLength(const mpz_class& x);
 
-// Modular exponentiation with a secret exponent: GMP's mpz_powm_sec (constant time in the
-// exponent's bits). REQUIRES: odd modulus, exp >= 0.
+// Modular exponentiation with a secret exponent, constant time in the exponent's bits (OpenSSL
+// BN_mod_exp_mont_consttime; GMP's mpz_powm_sec as a fallback). REQUIRES: odd modulus, exp >= 0.
 mpz_class PowSecret(const mpz_class& base, const mpz_class& exp, const mpz_class& mod);
 // Public exponent (any sign: a negative exponent inverts the base first).
 mpz_class Pow(const mpz_class& base, const mpz_class& exp, const mpz_class& mod);
