@@ -5,6 +5,8 @@
 # Variables: BUILD (build folder, default build), CTEST_ARGS (e.g. -LE slow to skip slow tests).
 
 BUILD ?= build
+# One state folder for the fetch script and the tests, absolute even where HOME is unset.
+export RONGHE_HOME ?= $(if $(HOME),$(HOME)/.ronghe,$(CURDIR)/.ronghe)
 CTEST_ARGS ?=
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-home=${RONGHE_HOME:-$HOME/.ronghe}
+home=${RONGHE_HOME:-${HOME:-.}/.ronghe}
 data="$home/data"
 sums="$here/data.sha256"
 all=(fashion-mnist breast_cancer lending_club taylor sensor)
