@@ -24,6 +24,7 @@
 #include "ronghe/base/hash.h"
 #include "ronghe/data/csv.h"
 #include "ronghe/data/datasets.h"
+#include "ronghe/data/source.h"
 #include "ronghe/fed/consortium.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/train/job.h"
@@ -145,11 +146,7 @@ int CmdDataInfo(const std::string& home, const std::string& name) {
     std::printf("  %s  %s  sha256 %s\n", f.c_str(), FormatBytes(static_cast<int64_t>(size)).c_str(),
                 sha.ok() ? sha->c_str() : "?");
     if (p.size() > 4 && p.substr(p.size() - 4) == ".csv") {
-      data::CsvOptions o;
-      if (name == "breast_cancer") {
-        o.header = false;
-        o.skip_rows = 1;
-      }
+      data::CsvOptions o = data::DefaultDataOptions(name).csv;
       auto t = data::ReadCsv(p, o);
       if (t.ok()) {
         std::string cols;
@@ -476,10 +473,10 @@ int RunCli(int argc, char** argv) {
     if (!progress.empty()) treq.overrides.push_back("train.progress=\"" + progress + "\"");
     auto r = train::RunTrainJob(treq);
     if (!r.ok()) return Fail(r.status());
-    std::printf("run %ld %s: %ld epochs, %ld steps, %.0f samples/s%s%s\n", long(r->run_id),
+    std::printf("run %ld %s: %ld epochs, %ld steps, %.0f samples/s%s\n", long(r->run_id),
                 r->result.resumed ? "resumed and finished" : "finished", long(r->result.epochs_completed),
                 long(r->result.steps), r->result.samples_per_second,
-                r->result.stopped_early ? ", stopped early" : "", "");
+                r->result.stopped_early ? ", stopped early" : "");
     PrintMetrics("test", r->result.test);
     std::printf("model: %s\n", r->artifact.c_str());
     return 0;

@@ -74,13 +74,7 @@ Result<std::vector<SpeedResult>> RunSpeed(const SpeedOptions& o) {
     PartialDecryption batch;
     batch.index = 1;
     batch.shares = bs;
-    {
-      // The same statement VerifyPartial checks, proven once.
-      auto e = BatchWeights(pub, 1, bc, bs);
-      mpz_class C = MultiExp(bc, e, pk.n2(), DefaultThreads()), Ci = MultiExp(bs, e, pk.n2(), DefaultThreads());
-      mpz_class u = C * C % pk.n2();
-      batch.proof = ProveEquality(pub, keys.shares[0], u * u % pk.n2(), Ci * Ci % pk.n2());
-    }
+    batch.proof = ProveBatch(pub, keys.shares[0], bc, bs);
     RETURN_IF_ERROR(VerifyPartial(pub, bc, batch).WithContext("speed self-check"));
     mpz_class u = c[0] * c[0] % pk.n2();
     u = u * u % pk.n2();

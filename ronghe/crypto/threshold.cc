@@ -294,9 +294,15 @@ Result<PartialDecryption> PartialDecrypt(const ThresholdPublicKey& pub, const Ke
   ParallelFor(static_cast<int64_t>(ciphertexts.size()), [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) out.shares[j] = PowSecret(ciphertexts[j], exp, n2);
   }, threads);
-  auto [u, ui] = BatchStatement(pub, share.index, ciphertexts, out.shares, threads > 0 ? threads : DefaultThreads());
-  out.proof = ProveEquality(pub, share, u, ui);
+  out.proof = ProveBatch(pub, share, ciphertexts, out.shares, threads);
   return out;
+}
+
+EqualityProof ProveBatch(const ThresholdPublicKey& pub, const KeyShare& share,
+                         const std::vector<mpz_class>& ciphertexts, const std::vector<mpz_class>& shares,
+                         int threads) {
+  auto [u, ui] = BatchStatement(pub, share.index, ciphertexts, shares, threads > 0 ? threads : DefaultThreads());
+  return ProveEquality(pub, share, u, ui);
 }
 
 Status VerifyPartial(const ThresholdPublicKey& pub, const std::vector<mpz_class>& ciphertexts,

@@ -113,6 +113,12 @@ Result<std::vector<mpz_class>> CombineVector(const ThresholdPublicKey& pub,
                                              const std::vector<PartialDecryption>& partials,
                                              int threads = 0);
 
+// The batch proof for shares of `ciphertexts` (what PartialDecrypt attaches), for callers that
+// already hold the shares.
+EqualityProof ProveBatch(const ThresholdPublicKey& pub, const KeyShare& share,
+                         const std::vector<mpz_class>& ciphertexts,
+                         const std::vector<mpz_class>& shares, int threads = 0);
+
 // Lower-level pieces, exposed for tests and benchmarks.
 EqualityProof ProveEquality(const ThresholdPublicKey& pub, const KeyShare& share,
                             const mpz_class& u, const mpz_class& ui);

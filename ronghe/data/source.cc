@@ -101,6 +101,13 @@ Result<DataOptions> DataOptions::FromJson(const nlohmann::json& j) {
   return o;
 }
 
+DataOptions DefaultDataOptions(const std::string& dataset) {
+  DataOptions o;
+  o.dataset = dataset;
+  ApplyDatasetDefaults(&o);
+  return o;
+}
+
 Status ParseDataOptions(Config& cfg, DataOptions* o) {
   RETURN_IF_ERROR(cfg.GetRequired("data.dataset", &o->dataset));
   if (o->dataset != "csv") {

@@ -37,6 +37,10 @@ struct DataOptions {
   static Result<DataOptions> FromJson(const nlohmann::json& j);
 };
 
+// The options a known data set loads with when the config names nothing else (CSV layout,
+// label, schema). Unknown names give plain defaults.
+DataOptions DefaultDataOptions(const std::string& dataset);
+
 // Reads `data.*` keys into *out, starting from the defaults of the named data set.
 Status ParseDataOptions(Config& cfg, DataOptions* out);
 
