@@ -173,3 +173,26 @@ Result<std::string> VerifyLeaf(const std::string& ca_pem, const std::string& cer
 }
 
 }  // namespace ronghe::fed
+
+namespace ronghe::fed {
+
+Result<std::string> AuthenticateParty(const std::string& ca_pem, const std::string& cert_pem,
+                                      const std::string& consortium) {
+  ASSIGN_OR_RETURN(std::string cn, VerifyLeaf(ca_pem, cert_pem));
+  ASSIGN_OR_RETURN(Cert leaf, ReadCert(cert_pem, "certificate"));
+  const std::string want = "ronghe://" + consortium + "/" + cn;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr));
+  bool found = false;
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+    if (g->type != GEN_URI) continue;
+    const ASN1_IA5STRING* uri = g->d.uniformResourceIdentifier;
+    std::string s(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)), ASN1_STRING_length(uri));
+    if (s == want) found = true;
+  }
+  GENERAL_NAMES_free(names);
+  if (!found) return PermissionDenied("certificate of '" + cn + "' is not for consortium '" + consortium + "' (no SAN " + want + ")");
+  return cn;
+}
+
+}  // namespace ronghe::fed

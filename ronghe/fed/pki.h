@@ -35,4 +35,9 @@ Result<PemPair> MakeLeaf(const PemPair& ca, const CertificateRequest& request);
 Result<std::string> VerifyLeaf(const std::string& ca_pem, const std::string& cert_pem,
                                const std::string& key_pem = "");
 
+// For a peer's certificate presented over mutual TLS: VerifyLeaf, plus the SAN URI
+// ronghe://<consortium>/<CN>. Returns the party name (CN).
+Result<std::string> AuthenticateParty(const std::string& ca_pem, const std::string& cert_pem,
+                                      const std::string& consortium);
+
 }  // namespace ronghe::fed

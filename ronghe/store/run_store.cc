@@ -56,6 +56,18 @@ const char* const kMigrations[] = {
       processes INTEGER NOT NULL
     );
     )sql",
+    // 1 -> 2: federated (and any other) jobs checkpoint their state per step in one row, written
+    // in the same transaction as that step's metrics.
+    R"sql(
+    CREATE TABLE checkpoints (
+      run_id INTEGER NOT NULL REFERENCES runs(id),
+      step INTEGER NOT NULL,
+      state BLOB NOT NULL,
+      meta_json TEXT NOT NULL,
+      recorded_at REAL NOT NULL,
+      PRIMARY KEY (run_id, step)
+    );
+    )sql",
 };
 constexpr int kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -101,6 +113,7 @@ class Stmt {
     return r.ok() ? Status::OK() : r.status();
   }
   void Reset() { sqlite3_reset(stmt_); }
+  sqlite3_stmt* get() { return stmt_; }
   int64_t Int(int c) { return sqlite3_column_int64(stmt_, c); }
   double Real(int c) { return sqlite3_column_double(stmt_, c); }
   std::string Text(int c) {
@@ -251,7 +264,11 @@ Status RunStore::FinishRun(int64_t run_id, const std::string& status, const std:
 
 Status RunStore::LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics) {
   std::lock_guard<std::mutex> lock(mu_);
-  return InTransaction([&]() -> Status {
+  return InTransaction([&]() -> Status { return LogMetricsLocked(run_id, metrics); });
+}
+
+Status RunStore::LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord>& metrics) {
+  {
     // A resumed job may log an epoch again; the newest value replaces the old one.
     Stmt del(db_, "DELETE FROM metrics WHERE run_id=? AND step=? AND split=? AND name=?");
     RETURN_IF_PREPARE_ERROR(del);
@@ -267,7 +284,41 @@ Status RunStore::LogMetrics(int64_t run_id, const std::vector<MetricRecord>& met
       s.Reset();
     }
     return Status::OK();
+  }
+}
+
+Status RunStore::SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
+                                const std::vector<MetricRecord>& metrics) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction([&]() -> Status {
+    Stmt s(db_, "INSERT OR REPLACE INTO checkpoints(run_id, step, state, meta_json, recorded_at) VALUES (?,?,?,?,?)");
+    RETURN_IF_PREPARE_ERROR(s);
+    s.Bind(1, run_id).Bind(2, cp.step);
+    sqlite3_bind_blob64(s.get(), 3, cp.state.data(), cp.state.size(), SQLITE_TRANSIENT);
+    s.Bind(4, cp.meta_json).Bind(5, UnixNow());
+    RETURN_IF_ERROR(s.Run());
+    // Older checkpoints are history nobody resumes from; keep the store small.
+    Stmt del(db_, "DELETE FROM checkpoints WHERE run_id=? AND step<?");
+    RETURN_IF_PREPARE_ERROR(del);
+    del.Bind(1, run_id).Bind(2, cp.step);
+    RETURN_IF_ERROR(del.Run());
+    return LogMetricsLocked(run_id, metrics);
   });
+}
+
+Result<std::optional<CheckpointRecord>> RunStore::LatestCheckpoint(int64_t run_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt s(db_, "SELECT step, state, meta_json FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT 1");
+  RETURN_IF_PREPARE_ERROR(s);
+  s.Bind(1, run_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::optional<CheckpointRecord>();
+  CheckpointRecord cp;
+  cp.step = s.Int(0);
+  const void* blob = sqlite3_column_blob(s.get(), 1);
+  cp.state.assign(static_cast<const char*>(blob), static_cast<size_t>(sqlite3_column_bytes(s.get(), 1)));
+  cp.meta_json = s.Text(2);
+  return std::optional<CheckpointRecord>(std::move(cp));
 }
 
 Status RunStore::AddArtifact(int64_t run_id, const ArtifactRecord& a) {

@@ -40,6 +40,13 @@ struct ArtifactRecord {
   int64_t bytes = 0;
 };
 
+// A job's resumable state at one step (a federated round): an opaque blob plus JSON metadata.
+struct CheckpointRecord {
+  int64_t step = 0;
+  std::string state;      // binary (e.g. a tensor file)
+  std::string meta_json;
+};
+
 struct RunRecord {
   int64_t id = 0;
   std::string kind;       // "train", "eval", ...
@@ -77,6 +84,12 @@ class RunStore {
   // A metric logged again for the same (step, split, name) replaces the earlier value.
   Status LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics);
   Status AddArtifact(int64_t run_id, const ArtifactRecord& artifact);
+  // Stores the checkpoint for `cp.step` and that step's metrics in ONE transaction, so a crash
+  // leaves either both or neither; older checkpoints of the run are dropped.
+  Status SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
+                        const std::vector<MetricRecord>& metrics);
+  // The newest checkpoint of the run, if any.
+  Result<std::optional<CheckpointRecord>> LatestCheckpoint(int64_t run_id);
   // Adds to the run's recorded use (a resumed run accumulates over its attempts).
   Status RecordResources(int64_t run_id, const ResourceUsage& usage);
 
@@ -90,6 +103,7 @@ class RunStore {
   RunStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Status Migrate();
   Status Exec(const std::string& sql);
+  Status LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord>& metrics);
   // Runs `fn` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
   template <typename Fn>
   Status InTransaction(Fn&& fn);

@@ -173,5 +173,26 @@ TEST(RunStoreTest, RefusesGarbageAndNewerSchemas) {
   EXPECT_NE(s.status().message().find("newer"), std::string::npos) << s.status().message();
 }
 
+TEST(RunStoreTest, CheckpointAndItsMetricsLandTogetherAndTheNewestWins) {
+  auto store = RunStore::Open(FreshDb("checkpoint"));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto id = (*store)->CreateRun("fed", "fraud", "{}");
+  ASSERT_TRUE(id.ok());
+  auto none = (*store)->LatestCheckpoint(*id);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  std::string blob("\0\1\2binary\0", 10);
+  ASSERT_TRUE((*store)->SaveCheckpoint(*id, {1, blob, "{\"round\":1}"}, {{1, "fed", "loss", 0.5}}).ok());
+  ASSERT_TRUE((*store)->SaveCheckpoint(*id, {2, blob + "x", "{\"round\":2}"}, {{2, "fed", "loss", 0.4}}).ok());
+  auto cp = (*store)->LatestCheckpoint(*id);
+  ASSERT_TRUE(cp.ok() && cp->has_value());
+  EXPECT_EQ((*cp)->step, 2);
+  EXPECT_EQ((*cp)->state, blob + "x");  // binary-safe, NULs included
+  EXPECT_EQ((*cp)->meta_json, "{\"round\":2}");
+  auto run = (*store)->GetRun(*id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->metrics.size(), 2u);
+}
+
 }  // namespace
 }  // namespace ronghe::store

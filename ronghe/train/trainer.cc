@@ -172,10 +172,8 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
   return Status::OK();
 }
 
-namespace {
-
 // Loss of a batch in float32. `weight`: class weights (multi-class) or pos_weight (binary).
-torch::Tensor Loss(const torch::Tensor& out, const torch::Tensor& y, data::Task task,
+at::Tensor TaskLoss(const torch::Tensor& out, const torch::Tensor& y, data::Task task,
                    const torch::Tensor& weight) {
   torch::Tensor logits = out.to(torch::kFloat32);
   switch (task) {
@@ -196,7 +194,19 @@ torch::Tensor Loss(const torch::Tensor& out, const torch::Tensor& y, data::Task 
   return {};
 }
 
-}  // namespace
+Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, int64_t num_classes) {
+  if (task == data::Task::kRegression) {
+    return InvalidArgument("train.class_weights: \"balanced\" needs a classification task");
+  }
+  torch::Tensor counts = torch::bincount(y, {}, num_classes).to(torch::kFloat64);
+  if (task == data::Task::kBinary) {
+    double pos = counts[1].item<double>(), neg = counts[0].item<double>();
+    if (pos == 0) return FailedPrecondition("class_weights: the training data has no positive example");
+    return torch::tensor({static_cast<float>(neg / pos)});
+  }
+  torch::Tensor w = counts.sum() / (counts.clamp_min(1) * num_classes);
+  return w.to(torch::kFloat32);
+}
 
 Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Task task,
                            const nlohmann::json& preprocessing, int64_t batch_size,
@@ -216,7 +226,7 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Ta
         out = model.Forward(x);
       }
       out = out.to(torch::kFloat32);
-      loss_sum += Loss(out, y, task, {}).item<double>() * n;
+      loss_sum += TaskLoss(out, y, task, {}).item<double>() * n;
       outs.push_back(out);
     }
     torch::Tensor all = torch::cat(outs);
@@ -447,7 +457,7 @@ struct Trainer::Impl {
         {
           AutocastGuard ac(o.precision == "bf16");
           torch::Tensor out = model->Forward(x);
-          loss = Loss(out, y, data->task, loss_weight);
+          loss = TaskLoss(out, y, data->task, loss_weight);
         }
         if (!std::isfinite(loss.item<double>())) {
           return FailedPrecondition("training diverged: loss is " + std::to_string(loss.item<double>()) +
@@ -559,18 +569,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
           torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
     }
     if (o.class_weights == "balanced") {
-      if (data->task == data::Task::kRegression) {
-        return InvalidArgument("train.class_weights: \"balanced\" needs a classification task");
-      }
-      torch::Tensor counts = torch::bincount(data->train.y, {}, data->num_classes).to(torch::kFloat64);
-      if (data->task == data::Task::kBinary) {
-        double pos = counts[1].item<double>(), neg = counts[0].item<double>();
-        if (pos == 0) return FailedPrecondition("class_weights: the training split has no positive example");
-        impl->loss_weight = torch::tensor({static_cast<float>(neg / pos)});
-      } else {
-        torch::Tensor w = counts.sum() / (counts.clamp_min(1) * data->num_classes);
-        impl->loss_weight = w.to(torch::kFloat32);
-      }
+      ASSIGN_OR_RETURN(impl->loss_weight, BalancedClassWeights(data->train.y, data->task, data->num_classes));
     }
   } catch (const c10::Error& e) {
     return InvalidArgument(std::string("trainer: ") + e.what_without_backtrace());

@@ -66,6 +66,12 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& data, data:
                            const nlohmann::json& preprocessing, int64_t batch_size,
                            const std::string& precision);
 
+// The loss the trainer minimises, in float32. `weight`: class weights (multi-class) or
+// pos_weight (binary); undefined for none.
+at::Tensor TaskLoss(const at::Tensor& out, const at::Tensor& y, data::Task task, const at::Tensor& weight);
+// "balanced" class weights from labels: binary gives pos_weight = negatives / positives.
+Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, int64_t num_classes);
+
 class Trainer {
  public:
   // `job` may be null (no record). `checkpoint_path` "" disables checkpoints.

@@ -1,0 +1,769 @@
+#include "ronghe/fed/coordinator.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
+#include "ronghe/crypto/packing.h"
+#include "ronghe/nn/artifact.h"
+#include "ronghe/nn/tensor_file.h"
+
+namespace ronghe::fed {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+struct Peer {
+  std::string party;
+  int index = 0;
+  uint64_t generation = 0;
+  v1::Hello hello;
+  std::mutex send_mu;
+  Connection* conn = nullptr;  // GUARDED_BY(send_mu); null once the connection ended
+  uint64_t send_seq = 0;       // GUARDED_BY(send_mu)
+  std::atomic<int64_t> bytes{0};
+  // Run thread only:
+  uint64_t last_recv_seq = 0;
+  bool accepted = false;       // hello checked against the model
+};
+
+struct Event {
+  enum Kind { kJoined, kMessage, kGone } kind;
+  std::shared_ptr<Peer> peer;
+  v1::Envelope envelope;
+};
+
+uint64_t RoundSeed(uint64_t seed, int64_t round) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(round) * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 31;
+  return x * 0x94D049BB133111EBull;
+}
+
+// Why a round attempt ended without a result.
+struct Abandon {
+  std::string reason;
+};
+
+}  // namespace
+
+struct Coordinator::Impl {
+  CoordinatorOptions o;
+  store::RunStore* store = nullptr;
+  std::unique_ptr<store::Job> job;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, std::shared_ptr<Peer>> peers;  // GUARDED_BY(mu)
+  std::deque<Event> inbox;                             // GUARDED_BY(mu)
+  bool stopping = false;                               // GUARDED_BY(mu)
+  uint64_t next_generation = 1;                        // GUARDED_BY(mu)
+
+  // Run thread state.
+  bool initialized = false;
+  nn::ModelConfig model_config;
+  nlohmann::json data_json;  // the parties' agreed schema (from the first Hello)
+  std::unique_ptr<nn::Model> model;
+  std::vector<float> weights;
+  std::unique_ptr<ServerOptimizer> server;
+  int64_t completed = 0;
+  int64_t dp_rounds = 0;
+  bool resumed = false;
+  nlohmann::json history = nlohmann::json::array();
+  std::optional<crypto::Packer> packer;
+
+  int MinNeeded() const {
+    int m = o.min_participants > 0 ? o.min_participants : o.threshold;
+    if (o.secure_aggregation == "paillier") m = std::max(m, o.threshold);
+    return std::max(m, 1);
+  }
+
+  bool SendTo(Peer& p, v1::Envelope e, int64_t round, const std::string& nonce) {
+    std::lock_guard<std::mutex> lock(p.send_mu);
+    if (!p.conn) return false;
+    auto* h = e.mutable_header();
+    h->set_consortium(o.consortium);
+    h->set_round(round);
+    h->set_nonce(nonce);
+    h->set_seq(++p.send_seq);
+    p.bytes += static_cast<int64_t>(e.ByteSizeLong());
+    return p.conn->Send(e);
+  }
+
+  void Notify(Peer& p, v1::Notice::Code code, const std::string& msg, int64_t round = 0,
+              const std::string& nonce = "") {
+    v1::Envelope e;
+    e.mutable_notice()->set_code(code);
+    e.mutable_notice()->set_message(msg);
+    SendTo(p, std::move(e), round, nonce);
+  }
+
+  bool SendPayload(Peer& p, v1::PayloadKind kind, const std::string& payload, int64_t round,
+                   const std::string& nonce) {
+    for (auto& c : SplitPayload(kind, payload, o.chunk_bytes)) {
+      v1::Envelope e;
+      *e.mutable_chunk() = std::move(c);
+      if (!SendTo(p, std::move(e), round, nonce)) return false;
+    }
+    return true;
+  }
+
+  void Drop(Peer& p) {
+    std::lock_guard<std::mutex> lock(p.send_mu);
+    if (p.conn) p.conn->Close();
+  }
+
+  // Next event, or false at the deadline / on Stop.
+  bool NextEvent(Event* e, Clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_until(lock, deadline, [&] { return stopping || !inbox.empty(); });
+    if (stopping || inbox.empty()) return false;
+    *e = std::move(inbox.front());
+    inbox.pop_front();
+    return true;
+  }
+
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(mu);
+    return stopping;
+  }
+
+  std::vector<std::shared_ptr<Peer>> ReadyPeers() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::shared_ptr<Peer>> out;
+    for (auto& [name, p] : peers)
+      if (p->accepted) out.push_back(p);
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a->index < b->index; });
+    return out;
+  }
+
+  Status InitModel(const v1::Hello& h) {
+    model_config = o.model;
+    model_config.input_shape.assign(h.input_shape().begin(), h.input_shape().end());
+    model_config.outputs = h.outputs();
+    data_json = nlohmann::json::parse(h.data_json(), nullptr, false);
+    if (data_json.is_discarded()) data_json = nlohmann::json::object();
+    torch::manual_seed(o.seed);
+    ASSIGN_OR_RETURN(model, nn::Model::Create(model_config));
+    weights = Flatten(model->NamedState());
+    ASSIGN_OR_RETURN(ServerOptimizer s, ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
+    server = std::make_unique<ServerOptimizer>(std::move(s));
+    initialized = true;
+    spdlog::info("federation: {} model with {} values, from {}'s schema (input {}, {} outputs)",
+                 model_config.kind, weights.size(), h.party(), nlohmann::json(model_config.input_shape).dump(),
+                 model_config.outputs);
+    return Status::OK();
+  }
+
+  // A newly joined peer: does its data fit the model?
+  void Accept(const std::shared_ptr<Peer>& p) {
+    const v1::Hello& h = p->hello;
+    if (!initialized) {
+      Status st = InitModel(h);
+      if (!st.ok()) {
+        spdlog::error("federation: cannot build the model from {}'s schema: {}", p->party, st.message());
+        Notify(*p, v1::Notice::REJECTED, st.message());
+        Drop(*p);
+        return;
+      }
+    }
+    std::vector<int64_t> shape(h.input_shape().begin(), h.input_shape().end());
+    if (shape != model_config.input_shape || h.outputs() != model_config.outputs) {
+      std::string why = p->party + "'s data has input shape " + nlohmann::json(shape).dump() + " and " +
+                        std::to_string(h.outputs()) + " outputs; the consortium model has " +
+                        nlohmann::json(model_config.input_shape).dump() + " and " +
+                        std::to_string(model_config.outputs);
+      spdlog::warn("federation: refusing {}", why);
+      Notify(*p, v1::Notice::REJECTED, why);
+      Drop(*p);
+      return;
+    }
+    p->accepted = true;
+    spdlog::info("federation: {} joined ({} examples)", p->party, h.num_examples());
+  }
+
+  // Checks a message's binding. Returns "" when it belongs to (round, nonce).
+  std::string CheckHeader(Peer& p, const v1::Envelope& e, int64_t round, const std::string& nonce) {
+    const auto& h = e.header();
+    if (h.consortium() != o.consortium) return "message for consortium '" + h.consortium() + "'";
+    if (h.seq() <= p.last_recv_seq) {
+      return "replayed message (sequence " + std::to_string(h.seq()) + " after " + std::to_string(p.last_recv_seq) + ")";
+    }
+    p.last_recv_seq = h.seq();
+    if (static_cast<int64_t>(h.round()) != round || h.nonce() != nonce) {
+      return "stale message for round " + std::to_string(h.round()) + " (nonce " + Hex(h.nonce()).substr(0, 8) +
+             "), current round " + std::to_string(round) + " (nonce " + Hex(nonce).substr(0, 8) + ")";
+    }
+    return "";
+  }
+
+  // Handles an event that is not part of the current exchange: joins, departures and strays.
+  void Background(Event& ev, int64_t round, const std::string& nonce) {
+    if (ev.kind == Event::kJoined) {
+      Accept(ev.peer);
+    } else if (ev.kind == Event::kMessage) {
+      std::string why = CheckHeader(*ev.peer, ev.envelope, round, nonce);
+      if (why.empty()) why = "unexpected message at this point of round " + std::to_string(round);
+      if (ev.envelope.has_notice()) return;  // a participant's notice needs no answer
+      spdlog::warn("federation: rejected from {}: {}", ev.peer->party, why);
+      Notify(*ev.peer, v1::Notice::REJECTED, why, round, nonce);
+    }
+  }
+
+  Status WaitForParticipants(int64_t round) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1000));
+    bool said = false;
+    while (true) {
+      if (initialized && static_cast<int>(ReadyPeers().size()) >= MinNeeded()) return Status::OK();
+      if (!said) {
+        spdlog::info("round {}: waiting for participants ({} of {} needed connected)", round, ReadyPeers().size(),
+                     MinNeeded());
+        said = true;
+      }
+      Event ev;
+      if (!NextEvent(&ev, deadline)) {
+        if (Stopping()) return Cancelled("coordinator stopped");
+        return DeadlineExceeded("round " + std::to_string(round) + ": only " + std::to_string(ReadyPeers().size()) +
+                                " participants connected after " + std::to_string(o.join_timeout_s) + " s; " +
+                                std::to_string(MinNeeded()) + " are needed");
+      }
+      Background(ev, round, "");
+    }
+  }
+
+  void SleepProcessing(double seconds, int64_t round) {
+    auto until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    Event ev;
+    while (NextEvent(&ev, until)) Background(ev, round, "");
+  }
+
+  // One attempt at round `round`. On success fills `rep` and updates the weights.
+  Result<bool> RunRound(int64_t round, RoundReport* rep, std::string* abandon_reason);
+
+  Status Persist(const RoundReport& rep);
+  Status LoadCheckpoint();
+  Status WriteArtifact();
+};
+
+Result<bool> Coordinator::Impl::RunRound(int64_t round, RoundReport* rep, std::string* why) {
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(o.round_deadline_s * 1000));
+  const std::string nonce = NewNonce();
+  const bool secure = o.secure_aggregation == "paillier";
+  const bool dp = o.dp.noise_multiplier > 0;
+  std::vector<std::shared_ptr<Peer>> members = ReadyPeers();
+  for (auto& p : members) p->bytes = 0;
+  const int64_t len = static_cast<int64_t>(weights.size());
+
+  // Weights: n_i / sum n_j over the members (equal with DP, which bounds each party's influence).
+  double total = 0;
+  for (auto& p : members) total += std::max<uint64_t>(1, p->hello.num_examples());
+  std::map<std::string, double> weight_of;
+  for (auto& p : members) {
+    weight_of[p->party] = dp ? 1.0 / members.size() : std::max<uint64_t>(1, p->hello.num_examples()) / total;
+  }
+
+  // 1. The task: global model and settings.
+  auto state = model->NamedState();
+  RETURN_IF_ERROR(Unflatten(weights, &state));
+  v1::RoundTask task;
+  task.set_model_config_json(model_config.ToJson().dump());
+  StateToProto(state, task.mutable_model());
+  *task.mutable_settings() = o.local;
+  task.set_secure_aggregation(o.secure_aggregation);
+  task.set_precision_bits(o.precision_bits);
+  task.set_clip(o.clip);
+  task.set_max_summands(static_cast<int>(o.parties.size()));
+  task.set_dp_clip_norm(dp ? o.dp.clip_norm : 0);
+  task.set_seed(RoundSeed(o.seed, round));
+
+  std::map<std::string, Reassembler> uploads;
+  std::set<std::string> pending;
+  const size_t width = secure ? (mpz_sizeinbase(o.public_key->paillier().n2().get_mpz_t(), 2) + 7) / 8 : 0;
+  const int64_t count = secure ? packer->PlaintextCount(len) : 0;
+  const size_t upload_max = (secure ? count * width : len * 4) + 65536;
+  for (auto& p : members) {
+    task.set_weight(weight_of[p->party]);
+    if (!SendPayload(*p, v1::ROUND_TASK, task.SerializeAsString(), round, nonce)) {
+      rep->excluded.push_back(p->party + ": disconnected before the round started");
+      continue;
+    }
+    pending.insert(p->party);
+    uploads[p->party] = Reassembler(v1::UPLOAD, upload_max);
+  }
+  spdlog::info("round {}: sent the model to {} participants", round, pending.size());
+
+  // 2. Uploads, added as they arrive.
+  std::vector<mpz_class> acc;
+  std::vector<double> plain_acc;
+  double wsum = 0, loss_sum = 0;
+  auto exclude = [&](Peer& p, const std::string& reason) {
+    rep->excluded.push_back(p.party + ": " + reason);
+    pending.erase(p.party);
+    spdlog::warn("round {}: {} excluded: {}", round, p.party, reason);
+  };
+  Event ev;
+  while (!pending.empty() && NextEvent(&ev, deadline)) {
+    Peer& p = *ev.peer;
+    bool member = pending.count(p.party) && std::any_of(members.begin(), members.end(), [&](auto& m) { return m.get() == &p; });
+    if (!member) {
+      Background(ev, round, nonce);
+      continue;
+    }
+    if (ev.kind == Event::kGone) {
+      exclude(p, "disconnected during the round");
+      continue;
+    }
+    if (ev.kind != Event::kMessage) continue;
+    const v1::Envelope& e = ev.envelope;
+    std::string bad = CheckHeader(p, e, round, nonce);
+    if (!bad.empty()) {
+      spdlog::warn("round {}: rejected from {}: {}", round, p.party, bad);
+      Notify(p, v1::Notice::REJECTED, bad, round, nonce);
+      continue;
+    }
+    if (e.has_notice()) {
+      if (e.notice().code() == v1::Notice::FAILED) exclude(p, "reported: " + e.notice().message());
+      continue;
+    }
+    if (!e.has_chunk()) {
+      Notify(p, v1::Notice::REJECTED, "expected an upload", round, nonce);
+      continue;
+    }
+    const std::string what = "round " + std::to_string(round) + ": " + p.party + "'s upload";
+    Status st = uploads[p.party].Add(e.chunk(), what);
+    if (st.ok() && !uploads[p.party].complete()) continue;
+    v1::Upload up;
+    if (st.ok() && !up.ParseFromString(uploads[p.party].Take())) st = InvalidArgument(what + ": not an Upload message");
+    if (st.ok() && static_cast<int64_t>(up.values()) != len) {
+      st = InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " + std::to_string(len));
+    }
+    if (st.ok() && secure) {
+      if (up.ciphertext_bytes() != width) {
+        st = InvalidArgument(what + ": ciphertexts of " + std::to_string(up.ciphertext_bytes()) + " bytes, expected " +
+                             std::to_string(width));
+      } else {
+        auto cts = DecodeBigints(up.ciphertexts(), width, count, what);
+        if (!cts.ok()) st = cts.status();
+        for (int64_t i = 0; st.ok() && i < count; ++i) {
+          st = o.public_key->paillier().Validate((*cts)[i], what + ", ciphertext " + std::to_string(i));
+        }
+        if (st.ok()) {
+          if (acc.empty()) {
+            acc = std::move(*cts);
+          } else {
+            for (int64_t i = 0; i < count; ++i) acc[i] = o.public_key->paillier().Add(acc[i], (*cts)[i]);
+          }
+        }
+      }
+    } else if (st.ok()) {
+      auto vals = DecodeFloats(up.plain(), len, what);
+      if (!vals.ok()) st = vals.status();
+      if (st.ok()) {
+        if (plain_acc.empty()) plain_acc.assign(len, 0.0);
+        for (int64_t i = 0; i < len; ++i) plain_acc[i] += (*vals)[i];
+      }
+    }
+    if (!st.ok()) {
+      Notify(p, v1::Notice::REJECTED, st.message(), round, nonce);
+      exclude(p, st.message());
+      continue;
+    }
+    pending.erase(p.party);
+    rep->contributors.push_back(p.party);
+    wsum += weight_of[p.party];
+    loss_sum += up.train_loss();
+  }
+  if (Stopping()) return Cancelled("coordinator stopped");
+  for (const auto& name : pending) rep->excluded.push_back(name + ": no upload before the deadline");
+  const int k = static_cast<int>(rep->contributors.size());
+  if (k < MinNeeded()) {
+    *why = "only " + std::to_string(k) + " of " + std::to_string(members.size()) + " participants uploaded; " +
+           std::to_string(MinNeeded()) + " are needed";
+    return false;
+  }
+
+  // 3. Decryption of the aggregate only, by `threshold` parties, proofs verified.
+  std::vector<float> sum(len);
+  if (secure) {
+    v1::DecryptRequest req;
+    req.set_ciphertext_bytes(static_cast<uint32_t>(width));
+    req.set_ciphertexts(EncodeBigints(acc, width));
+    req.set_contributors(k);
+    const std::string payload = req.SerializeAsString();
+    std::vector<std::shared_ptr<Peer>> candidates;
+    for (auto& p : ReadyPeers())  // contributors first: they are known to be alive and responsive
+      if (std::count(rep->contributors.begin(), rep->contributors.end(), p->party)) candidates.push_back(p);
+    for (auto& p : ReadyPeers())
+      if (!std::count(rep->contributors.begin(), rep->contributors.end(), p->party)) candidates.push_back(p);
+    size_t next = 0;
+    std::map<std::string, Reassembler> partials;
+    std::vector<crypto::PartialDecryption> verified;
+    auto ask_one = [&]() {
+      while (next < candidates.size()) {
+        auto& p = candidates[next++];
+        if (SendPayload(*p, v1::DECRYPT_REQUEST, payload, round, nonce)) {
+          partials[p->party] = Reassembler(v1::PARTIAL, count * width + 65536);
+          return true;
+        }
+      }
+      return false;
+    };
+    for (int i = 0; i < o.threshold; ++i) ask_one();
+    spdlog::info("round {}: {} uploads added; asked {} parties for partial decryptions", round, k, partials.size());
+    auto give_up = [&](Peer& p, const std::string& reason) {
+      rep->excluded.push_back(p.party + ": " + reason);
+      spdlog::warn("round {}: {} excluded from decryption: {}", round, p.party, reason);
+      partials.erase(p.party);
+      ask_one();
+    };
+    while (static_cast<int>(verified.size()) < o.threshold && !partials.empty() && NextEvent(&ev, deadline)) {
+      Peer& p = *ev.peer;
+      if (!partials.count(p.party)) {
+        Background(ev, round, nonce);
+        continue;
+      }
+      if (ev.kind == Event::kGone) {
+        give_up(p, "disconnected during decryption");
+        continue;
+      }
+      if (ev.kind != Event::kMessage) continue;
+      const v1::Envelope& e = ev.envelope;
+      std::string bad = CheckHeader(p, e, round, nonce);
+      if (!bad.empty()) {
+        Notify(p, v1::Notice::REJECTED, bad, round, nonce);
+        continue;
+      }
+      if (e.has_notice()) {
+        if (e.notice().code() == v1::Notice::FAILED) give_up(p, "refused to decrypt: " + e.notice().message());
+        continue;
+      }
+      if (!e.has_chunk()) continue;
+      const std::string what = "round " + std::to_string(round) + ": " + p.party + "'s partial decryption";
+      Status st = partials[p.party].Add(e.chunk(), what);
+      if (st.ok() && !partials[p.party].complete()) continue;
+      v1::Partial pd;
+      crypto::PartialDecryption part;
+      if (st.ok() && !pd.ParseFromString(partials[p.party].Take())) st = InvalidArgument(what + ": not a Partial message");
+      if (st.ok() && static_cast<int>(pd.index()) != p.index) {
+        st = InvalidArgument(what + ": claims share index " + std::to_string(pd.index()) + ", the party holds " +
+                             std::to_string(p.index));
+      }
+      if (st.ok() && pd.share_bytes() != width) st = InvalidArgument(what + ": shares of the wrong width");
+      if (st.ok()) {
+        auto shares = DecodeBigints(pd.shares(), width, count, what);
+        if (!shares.ok()) st = shares.status();
+        if (st.ok()) {
+          part.index = p.index;
+          part.shares = std::move(*shares);
+          mpz_import(part.proof.e.get_mpz_t(), pd.proof_e().size(), 1, 1, 1, 0, pd.proof_e().data());
+          mpz_import(part.proof.z.get_mpz_t(), pd.proof_z().size(), 1, 1, 1, 0, pd.proof_z().data());
+          st = crypto::VerifyPartial(*o.public_key, acc, part, o.threads);
+        }
+      }
+      if (!st.ok()) {
+        Notify(p, v1::Notice::REJECTED, st.message(), round, nonce);
+        give_up(p, st.message());
+        continue;
+      }
+      partials.erase(p.party);
+      rep->decryptors.push_back(p.party);
+      verified.push_back(std::move(part));
+    }
+    if (Stopping()) return Cancelled("coordinator stopped");
+    if (static_cast<int>(verified.size()) < o.threshold) {
+      *why = "only " + std::to_string(verified.size()) + " verified partial decryptions; " +
+             std::to_string(o.threshold) + " are needed";
+      return false;
+    }
+    ASSIGN_OR_RETURN(std::vector<mpz_class> sums, crypto::CombineVector(*o.public_key, verified, o.threads));
+    ASSIGN_OR_RETURN(sum, packer->DecodeSum(sums, len, k));
+    rep->error_bound = packer->MaxAbsErrorOfSum(k) / wsum;
+  } else {
+    for (int64_t i = 0; i < len; ++i) sum[i] = static_cast<float>(plain_acc[i]);
+  }
+
+  // 4. Noise (central DP), mean, server optimizer.
+  if (dp) {
+    AddGaussianNoise(&sum, o.dp.noise_multiplier * o.dp.clip_norm / members.size());
+    ++dp_rounds;
+    rep->epsilon = GaussianEpsilon(o.dp.noise_multiplier, dp_rounds, o.dp.delta);
+  }
+  for (float& x : sum) x = static_cast<float>(x / wsum);
+  RETURN_IF_ERROR(server->Apply(sum, &weights));
+  rep->round = round;
+  rep->train_loss = loss_sum / k;
+  rep->seconds = Seconds(start);
+  for (auto& p : members) rep->max_party_bytes = std::max<int64_t>(rep->max_party_bytes, p->bytes);
+  return true;
+}
+
+Status Coordinator::Impl::Persist(const RoundReport& rep) {
+  nn::TensorFile f;
+  auto vec = [](const std::vector<float>& v) { return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kFloat).clone(); };
+  f.tensors.emplace_back("weights", vec(weights));
+  if (!server->m().empty()) {
+    f.tensors.emplace_back("server_m", vec(server->m()));
+    f.tensors.emplace_back("server_v", vec(server->v()));
+  }
+  nlohmann::json r = {{"round", rep.round},          {"attempts", rep.attempts},       {"contributors", rep.contributors},
+                      {"decryptors", rep.decryptors}, {"excluded", rep.excluded},       {"seconds", rep.seconds},
+                      {"train_loss", rep.train_loss}, {"error_bound", rep.error_bound}, {"max_party_bytes", rep.max_party_bytes},
+                      {"epsilon", rep.epsilon}};
+  history.push_back(r);
+  f.meta = {{"format", "ronghe.fed.round"}, {"round", rep.round},         {"dp_rounds", dp_rounds},
+            {"model", model_config.ToJson()}, {"data", data_json},        {"history", history}};
+  store::CheckpointRecord cp{rep.round, EncodeTensorFile(f), f.meta.dump()};
+  std::vector<store::MetricRecord> metrics = {
+      {rep.round, "fed", "train_loss", rep.train_loss},
+      {rep.round, "fed", "contributors", static_cast<double>(rep.contributors.size())},
+      {rep.round, "fed", "round_seconds", rep.seconds},
+      {rep.round, "fed", "max_party_bytes", static_cast<double>(rep.max_party_bytes)},
+      {rep.round, "fed", "error_bound", rep.error_bound}};
+  if (o.dp.noise_multiplier > 0) metrics.push_back({rep.round, "fed", "epsilon", rep.epsilon});
+  RETURN_IF_ERROR(store->SaveCheckpoint(job->id(), cp, metrics));
+  completed = rep.round;
+  return Status::OK();
+}
+
+Status Coordinator::Impl::LoadCheckpoint() {
+  ASSIGN_OR_RETURN(auto cp, store->LatestCheckpoint(job->id()));
+  if (!cp) return Status::OK();  // crashed before the first round completed: start it again
+  const std::string what = "run " + std::to_string(job->id()) + " checkpoint of round " + std::to_string(cp->step);
+  ASSIGN_OR_RETURN(nn::TensorFile f, nn::DecodeTensorFile(cp->state, what));
+  try {
+    ASSIGN_OR_RETURN(model_config, nn::ModelConfig::FromJson(f.meta.at("model")));
+    data_json = f.meta.at("data");
+    history = f.meta.at("history");
+    dp_rounds = f.meta.at("dp_rounds").get<int64_t>();
+  } catch (const std::exception& e) {
+    return DataLoss(what + ": " + e.what());
+  }
+  ASSIGN_OR_RETURN(model, nn::Model::Create(model_config));
+  ASSIGN_OR_RETURN(at::Tensor w, f.Get("weights"));
+  weights.assign(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
+  if (static_cast<int64_t>(weights.size()) != LayoutOf(model->NamedState()).size) {
+    return DataLoss(what + ": weights do not fit the model");
+  }
+  ASSIGN_OR_RETURN(ServerOptimizer s, ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
+  server = std::make_unique<ServerOptimizer>(std::move(s));
+  if (!server->m().empty()) {
+    ASSIGN_OR_RETURN(at::Tensor m, f.Get("server_m"));
+    ASSIGN_OR_RETURN(at::Tensor v, f.Get("server_v"));
+    if (m.numel() != static_cast<int64_t>(weights.size()) || v.numel() != m.numel()) return DataLoss(what + ": optimizer state");
+    std::copy(m.data_ptr<float>(), m.data_ptr<float>() + m.numel(), server->m().begin());
+    std::copy(v.data_ptr<float>(), v.data_ptr<float>() + v.numel(), server->v().begin());
+  }
+  completed = cp->step;
+  initialized = true;
+  spdlog::info("federation: resuming run {} after round {}", job->id(), completed);
+  return Status::OK();
+}
+
+Status Coordinator::Impl::WriteArtifact() {
+  if (o.artifact_path.empty()) return Status::OK();
+  auto state = model->NamedState();
+  RETURN_IF_ERROR(Unflatten(weights, &state));
+  nlohmann::json manifest = data_json.is_object() ? data_json : nlohmann::json::object();
+  manifest["name"] = o.job_name;
+  manifest["run_id"] = job->id();
+  manifest["federation"] = {{"consortium", o.consortium},     {"rounds", completed},
+                            {"strategy", o.server.name},      {"secure_aggregation", o.secure_aggregation},
+                            {"threshold", o.threshold},       {"history", history}};
+  RETURN_IF_ERROR(MakeDirs(std::filesystem::path(o.artifact_path).parent_path().string()));
+  RETURN_IF_ERROR(nn::SaveArtifact(o.artifact_path, *model, manifest));
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(o.artifact_path));
+  return job->Artifact({"model", o.artifact_path, Sha256Hex(bytes), static_cast<int64_t>(bytes.size())});
+}
+
+Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Coordinator::~Coordinator() { Stop(); }
+int64_t Coordinator::run_id() const { return impl_->job ? impl_->job->id() : 0; }
+
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o, store::RunStore* store,
+                                                         int64_t resume_run) {
+  if (o.consortium.empty() || o.parties.empty()) return InvalidArgument("coordinator: consortium and parties are required");
+  if (o.secure_aggregation != "paillier" && o.secure_aggregation != "none") {
+    return InvalidArgument("federation.secure_aggregation: must be \"paillier\" or \"none\"");
+  }
+  if (o.secure_aggregation == "paillier" && !o.public_key) return InvalidArgument("coordinator: paillier needs the public key");
+  if (o.public_key && (o.public_key->parties() != static_cast<int>(o.parties.size()) || o.public_key->threshold() != o.threshold)) {
+    return InvalidArgument("coordinator: the key is " + std::to_string(o.public_key->threshold()) + " of " +
+                           std::to_string(o.public_key->parties()) + ", the consortium says " + std::to_string(o.threshold) +
+                           " of " + std::to_string(o.parties.size()));
+  }
+  if (o.rounds < 1) return InvalidArgument("federation.rounds: must be >= 1");
+  if (o.min_participants < 0 || o.min_participants > static_cast<int>(o.parties.size())) {
+    return InvalidArgument("federation.min_participants: must be between 0 and the number of parties");
+  }
+  if (o.dp.noise_multiplier < 0 || !(o.dp.clip_norm > 0) || !(o.dp.delta > 0 && o.dp.delta < 1)) {
+    return InvalidArgument("federation.dp: noise_multiplier >= 0, clip_norm > 0, 0 < delta < 1");
+  }
+  RETURN_IF_ERROR(ServerOptimizer::Create(o.server, 0).status());
+  auto impl = std::make_unique<Impl>();
+  impl->o = std::move(o);
+  impl->store = store;
+  if (impl->o.secure_aggregation == "paillier") {
+    crypto::PackingOptions po{impl->o.precision_bits, impl->o.clip, static_cast<int>(impl->o.parties.size()), false};
+    ASSIGN_OR_RETURN(crypto::Packer pk, crypto::Packer::Create(po, impl->o.public_key->paillier().bits()));
+    impl->packer = pk;
+  }
+  nlohmann::json cfg = {{"consortium", impl->o.consortium}, {"parties", impl->o.parties}, {"threshold", impl->o.threshold},
+                        {"rounds", impl->o.rounds},         {"strategy", impl->o.server.name},
+                        {"secure_aggregation", impl->o.secure_aggregation}, {"model", impl->o.model.ToJson()},
+                        {"local_epochs", impl->o.local.epochs()}, {"seed", impl->o.seed}};
+  if (resume_run > 0) {
+    ASSIGN_OR_RETURN(impl->job, store::Job::Resume(store, resume_run));
+    RETURN_IF_ERROR(impl->LoadCheckpoint());
+    impl->resumed = true;
+  } else {
+    ASSIGN_OR_RETURN(impl->job, store::Job::Start(store, "fed", impl->o.job_name, cfg.dump()));
+  }
+  return std::unique_ptr<Coordinator>(new Coordinator(std::move(impl)));
+}
+
+void Coordinator::Serve(const std::string& party, Connection& conn) {
+  Impl& s = *impl_;
+  v1::Envelope hello;
+  if (!conn.Recv(&hello)) return;
+  auto reject = [&](const std::string& why) {
+    spdlog::warn("federation: refused {}: {}", party, why);
+    v1::Envelope e;
+    e.mutable_header()->set_consortium(s.o.consortium);
+    e.mutable_notice()->set_code(v1::Notice::REJECTED);
+    e.mutable_notice()->set_message(why);
+    conn.Send(e);
+  };
+  if (!hello.has_hello()) return reject("the first message must be Hello");
+  if (hello.header().consortium() != s.o.consortium) {
+    return reject("Hello for consortium '" + hello.header().consortium() + "', this is '" + s.o.consortium + "'");
+  }
+  if (hello.hello().party() != party) {
+    return reject("Hello names '" + hello.hello().party() + "' but the certificate is '" + party + "'");
+  }
+  auto it = std::find(s.o.parties.begin(), s.o.parties.end(), party);
+  if (it == s.o.parties.end()) return reject("'" + party + "' is not a party of " + s.o.consortium);
+  if (s.o.public_key && hello.hello().key_fingerprint() != s.o.public_key->fingerprint()) {
+    return reject("holds a share of key " + hello.hello().key_fingerprint() + ", the consortium key is " +
+                  s.o.public_key->fingerprint());
+  }
+  auto peer = std::make_shared<Peer>();
+  peer->party = party;
+  peer->index = static_cast<int>(it - s.o.parties.begin()) + 1;
+  peer->hello = hello.hello();
+  peer->conn = &conn;
+  peer->last_recv_seq = hello.header().seq();
+  peer->bytes += static_cast<int64_t>(hello.ByteSizeLong());
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.stopping) return;
+    auto old = s.peers.find(party);
+    if (old != s.peers.end()) s.Drop(*old->second);  // a reconnect replaces the old stream
+    peer->generation = s.next_generation++;
+    s.peers[party] = peer;
+    s.inbox.push_back({Event::kJoined, peer, {}});
+    s.cv.notify_all();
+  }
+  v1::Envelope welcome;
+  welcome.mutable_welcome()->set_index(peer->index);
+  welcome.mutable_welcome()->set_next_round(s.completed + 1);
+  s.SendTo(*peer, welcome, 0, "");
+  v1::Envelope e;
+  while (conn.Recv(&e)) {
+    peer->bytes += static_cast<int64_t>(e.ByteSizeLong());
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.inbox.push_back({Event::kMessage, peer, std::move(e)});
+    s.cv.notify_all();
+    e = v1::Envelope();
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto cur = s.peers.find(party);
+    if (cur != s.peers.end() && cur->second == peer) s.peers.erase(cur);
+    s.inbox.push_back({Event::kGone, peer, {}});
+    s.cv.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(peer->send_mu);
+  peer->conn = nullptr;  // nobody sends on a connection the transport is about to destroy
+  spdlog::info("federation: {} disconnected", party);
+}
+
+void Coordinator::Stop() {
+  std::vector<std::shared_ptr<Peer>> all;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    for (auto& [n, p] : impl_->peers) all.push_back(p);
+    impl_->cv.notify_all();
+  }
+  for (auto& p : all) impl_->Drop(*p);
+}
+
+Result<CoordinatorResult> Coordinator::Run() {
+  Impl& s = *impl_;
+  CoordinatorResult result;
+  result.run_id = s.job->id();
+  result.resumed = s.resumed;
+  auto body = [&]() -> Status {
+    for (int64_t round = s.completed + 1; round <= s.o.rounds; ++round) {
+      RoundReport rep;
+      bool done = false;
+      for (int attempt = 1; attempt <= s.o.round_attempts && !done; ++attempt) {
+        RETURN_IF_ERROR(s.WaitForParticipants(round));
+        rep = RoundReport();
+        rep.attempts = attempt;
+        std::string why;
+        ASSIGN_OR_RETURN(done, s.RunRound(round, &rep, &why));
+        if (done) break;
+        spdlog::warn("round {} attempt {} abandoned: {}{}", round, attempt, why,
+                     attempt < s.o.round_attempts ? "; retrying" : "");
+        for (auto& p : s.ReadyPeers()) s.Notify(*p, v1::Notice::ROUND_ABANDONED, why, round, "");
+        if (attempt == s.o.round_attempts) {
+          return Unavailable("round " + std::to_string(round) + " failed " + std::to_string(attempt) +
+                         " times (last: " + why + "); the model of round " + std::to_string(s.completed) +
+                         " is kept; restart the coordinator to resume");
+        }
+        s.SleepProcessing(s.o.retry_wait_s, round);
+      }
+      RETURN_IF_ERROR(s.Persist(rep));
+      spdlog::info("round {}/{} done in {:.2f} s: {} contributors [{}], decrypted by [{}], loss {:.4f}{}", round,
+                   s.o.rounds, rep.seconds, rep.contributors.size(), fmt::join(rep.contributors, ", "),
+                   fmt::join(rep.decryptors, ", "), rep.train_loss,
+                   rep.excluded.empty() ? "" : fmt::format(", excluded: {}", fmt::join(rep.excluded, "; ")));
+      result.rounds.push_back(rep);
+      result.epsilon = rep.epsilon;
+      if (s.o.after_round) s.o.after_round(round);
+    }
+    for (auto& p : s.ReadyPeers()) s.Notify(*p, v1::Notice::FINISHED, "training finished", s.completed, "");
+    return s.WriteArtifact();
+  };
+  Status st = body();
+  Status fin = s.job->Finish(st);
+  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(fin);
+  result.rounds_completed = s.completed;
+  result.weights = s.weights;
+  result.artifact = s.o.artifact_path;
+  return result;
+}
+
+}  // namespace ronghe::fed
