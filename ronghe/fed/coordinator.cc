@@ -230,10 +230,20 @@ struct Coordinator::Impl {
   }
 
   Status WaitForParticipants(int64_t round) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1000));
+    const auto begin = Clock::now();
+    auto deadline = begin + std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1000));
+    auto gathered = begin + std::chrono::milliseconds(static_cast<int64_t>(o.gather_s * 1000));
     bool said = false;
     while (true) {
-      if (initialized && static_cast<int>(ReadyPeers().size()) >= MinNeeded()) return Status::OK();
+      const int ready = static_cast<int>(ReadyPeers().size());
+      if (initialized && ready == static_cast<int>(o.parties.size())) return Status::OK();
+      if (initialized && ready >= MinNeeded()) {
+        // Enough to run; give the others a moment (they may be connecting right now).
+        if (Clock::now() >= gathered) return Status::OK();
+        Event ev;
+        if (NextEvent(&ev, gathered)) Background(ev, round, "");
+        continue;
+      }
       if (!said) {
         spdlog::info("round {}: waiting for participants ({} of {} needed connected)", round, ReadyPeers().size(),
                      MinNeeded());
@@ -242,9 +252,10 @@ struct Coordinator::Impl {
       Event ev;
       if (!NextEvent(&ev, deadline)) {
         if (Stopping()) return Cancelled("coordinator stopped");
-        return DeadlineExceeded("round " + std::to_string(round) + ": only " + std::to_string(ReadyPeers().size()) +
-                                " participants connected after " + std::to_string(o.join_timeout_s) + " s; " +
-                                std::to_string(MinNeeded()) + " are needed");
+        return DeadlineExceeded("round " + std::to_string(round) + " failed: only " + std::to_string(ReadyPeers().size()) +
+                                " participants connected after " + fmt::format("{:g}", o.join_timeout_s) + " s; " +
+                                std::to_string(MinNeeded()) + " are needed; the model of round " +
+                                std::to_string(completed) + " is kept; restart the coordinator to resume");
       }
       Background(ev, round, "");
     }

@@ -34,6 +34,8 @@ struct CoordinatorOptions {
   int64_t rounds = 10;                      // Default: 10.
   int min_participants = 0;                 // Default: 0 = threshold. Uploads needed for a round.
   double join_timeout_s = 600;              // Default: 600 s to wait for min_participants.
+  double gather_s = 1.0;                    // Default: 1 s. Once min_participants are connected, how
+                                            // long a round waits for the other parties to connect.
   double round_deadline_s = 300;            // Default: 300 s per round attempt (upload + decryption).
   int round_attempts = 5;                   // Default: 5 attempts per round before the run fails.
   double retry_wait_s = 2;                  // Default: 2 s between attempts.

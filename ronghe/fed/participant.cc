@@ -112,6 +112,7 @@ Status Participant::Impl::HandleTask(Connection& c, const std::string& payload) 
   const float clip = static_cast<float>(t.clip());
   for (float& x : update) x = std::clamp(x, -clip, clip);
   values = static_cast<int64_t>(update.size());
+  if (o.observe_update) o.observe_update(update);
 
   v1::Upload up;
   up.set_values(update.size());

@@ -35,6 +35,8 @@ struct ParticipantOptions {
   bool crash_process = true;
   // Tests only: alter the partial decryption before it is sent (a cheating party).
   std::function<void(crypto::PartialDecryption&)> tamper_partial;
+  // Tests only: sees the clipped plaintext update (to check it never crosses the wire).
+  std::function<void(const std::vector<float>&)> observe_update;
 };
 
 using Dialer = std::function<Result<std::unique_ptr<Connection>>()>;
