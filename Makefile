@@ -1,5 +1,5 @@
 # ronghe: the two commands on a fresh Debian 12 machine (as root, or with sudo):
-#   make demo   set-up, build, fetch data, train the example models and print their test metrics
+#   make demo   set-up, build, fetch data, run the 5-bank federated fraud consortium (fed demo)
 #   make test   set-up, build, fetch data, run the whole test suite
 #   make bench  set-up, build, fetch data, run the benchmarks and rewrite docs/benchmarks.md
 # Variables: BUILD (build folder, default build), CTEST_ARGS (e.g. -LE slow to skip slow tests).

@@ -26,6 +26,7 @@
 #include "ronghe/data/datasets.h"
 #include "ronghe/data/source.h"
 #include "ronghe/fed/consortium.h"
+#include "ronghe/fed/job.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/train/job.h"
 
@@ -432,6 +433,31 @@ int RunCli(int argc, char** argv) {
   fed_init->add_option("-c,--config", f_config, "Consortium file (examples/fraud/consortium.toml)")
       ->required()->check(CLI::ExistingFile);
   fed_init->add_option("--out", f_out, "Output folder (must not exist or be empty)")->required();
+  auto* fed_coord = fed_cmd->add_subcommand("coordinator", "Run the coordinator (gRPC with mutual TLS)");
+  fed::CoordinatorJobRequest creq;
+  fed_coord->add_option("-c,--config", creq.config_path, "Federation file (examples/fraud/federation.toml)")
+      ->required()->check(CLI::ExistingFile);
+  fed_coord->add_option("--bundle", creq.bundle, "The coordinator's bundle from `fed init` (overrides federation.bundle)");
+  fed_coord->add_option("--set", creq.overrides, "Override a config value: KEY=VALUE (repeatable)");
+  fed_coord->add_option("--resume", creq.resume_run, "Resume this run (default: an interrupted run of the same name)");
+  fed_coord->add_flag("--new", creq.fresh, "Start a new run even if one of the same name was interrupted");
+  auto* fed_part = fed_cmd->add_subcommand("participant", "Run a participant: dial the coordinator, train, encrypt");
+  fed::ParticipantJobRequest preq;
+  fed_part->add_option("-c,--config", preq.config_path, "Federation file (examples/fraud/federation.toml)")
+      ->required()->check(CLI::ExistingFile);
+  fed_part->add_option("--bundle", preq.bundle, "This party's bundle from `fed init` (overrides participant.bundle)");
+  fed_part->add_option("--set", preq.overrides, "Override a config value: KEY=VALUE (repeatable)");
+  fed_part->add_option("--crash-at-round", preq.crash_at_round,
+                       "Drill: kill this process (SIGKILL) on receiving round N's model");
+  auto* fed_demo = fed_cmd->add_subcommand("demo", "The 5-bank fraud consortium on this machine (make demo)");
+  fed::DemoRequest dreq;
+  dreq.source_dir = RONGHE_SOURCE_DIR;
+  fed_demo->add_option("--json", dreq.json_path, "Also write the results as JSON to FILE");
+  fed_demo->add_option("--rounds", dreq.rounds, "Rounds (default: the federation file's)")->check(CLI::Range(1, 1000));
+  fed_demo->add_option("--drop-party", dreq.drop_party, "Bank whose process dies mid-run (default bank-west; \"\" = none)");
+  fed_demo->add_option("--drop-at-round", dreq.drop_at_round, "Round in which it dies (default: the middle one)");
+  fed_demo->add_option("--workdir", dreq.workdir, "Folder for the consortium and logs (default under $RONGHE_HOME/fed-demo)");
+  fed_demo->add_option("--examples", dreq.source_dir, "Folder holding examples/fraud/ (default: the source tree)");
 
   try {
     app.parse(argc, argv);
@@ -490,6 +516,25 @@ int RunCli(int argc, char** argv) {
     return 0;
   }
   if (*fed_init) return CmdFedInit(f_config, f_out);
+  if (*fed_coord) {
+    creq.home = home;
+    auto r = fed::RunCoordinatorJob(creq);
+    if (!r.ok()) return Fail(r.status());
+    std::printf("run %lld: %lld rounds%s; model %s\n", static_cast<long long>(r->run_id),
+                static_cast<long long>(r->rounds_completed), r->resumed ? " (resumed)" : "", r->artifact.c_str());
+    if (r->epsilon > 0) std::printf("differential privacy spent: epsilon %.3f\n", r->epsilon);
+    return 0;
+  }
+  if (*fed_part) {
+    preq.home = home;
+    Status st = fed::RunParticipantJob(preq);
+    return st.ok() ? 0 : Fail(st);
+  }
+  if (*fed_demo) {
+    dreq.home = home;
+    Status st = fed::RunFedDemo(dreq);
+    return st.ok() ? 0 : Fail(st);
+  }
   if (*keys_init) return CmdKeysInit(k_parties, k_threshold, k_bits, k_out);
   if (*keys_inspect) return CmdKeysInspect(k_file);
   if (*speed) return CmdCryptoSpeed(s_bits, s_json, s_seconds, !s_no_keygen);

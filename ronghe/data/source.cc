@@ -287,6 +287,10 @@ Result<LoadedData> LoadTable(const DataOptions& o, const std::string& path,
     return TensorData{x, IndexTensor(y)};
   };
   ASSIGN_OR_RETURN(d.train, make(s.train));
+  if (!o.group_column.empty()) {
+    ASSIGN_OR_RETURN(int gcol, table.ColumnIndex(o.group_column));
+    for (int64_t r : s.train) d.train_groups.push_back(table.rows[r][gcol]);
+  }
   ASSIGN_OR_RETURN(d.val, make(s.val));
   ASSIGN_OR_RETURN(d.test, make(s.test));
   return d;

@@ -32,6 +32,9 @@ struct DataOptions {
   double val_fraction = 0.1;        // Default: 0.1. Sets with an official test set (fashion-mnist).
   uint64_t seed = 42;               // Default: 42. Split and shuffles.
   int64_t limit_train = 0;          // Default: 0 = all. Keep only this many training examples.
+  std::string group_column;         // Tables: report this column's raw value per training example
+                                    // (LoadedData::train_groups), e.g. to partition a federation.
+                                    // A loading flag only: not part of ToJson().
 
   nlohmann::json ToJson() const;
   static Result<DataOptions> FromJson(const nlohmann::json& j);
@@ -58,6 +61,7 @@ struct LoadedData {
   std::vector<std::string> class_names;
   nlohmann::json preprocessing;       // fitted statistics, format depends on the data kind
   std::string data_sha256;            // over the source files
+  std::vector<std::string> train_groups;  // with DataOptions::group_column: one per training example
 };
 
 // Loads and splits the data. With `fitted` (from a model manifest) the stored statistics are

@@ -173,4 +173,20 @@ const std::map<std::string, std::string>& UsCensusRegions() {
   return kRegions;
 }
 
+const std::map<std::string, std::string>& UsBankRegions() {
+  static const std::map<std::string, std::string> kRegions = [] {
+    std::map<std::string, std::string> m = UsCensusRegions();
+    for (auto s : {"AL", "KY", "MS", "TN", "AR", "LA", "OK", "TX"}) m[s] = "Central";
+    return m;
+  }();
+  return kRegions;
+}
+
+Result<std::map<std::string, std::string>> NamedGrouping(const std::string& name) {
+  if (name.empty()) return std::map<std::string, std::string>();
+  if (name == "us-census-regions") return UsCensusRegions();
+  if (name == "us-bank-regions") return UsBankRegions();
+  return InvalidArgument("unknown grouping '" + name + "' (us-census-regions, us-bank-regions)");
+}
+
 }  // namespace ronghe::data

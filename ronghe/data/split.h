@@ -44,5 +44,10 @@ Result<std::vector<std::vector<int64_t>>> PartitionDirichlet(const std::vector<i
 
 // US state code -> census region (Northeast, Midwest, South, West), for lending_club's addr_state.
 const std::map<std::string, std::string>& UsCensusRegions();
+// Five regions for the fraud consortium: the census regions with the South cut into its
+// divisions, South Atlantic ("South") and East + West South Central ("Central").
+const std::map<std::string, std::string>& UsBankRegions();
+// A grouping by name: "us-census-regions" or "us-bank-regions"; "" = identity (empty map).
+Result<std::map<std::string, std::string>> NamedGrouping(const std::string& name);
 
 }  // namespace ronghe::data

@@ -65,6 +65,17 @@ TEST(PartitionTest, ByValueGroupsStatesIntoRegions) {
   EXPECT_EQ(raw->names.size(), 6u);
 }
 
+TEST(PartitionTest, BankRegionsSplitTheSouthInTwo) {
+  auto g = NamedGrouping("us-bank-regions");
+  ASSERT_TRUE(g.ok());
+  auto p = PartitionByValue({"TX", "FL", "CA", "NY", "IL", "TN"}, *g);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->names, (std::vector<std::string>{"Central", "Midwest", "Northeast", "South", "West"}));
+  EXPECT_EQ(p->indices[0], (std::vector<int64_t>{0, 5}));  // TX, TN
+  EXPECT_EQ(g->size(), UsCensusRegions().size());          // every state still has a region
+  EXPECT_FALSE(NamedGrouping("us-counties").ok());
+}
+
 TEST(PartitionTest, DirichletCoversAndSkews) {
   std::vector<int64_t> labels;
   for (int c = 0; c < 10; ++c) labels.insert(labels.end(), 300, c);

@@ -90,6 +90,7 @@ struct Coordinator::Impl {
   bool resumed = false;
   nlohmann::json history = nlohmann::json::array();
   std::optional<crypto::Packer> packer;
+  std::string artifact;
 
   int MinNeeded() const {
     int m = o.min_participants > 0 ? o.min_participants : o.threshold;
@@ -551,7 +552,7 @@ Status Coordinator::Impl::Persist(const RoundReport& rep) {
       {rep.round, "fed", "max_party_bytes", static_cast<double>(rep.max_party_bytes)},
       {rep.round, "fed", "error_bound", rep.error_bound}};
   if (o.dp.noise_multiplier > 0) metrics.push_back({rep.round, "fed", "epsilon", rep.epsilon});
-  RETURN_IF_ERROR(store->SaveCheckpoint(job->id(), cp, metrics));
+  RETURN_IF_ERROR(store->SaveCheckpoint(job->id(), cp, metrics, o.keep_rounds));
   completed = rep.round;
   return Status::OK();
 }
@@ -591,7 +592,8 @@ Status Coordinator::Impl::LoadCheckpoint() {
 }
 
 Status Coordinator::Impl::WriteArtifact() {
-  if (o.artifact_path.empty()) return Status::OK();
+  if (o.runs_dir.empty()) return Status::OK();
+  artifact = o.runs_dir + "/" + std::to_string(job->id()) + "/model.rhm";
   auto state = model->NamedState();
   RETURN_IF_ERROR(Unflatten(weights, &state));
   nlohmann::json manifest = data_json.is_object() ? data_json : nlohmann::json::object();
@@ -600,10 +602,10 @@ Status Coordinator::Impl::WriteArtifact() {
   manifest["federation"] = {{"consortium", o.consortium},     {"rounds", completed},
                             {"strategy", o.server.name},      {"secure_aggregation", o.secure_aggregation},
                             {"threshold", o.threshold},       {"history", history}};
-  RETURN_IF_ERROR(MakeDirs(std::filesystem::path(o.artifact_path).parent_path().string()));
-  RETURN_IF_ERROR(nn::SaveArtifact(o.artifact_path, *model, manifest));
-  ASSIGN_OR_RETURN(std::string bytes, ReadFile(o.artifact_path));
-  return job->Artifact({"model", o.artifact_path, Sha256Hex(bytes), static_cast<int64_t>(bytes.size())});
+  RETURN_IF_ERROR(MakeDirs(std::filesystem::path(artifact).parent_path().string()));
+  RETURN_IF_ERROR(nn::SaveArtifact(artifact, *model, manifest));
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(artifact));
+  return job->Artifact({"model", artifact, Sha256Hex(bytes), static_cast<int64_t>(bytes.size())});
 }
 
 Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -773,7 +775,7 @@ Result<CoordinatorResult> Coordinator::Run() {
   RETURN_IF_ERROR(fin);
   result.rounds_completed = s.completed;
   result.weights = s.weights;
-  result.artifact = s.o.artifact_path;
+  result.artifact = s.artifact;
   return result;
 }
 

@@ -48,7 +48,9 @@ struct CoordinatorOptions {
   uint64_t seed = 1;                        // Default: 1. Initial weights and per-round seeds.
   size_t chunk_bytes = kDefaultChunkBytes;  // Default: 1 MiB.
   int threads = 0;                          // Default: 0 = all cores (verification, combination).
-  std::string artifact_path;                // "" = no artifact; else the final model (.rhm)
+  int keep_rounds = 1;                      // Default: 1. Round checkpoints kept in the store (0 = all).
+  std::string runs_dir;                     // "" = no artifact; else the final model goes to
+                                            // runs_dir/<run id>/model.rhm
   // Test hook: called after round r is persisted (a test "kills" the coordinator here).
   std::function<void(int64_t round)> after_round;
 };

@@ -288,7 +288,7 @@ Status RunStore::LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord
 }
 
 Status RunStore::SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
-                                const std::vector<MetricRecord>& metrics) {
+                                const std::vector<MetricRecord>& metrics, int keep) {
   std::lock_guard<std::mutex> lock(mu_);
   return InTransaction([&]() -> Status {
     Stmt s(db_, "INSERT OR REPLACE INTO checkpoints(run_id, step, state, meta_json, recorded_at) VALUES (?,?,?,?,?)");
@@ -297,20 +297,23 @@ Status RunStore::SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
     sqlite3_bind_blob64(s.get(), 3, cp.state.data(), cp.state.size(), SQLITE_TRANSIENT);
     s.Bind(4, cp.meta_json).Bind(5, UnixNow());
     RETURN_IF_ERROR(s.Run());
-    // Older checkpoints are history nobody resumes from; keep the store small.
-    Stmt del(db_, "DELETE FROM checkpoints WHERE run_id=? AND step<?");
-    RETURN_IF_PREPARE_ERROR(del);
-    del.Bind(1, run_id).Bind(2, cp.step);
-    RETURN_IF_ERROR(del.Run());
+    if (keep > 0) {
+      // Older checkpoints are history nobody resumes from; keep the store small.
+      Stmt del(db_, "DELETE FROM checkpoints WHERE run_id=? AND step NOT IN "
+                    "(SELECT step FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT ?)");
+      RETURN_IF_PREPARE_ERROR(del);
+      del.Bind(1, run_id).Bind(2, run_id).Bind(3, static_cast<int64_t>(keep));
+      RETURN_IF_ERROR(del.Run());
+    }
     return LogMetricsLocked(run_id, metrics);
   });
 }
 
-Result<std::optional<CheckpointRecord>> RunStore::LatestCheckpoint(int64_t run_id) {
+Result<std::optional<CheckpointRecord>> RunStore::GetCheckpoint(int64_t run_id, int64_t step) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt s(db_, "SELECT step, state, meta_json FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT 1");
+  Stmt s(db_, "SELECT step, state, meta_json FROM checkpoints WHERE run_id=? AND (step=? OR ?<0) ORDER BY step DESC LIMIT 1");
   RETURN_IF_PREPARE_ERROR(s);
-  s.Bind(1, run_id);
+  s.Bind(1, run_id).Bind(2, step).Bind(3, step);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) return std::optional<CheckpointRecord>();
   CheckpointRecord cp;
@@ -320,6 +323,8 @@ Result<std::optional<CheckpointRecord>> RunStore::LatestCheckpoint(int64_t run_i
   cp.meta_json = s.Text(2);
   return std::optional<CheckpointRecord>(std::move(cp));
 }
+
+Result<std::optional<CheckpointRecord>> RunStore::LatestCheckpoint(int64_t run_id) { return GetCheckpoint(run_id, -1); }
 
 Status RunStore::AddArtifact(int64_t run_id, const ArtifactRecord& a) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -85,9 +85,11 @@ class RunStore {
   Status LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics);
   Status AddArtifact(int64_t run_id, const ArtifactRecord& artifact);
   // Stores the checkpoint for `cp.step` and that step's metrics in ONE transaction, so a crash
-  // leaves either both or neither; older checkpoints of the run are dropped.
+  // leaves either both or neither. Keeps the newest `keep` checkpoints of the run (0 = all).
   Status SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
-                        const std::vector<MetricRecord>& metrics);
+                        const std::vector<MetricRecord>& metrics, int keep = 1);
+  // The checkpoint of one step, if it was kept.
+  Result<std::optional<CheckpointRecord>> GetCheckpoint(int64_t run_id, int64_t step);
   // The newest checkpoint of the run, if any.
   Result<std::optional<CheckpointRecord>> LatestCheckpoint(int64_t run_id);
   // Adds to the run's recorded use (a resumed run accumulates over its attempts).

@@ -192,6 +192,12 @@ TEST(RunStoreTest, CheckpointAndItsMetricsLandTogetherAndTheNewestWins) {
   auto run = (*store)->GetRun(*id);
   ASSERT_TRUE(run.ok());
   EXPECT_EQ(run->metrics.size(), 2u);
+  EXPECT_FALSE((*store)->GetCheckpoint(*id, 1)->has_value());  // keep = 1: only the newest
+  ASSERT_TRUE((*store)->SaveCheckpoint(*id, {3, "c", "{}"}, {}, 0).ok());
+  ASSERT_TRUE((*store)->SaveCheckpoint(*id, {4, "d", "{}"}, {}, 0).ok());
+  auto third = (*store)->GetCheckpoint(*id, 3);
+  ASSERT_TRUE(third.ok() && third->has_value());  // keep = 0: all of them
+  EXPECT_EQ((*third)->state, "c");
 }
 
 }  // namespace

@@ -1,0 +1,318 @@
+#include "ronghe/fed/job.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "ronghe/base/config.h"
+#include "ronghe/base/file.h"
+#include "ronghe/crypto/keyfile.h"
+#include "ronghe/data/split.h"
+#include "ronghe/data/source.h"
+#include "ronghe/fed/consortium.h"
+#include "ronghe/fed/grpc_transport.h"
+#include "ronghe/fed/pki.h"
+#include "ronghe/fed/participant.h"
+#include "ronghe/store/run_store.h"
+#include "ronghe/train/job.h"
+
+namespace ronghe::fed {
+
+namespace {
+
+Result<Config> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  ASSIGN_OR_RETURN(Config cfg, Config::Load(path));
+  for (const auto& o : overrides) RETURN_IF_ERROR(cfg.ApplyOverride(o));
+  return cfg;
+}
+
+// A bundle from `fed init`: who this process is and what it holds.
+struct Bundle {
+  std::string dir;
+  nlohmann::json identity;
+  ConsortiumOptions consortium;
+  std::shared_ptr<const crypto::ThresholdPublicKey> public_key;
+  TlsFiles tls;
+};
+
+Status CheckPrivate(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return NotFound(path + ": missing");
+  if (st.st_mode & 077) {
+    return PermissionDenied(path + ": readable by others (mode " + fmt::format("{:o}", st.st_mode & 0777) +
+                            "); run chmod 600 on it");
+  }
+  return Status::OK();
+}
+
+Result<Bundle> ReadBundle(const std::string& dir, const std::string& role) {
+  Bundle b;
+  b.dir = dir;
+  if (dir.empty()) return InvalidArgument("no bundle: set " + role + ".bundle or pass --bundle (a folder from `ronghe fed init`)");
+  ASSIGN_OR_RETURN(std::string id_text, ReadFile(dir + "/identity.json"));
+  b.identity = nlohmann::json::parse(id_text, nullptr, false);
+  if (b.identity.is_discarded() || !b.identity.contains("role") || !b.identity.contains("name")) {
+    return DataLoss(dir + "/identity.json: not a ronghe bundle identity");
+  }
+  const std::string want = role == "federation" ? "coordinator" : "participant";
+  if (b.identity["role"] != want) {
+    return InvalidArgument(dir + ": this is the bundle of '" + b.identity["name"].get<std::string>() + "' (" +
+                           b.identity["role"].get<std::string>() + "), not a " + want + "'s");
+  }
+  ASSIGN_OR_RETURN(Config ccfg, Config::Load(dir + "/consortium.toml"));
+  RETURN_IF_ERROR(ParseConsortiumOptions(ccfg, &b.consortium));
+  ASSIGN_OR_RETURN(std::string pub, ReadFile(dir + "/public.json"));
+  ASSIGN_OR_RETURN(b.public_key, crypto::ParsePublicKey(pub, dir + "/public.json"));
+  if (b.public_key->parties() != static_cast<int>(b.consortium.parties.size()) ||
+      b.public_key->threshold() != b.consortium.threshold) {
+    return DataLoss(dir + ": public.json does not match consortium.toml's parties and threshold");
+  }
+  RETURN_IF_ERROR(CheckPrivate(dir + "/key.pem"));
+  ASSIGN_OR_RETURN(b.tls, ReadTlsBundle(dir));
+  ASSIGN_OR_RETURN(std::string cn, VerifyLeaf(b.tls.ca_pem, b.tls.cert_pem, b.tls.key_pem));
+  if (cn != b.identity["name"]) return DataLoss(dir + ": cert.pem is for '" + cn + "', identity.json says " + b.identity["name"].dump());
+  return b;
+}
+
+// Blocks SIGINT/SIGTERM in every thread started from here on, and calls `stop` from a watcher
+// thread when one arrives. The returned function ends the watcher.
+std::function<void()> WatchSignals(std::function<void()> stop) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto t = std::make_shared<std::thread>([set, stop] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig != SIGUSR2) {
+      spdlog::warn("signal {}: stopping", sig);
+      stop();
+    }
+  });
+  return [t] {
+    pthread_kill(t->native_handle(), SIGUSR2);
+    t->join();
+  };
+}
+
+Result<std::unique_ptr<store::RunStore>> OpenStore(const std::string& home) {
+  RETURN_IF_ERROR(MakeDirs(home, 0700));
+  return store::RunStore::Open(home + "/ronghe.db");
+}
+
+Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle, std::string* listen) {
+  RETURN_IF_ERROR(cfg.Get("job.name", &o->job_name));
+  RETURN_IF_ERROR(cfg.Get("federation.bundle", bundle));
+  RETURN_IF_ERROR(cfg.Get("federation.listen", listen));
+  RETURN_IF_ERROR(cfg.Get("federation.rounds", &o->rounds));
+  RETURN_IF_ERROR(cfg.Get("federation.min_participants", &o->min_participants));
+  RETURN_IF_ERROR(cfg.Get("federation.gather_s", &o->gather_s));
+  RETURN_IF_ERROR(cfg.Get("federation.join_timeout_s", &o->join_timeout_s));
+  RETURN_IF_ERROR(cfg.Get("federation.round_deadline_s", &o->round_deadline_s));
+  RETURN_IF_ERROR(cfg.Get("federation.round_attempts", &o->round_attempts));
+  RETURN_IF_ERROR(cfg.Get("federation.retry_wait_s", &o->retry_wait_s));
+  std::string strategy = "fedavg";
+  RETURN_IF_ERROR(cfg.Get("federation.strategy", &strategy));
+  RETURN_IF_ERROR(cfg.Get("federation.server_lr", &o->server.lr));
+  RETURN_IF_ERROR(cfg.Get("federation.beta1", &o->server.beta1));
+  RETURN_IF_ERROR(cfg.Get("federation.beta2", &o->server.beta2));
+  RETURN_IF_ERROR(cfg.Get("federation.tau", &o->server.tau));
+  RETURN_IF_ERROR(cfg.Get("federation.secure_aggregation", &o->secure_aggregation));
+  RETURN_IF_ERROR(cfg.Get("federation.precision_bits", &o->precision_bits));
+  RETURN_IF_ERROR(cfg.Get("federation.clip", &o->clip));
+  int64_t seed = static_cast<int64_t>(o->seed);
+  RETURN_IF_ERROR(cfg.Get("federation.seed", &seed));
+  o->seed = static_cast<uint64_t>(seed);
+  int64_t chunk_kib = static_cast<int64_t>(o->chunk_bytes / 1024);
+  RETURN_IF_ERROR(cfg.Get("federation.chunk_kib", &chunk_kib));
+  if (chunk_kib < 1 || chunk_kib > 3072) return cfg.ValueError("federation.chunk_kib", "must be between 1 and 3072 (gRPC's limit is 4 MiB)");
+  o->chunk_bytes = static_cast<size_t>(chunk_kib) * 1024;
+  RETURN_IF_ERROR(cfg.Get("federation.threads", &o->threads));
+  RETURN_IF_ERROR(cfg.Get("federation.keep_rounds", &o->keep_rounds));
+  if (o->keep_rounds < 0) return cfg.ValueError("federation.keep_rounds", "must be >= 0 (0 = all)");
+  RETURN_IF_ERROR(cfg.Get("federation.dp.noise_multiplier", &o->dp.noise_multiplier));
+  RETURN_IF_ERROR(cfg.Get("federation.dp.clip_norm", &o->dp.clip_norm));
+  RETURN_IF_ERROR(cfg.Get("federation.dp.delta", &o->dp.delta));
+  // Local training (sent to the participants every round).
+  int64_t epochs = 1, batch = 64;
+  double lr = 1e-3, wd = 0, mu = 0;
+  std::string opt = "adam", cw = "none";
+  RETURN_IF_ERROR(cfg.Get("local.epochs", &epochs));
+  RETURN_IF_ERROR(cfg.Get("local.batch_size", &batch));
+  RETURN_IF_ERROR(cfg.Get("local.optimizer", &opt));
+  RETURN_IF_ERROR(cfg.Get("local.lr", &lr));
+  RETURN_IF_ERROR(cfg.Get("local.weight_decay", &wd));
+  RETURN_IF_ERROR(cfg.Get("local.prox_mu", &mu));
+  RETURN_IF_ERROR(cfg.Get("local.class_weights", &cw));
+  if (epochs < 1) return cfg.ValueError("local.epochs", "must be >= 1");
+  if (batch < 1) return cfg.ValueError("local.batch_size", "must be >= 1");
+  if (!(lr > 0)) return cfg.ValueError("local.lr", "must be > 0");
+  if (opt != "adam" && opt != "sgd") return cfg.ValueError("local.optimizer", "must be \"adam\" or \"sgd\"");
+  if (cw != "none" && cw != "balanced") return cfg.ValueError("local.class_weights", "must be \"none\" or \"balanced\"");
+  if (mu < 0) return cfg.ValueError("local.prox_mu", "must be >= 0");
+  if (strategy == "fedprox") {
+    if (mu == 0) mu = 0.01;  // FedProx without a proximal term would be FedAvg
+    strategy = "fedavg";
+  } else if (strategy != "fedavg" && strategy != "fedadam" && strategy != "fedyogi") {
+    return cfg.ValueError("federation.strategy", "must be fedavg, fedprox, fedadam or fedyogi");
+  }
+  o->server.name = strategy;
+  if (o->secure_aggregation != "paillier" && o->secure_aggregation != "none") {
+    return cfg.ValueError("federation.secure_aggregation", "must be \"paillier\" or \"none\"");
+  }
+  o->local.set_epochs(epochs);
+  o->local.set_batch_size(batch);
+  o->local.set_optimizer(opt);
+  o->local.set_lr(lr);
+  o->local.set_weight_decay(wd);
+  o->local.set_prox_mu(mu);
+  o->local.set_class_weights(cw);
+  RETURN_IF_ERROR(nn::ParseModelConfig(cfg, &o->model));
+  for (auto k : {"participant", "data", "partition"}) cfg.MarkKnown(k);
+  return cfg.CheckNoUnknownKeys();
+}
+
+}  // namespace
+
+Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
+  ASSIGN_OR_RETURN(Config cfg, LoadConfig(req.config_path, req.overrides));
+  CoordinatorOptions o;
+  std::string bundle_dir, listen;
+  RETURN_IF_ERROR(ParseCoordinator(cfg, &o, &bundle_dir, &listen));
+  if (!req.bundle.empty()) bundle_dir = req.bundle;
+  ASSIGN_OR_RETURN(Bundle b, ReadBundle(bundle_dir, "federation"));
+  o.consortium = b.consortium.id;
+  o.parties = b.consortium.parties;
+  o.threshold = b.consortium.threshold;
+  o.public_key = b.public_key;
+  o.runs_dir = req.home + "/runs";
+  if (listen.empty()) listen = b.consortium.coordinator_address;
+  if (o.min_participants > static_cast<int>(o.parties.size())) {
+    return cfg.ValueError("federation.min_participants", "the consortium has only " + std::to_string(o.parties.size()) + " parties");
+  }
+  ASSIGN_OR_RETURN(auto store, OpenStore(req.home));
+  int64_t resume = req.resume_run;
+  if (resume == 0 && !req.fresh) {
+    ASSIGN_OR_RETURN(auto runs, store->ListRuns(200, "fed"));
+    for (const auto& r : runs) {  // newest first
+      if (r.name != o.job_name) continue;
+      if (r.status == "running") {
+        return FailedPrecondition("run " + std::to_string(r.id) + " of '" + o.job_name + "' is being coordinated by pid " +
+                                  std::to_string(r.pid) + " on " + r.host);
+      }
+      if (r.status == "interrupted") {
+        resume = r.id;
+        spdlog::info("run {} of '{}' was interrupted: resuming it (--new starts afresh)", r.id, o.job_name);
+      }
+      break;
+    }
+  }
+  ASSIGN_OR_RETURN(auto coord, Coordinator::Create(o, store.get(), resume));
+  GrpcServerOptions so;
+  so.listen = listen;
+  so.tls = b.tls;
+  so.consortium = o.consortium;
+  so.parties.insert(o.parties.begin(), o.parties.end());
+  Coordinator* c = coord.get();
+  auto unwatch = WatchSignals([c] { c->Stop(); });
+  auto server = GrpcServer::Start(so, [c](const std::string& party, Connection& conn) { c->Serve(party, conn); });
+  if (!server.ok()) {
+    unwatch();
+    return server.status();
+  }
+  spdlog::info("coordinator of {} listening on {} (mutual TLS), run {}: {} rounds, {} of {} to decrypt, {} aggregation",
+               o.consortium, listen, coord->run_id(), o.rounds, o.threshold, o.parties.size(), o.secure_aggregation);
+  auto result = coord->Run();
+  // Let the participants read FINISHED before their streams are cancelled.
+  if (result.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  (*server)->Shutdown();
+  unwatch();
+  return result;
+}
+
+Status RunParticipantJob(const ParticipantJobRequest& req) {
+  ASSIGN_OR_RETURN(Config cfg, LoadConfig(req.config_path, req.overrides));
+  std::string bundle_dir, coordinator, server_name, column, grouping, part;
+  int threads = 0;
+  RETURN_IF_ERROR(cfg.Get("participant.bundle", &bundle_dir));
+  RETURN_IF_ERROR(cfg.Get("participant.coordinator", &coordinator));
+  RETURN_IF_ERROR(cfg.Get("participant.server_name", &server_name));
+  RETURN_IF_ERROR(cfg.Get("participant.threads", &threads));
+  data::DataOptions dopts;
+  RETURN_IF_ERROR(data::ParseDataOptions(cfg, &dopts));
+  RETURN_IF_ERROR(cfg.Get("partition.column", &column));
+  RETURN_IF_ERROR(cfg.Get("partition.groups", &grouping));
+  RETURN_IF_ERROR(cfg.Get("partition.part", &part));
+  for (auto k : {"job", "federation", "model", "local"}) cfg.MarkKnown(k);
+  RETURN_IF_ERROR(cfg.CheckNoUnknownKeys());
+  if (!req.bundle.empty()) bundle_dir = req.bundle;
+  ASSIGN_OR_RETURN(Bundle b, ReadBundle(bundle_dir, "participant"));
+  const std::string party = b.identity["name"];
+  const int index = b.identity.value("index", 0);
+  RETURN_IF_ERROR(CheckPrivate(bundle_dir + "/share.json"));
+  ASSIGN_OR_RETURN(crypto::LoadedShare share, crypto::LoadShare(bundle_dir + "/share.json", b.public_key.get()));
+  if (share.share.index != index) return DataLoss(bundle_dir + "/share.json: share index differs from identity.json's");
+  if (coordinator.empty()) coordinator = b.consortium.coordinator_address;
+  if (threads > 0) at::set_num_threads(threads);
+
+  // This party's data: the rows of its partition of the training split.
+  dopts.group_column = column;
+  ASSIGN_OR_RETURN(data::LoadedData data, data::LoadData(dopts, req.home));
+  if (!column.empty()) {
+    ASSIGN_OR_RETURN(auto groups, data::NamedGrouping(grouping));
+    if (part.empty()) part = party.substr(party.rfind('-') + 1);  // "bank-west" holds "west"
+    auto lower = [](std::string s) {
+      for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      return s;
+    };
+    std::vector<int64_t> keep;
+    std::set<std::string> seen;
+    for (size_t i = 0; i < data.train_groups.size(); ++i) {
+      const std::string& v = data.train_groups[i];
+      std::string g = groups.empty() ? v : (groups.count(v) ? groups.at(v) : "");
+      if (g.empty()) return cfg.ValueError("partition.groups", "value '" + v + "' of column " + column + " has no group");
+      seen.insert(g);
+      if (lower(g) == lower(part)) keep.push_back(static_cast<int64_t>(i));
+    }
+    if (keep.empty()) {
+      std::string names;
+      for (auto& s : seen) names += (names.empty() ? "" : ", ") + s;
+      return cfg.ValueError("partition.part", "'" + part + "' matches no training rows; the groups are " + names);
+    }
+    at::Tensor sel = torch::tensor(keep, torch::kInt64);
+    data.train = {data.train.x.index_select(0, sel), data.train.y.index_select(0, sel)};
+    spdlog::info("{}: {} training rows of partition {} ({} = {})", party, keep.size(), part, column,
+                 grouping.empty() ? "value" : grouping);
+  }
+  ParticipantOptions po;
+  po.consortium = b.consortium.id;
+  po.party = party;
+  po.public_key = b.public_key;
+  po.share = share.share;
+  po.data = &data;
+  po.data_json = DataJson(data, dopts);
+  po.threads = threads;
+  po.crash_at_round = req.crash_at_round;
+  Participant p(po);
+  auto unwatch = WatchSignals([&p] { p.Stop(); });
+  GrpcDialOptions d;
+  d.address = coordinator;
+  d.tls = b.tls;
+  d.server_name = server_name;
+  Status st = p.Run([&d] { return GrpcDial(d); });
+  unwatch();
+  return st;
+}
+
+}  // namespace ronghe::fed
