@@ -26,7 +26,9 @@ std::string FreshHome(const std::string& name) {
   return home;
 }
 
-pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args) {
+pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args, const std::string& log) {
+  const std::string out = log.empty() ? home + "/stdout" : home + "/" + log + ".stdout";
+  const std::string err = log.empty() ? home + "/stderr" : home + "/" + log + ".stderr";
   std::vector<std::string> full = {RongheBinary(), "--home", home};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -34,8 +36,8 @@ pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args)
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, (home + "/stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, (home + "/stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = -1;
   posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

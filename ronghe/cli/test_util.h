@@ -16,8 +16,9 @@ std::string RongheBinary();
 // A fresh home folder whose data/ links to the data fetched for the whole suite.
 std::string FreshHome(const std::string& name);
 CmdResult RunRonghe(const std::string& home, const std::vector<std::string>& args);
-// Starts the binary without waiting; output goes to files in `home`.
-pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args);
+// Starts the binary without waiting; output goes to home/<log>.stdout and .stderr
+// (home/stdout and home/stderr when `log` is empty).
+pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args, const std::string& log = "");
 std::string SourcePath(const std::string& rel);
 
 }  // namespace ronghe::testing

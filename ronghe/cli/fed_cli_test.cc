@@ -1,0 +1,162 @@
+// The federated runtime as separate processes, as a consortium would run it: `fed init`, one
+// coordinator and five participants over gRPC with mutual TLS on loopback, a participant that
+// dies mid-run, and the coordinator killed with SIGKILL and restarted.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "ronghe/base/file.h"
+#include "ronghe/cli/test_util.h"
+#include "ronghe/store/run_store.h"
+
+namespace ronghe {
+namespace {
+
+using testing::FreshHome;
+using testing::RunRonghe;
+using testing::SourcePath;
+using testing::SpawnRonghe;
+
+std::string Slurp(const std::string& path) {
+  auto r = ReadFile(path);
+  return r.ok() ? *r : "";
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Exit code, -signal when killed, or -1000 after the timeout.
+int WaitFor(pid_t pid, double seconds) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (std::chrono::steady_clock::now() < until) {
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1000;
+}
+
+const std::vector<std::string> kBanks = {"bank-northeast", "bank-midwest", "bank-south", "bank-west", "bank-central"};
+
+std::string InitConsortium(const std::string& home) {
+  std::string text = ReadFile(SourcePath("examples/fraud/consortium.toml")).value();
+  const std::string from = "127.0.0.1:50051";
+  text.replace(text.find(from), from.size(), "127.0.0.1:" + std::to_string(FreePort()));
+  EXPECT_TRUE(WriteFileAtomic(home + "/consortium.toml", text).ok());
+  auto r = RunRonghe(home, {"fed", "init", "--config", home + "/consortium.toml", "--out", home + "/consortium"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return home + "/consortium";
+}
+
+TEST(FedCliTest, CoordinatorKilledMidRunResumesAndParticipantsReconnectByThemselves) {
+  std::string home = FreshHome("fed_cli_kill");
+  std::string bundles = InitConsortium(home);
+  const std::string fed = SourcePath("examples/fraud/federation.toml");
+  std::vector<std::string> coord = {"fed", "coordinator", "--config", fed, "--bundle", bundles + "/coordinator",
+                                    "--set", "federation.rounds=4", "--set", "model.hidden=[8]"};
+  pid_t c1 = SpawnRonghe(home, coord, "coordinator-1");
+  std::map<std::string, pid_t> banks;
+  for (const auto& b : kBanks) {
+    std::vector<std::string> args = {"fed", "participant", "--config", fed, "--bundle", bundles + "/" + b};
+    if (b == "bank-central") args.insert(args.end(), {"--crash-at-round", "3"});
+    banks[b] = SpawnRonghe(home, args, b);
+  }
+  // Kill the coordinator as soon as round 2 is in the store.
+  auto store = store::RunStore::Open(home + "/ronghe.db");
+  ASSERT_TRUE(store.ok());
+  int64_t run_id = 0;
+  bool round2 = false;
+  for (int i = 0; i < 1200 && !round2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto runs = (*store)->ListRuns(5, "fed");
+    if (!runs.ok() || runs->empty()) continue;
+    run_id = runs->front().id;
+    auto run = (*store)->GetRun(run_id);
+    for (const auto& m : run->metrics) round2 |= m.step == 2;
+  }
+  ASSERT_TRUE(round2) << Slurp(home + "/coordinator-1.stderr");
+  ::kill(c1, SIGKILL);
+  EXPECT_EQ(WaitFor(c1, 10), -SIGKILL);
+  EXPECT_EQ((*store)->GetRun(run_id)->status, "interrupted");
+
+  // The same command again: it finds the interrupted run and resumes after round 2.
+  pid_t c2 = SpawnRonghe(home, coord, "coordinator-2");
+  int rc = WaitFor(c2, 300);
+  std::string out = Slurp(home + "/coordinator-2.stdout");
+  ASSERT_EQ(rc, 0) << Slurp(home + "/coordinator-2.stderr");
+  EXPECT_NE(out.find("run " + std::to_string(run_id) + ": 4 rounds (resumed)"), std::string::npos) << out;
+  for (const auto& [name, pid] : banks) {
+    int prc = WaitFor(pid, 60);
+    if (name == "bank-central") {
+      EXPECT_EQ(prc, -SIGKILL) << name;  // its crash drill
+    } else {
+      EXPECT_EQ(prc, 0) << name << ": " << Slurp(home + "/" + name + ".stderr");
+    }
+  }
+  auto run = (*store)->GetRun(run_id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->status, "succeeded");
+  std::map<int64_t, double> contributors;
+  std::map<int64_t, int> losses;
+  for (const auto& m : run->metrics) {
+    if (m.name == "contributors") contributors[m.step] = m.value;
+    if (m.name == "train_loss") ++losses[m.step];
+  }
+  EXPECT_EQ(contributors[1], 5);
+  EXPECT_EQ(contributors[2], 5);
+  EXPECT_EQ(contributors[4], 4);  // bank-central died in round 3 and stayed away
+  for (int64_t r = 1; r <= 4; ++r) EXPECT_EQ(losses[r], 1) << "round " << r;  // once each, none lost
+  // The federated model is an ordinary artifact: `ronghe eval` rebuilds its inputs.
+  std::string artifact;
+  for (const auto& a : run->artifacts)
+    if (a.kind == "model") artifact = a.path;
+  ASSERT_FALSE(artifact.empty());
+  auto ev = RunRonghe(home, {"eval", "--model", artifact});
+  EXPECT_EQ(ev.exit_code, 0) << ev.err;
+  EXPECT_NE(ev.out.find("roc_auc"), std::string::npos) << ev.out;
+}
+
+TEST(FedCliTest, WrongBundleAndWrongConfigAreRefusedClearly) {
+  std::string home = FreshHome("fed_cli_bad");
+  std::string bundles = InitConsortium(home);
+  const std::string fed = SourcePath("examples/fraud/federation.toml");
+  auto r = RunRonghe(home, {"fed", "participant", "--config", fed, "--bundle", bundles + "/coordinator"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("not a participant's"), std::string::npos) << r.err;
+  r = RunRonghe(home, {"fed", "coordinator", "--config", fed, "--bundle", bundles + "/coordinator", "--set",
+                       "federation.rounds_typo=3"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("federation.rounds_typo"), std::string::npos) << r.err;
+  r = RunRonghe(home, {"fed", "coordinator", "--config", fed, "--bundle", bundles + "/coordinator", "--set",
+                       "federation.secure_aggregation=\"rot13\""});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("secure_aggregation"), std::string::npos) << r.err;
+  // A share file others can read is refused before anything starts.
+  ASSERT_EQ(::chmod((bundles + "/bank-west/share.json").c_str(), 0644), 0);
+  r = RunRonghe(home, {"fed", "participant", "--config", fed, "--bundle", bundles + "/bank-west"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("share.json: readable by others"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ronghe
