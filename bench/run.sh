@@ -106,7 +106,7 @@ PY
   echo
   echo "## Federated rounds: plaintext vs threshold Paillier, 5 parties, 3 of 5"
   echo
-  echo "\`fed_bench\`: one round (the second of two) of the real coordinator and five participants in one"
+  echo "\`fed_bench\`: one round (the second of two; the 1M model's only one) of the real coordinator and five participants in one"
   echo "process over the in-memory transport (every message serialised as on gRPC); MLPs on synthetic"
   echo "data, 256 examples and 1 local epoch per party; 2048-bit key, 16-bit precision; each participant"
   echo "uses one thread (five share the 2 cores); the coordinator verifies with both. Round time runs"

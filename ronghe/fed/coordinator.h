@@ -36,7 +36,8 @@ struct CoordinatorOptions {
   double join_timeout_s = 600;              // Default: 600 s to wait for min_participants.
   double gather_s = 1.0;                    // Default: 1 s. Once min_participants are connected, how
                                             // long a round waits for the other parties to connect.
-  double round_deadline_s = 300;            // Default: 300 s per round attempt (upload + decryption).
+  double round_deadline_s = 1800;           // Default: 1800 s per round attempt (upload + decryption):
+                                            // a 1M-parameter Paillier round takes ~5 min on 2 cores.
   int round_attempts = 5;                   // Default: 5 attempts per round before the run fails.
   double retry_wait_s = 2;                  // Default: 2 s between attempts.
   v1::LocalSettings local;                  // epochs, batch_size, optimizer, lr, prox_mu, class_weights
