@@ -439,7 +439,7 @@ int RunCli(int argc, char** argv) {
       ->required()->check(CLI::ExistingFile);
   fed_coord->add_option("--bundle", creq.bundle, "The coordinator's bundle from `fed init` (overrides federation.bundle)");
   fed_coord->add_option("--set", creq.overrides, "Override a config value: KEY=VALUE (repeatable)");
-  fed_coord->add_option("--resume", creq.resume_run, "Resume this run (default: an interrupted run of the same name)");
+  fed_coord->add_option("--resume", creq.resume_run, "Resume this run (default: the newest run of the same name if it was interrupted or failed)");
   fed_coord->add_flag("--new", creq.fresh, "Start a new run even if one of the same name was interrupted");
   auto* fed_part = fed_cmd->add_subcommand("participant", "Run a participant: dial the coordinator, train, encrypt");
   fed::ParticipantJobRequest preq;

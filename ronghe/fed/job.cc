@@ -211,9 +211,11 @@ Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
         return FailedPrecondition("run " + std::to_string(r.id) + " of '" + o.job_name + "' is being coordinated by pid " +
                                   std::to_string(r.pid) + " on " + r.host);
       }
-      if (r.status == "interrupted") {
+      // Killed (interrupted), stopped by a signal or out of round attempts (failed): resume.
+      if (r.status == "interrupted" || r.status == "failed") {
         resume = r.id;
-        spdlog::info("run {} of '{}' was interrupted: resuming it (--new starts afresh)", r.id, o.job_name);
+        spdlog::info("run {} of '{}' {}: resuming it (--new starts afresh)", r.id, o.job_name,
+                     r.status == "failed" ? "failed (" + r.error + ")" : std::string("was interrupted"));
       }
       break;
     }

@@ -19,8 +19,8 @@ struct CoordinatorJobRequest {
   std::string config_path;             // the federation file
   std::vector<std::string> overrides;  // "key=value"
   std::string bundle;                  // overrides federation.bundle
-  int64_t resume_run = 0;              // > 0: resume this run; 0: resume an interrupted run of the
-                                       // same name if there is one, else start a new run
+  int64_t resume_run = 0;              // > 0: resume this run; 0: resume the newest run of the same
+                                       // name if it was interrupted or failed, else start a new run
   bool fresh = false;                  // never resume automatically
 };
 
