@@ -1,10 +1,7 @@
 // The federated runtime as separate processes, as a consortium would run it: `fed init`, one
 // coordinator and five participants over gRPC with mutual TLS on loopback, a participant that
 // dies mid-run, and the coordinator killed with SIGKILL and restarted.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +10,8 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+
+#include "ronghe/base/net.h"
 
 #include "ronghe/base/file.h"
 #include "ronghe/cli/test_util.h"
@@ -31,17 +30,7 @@ std::string Slurp(const std::string& path) {
   return r.ok() ? *r : "";
 }
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+int FreePort() { return FreeLoopbackPort().value(); }
 
 // Exit code, -signal when killed, or -1000 after the timeout.
 int WaitFor(pid_t pid, double seconds) {

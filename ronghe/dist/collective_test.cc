@@ -1,29 +1,18 @@
 #include "ronghe/dist/collective.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <thread>
 
 #include <gtest/gtest.h>
+
+#include "ronghe/base/net.h"
 #include <torch/torch.h>
 
 namespace ronghe::dist {
 namespace {
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+int FreePort() { return FreeLoopbackPort().value(); }
 
 TEST(CollectiveTest, TwoRanksAverageInBucketsOverGloo) {
   const int port = FreePort();

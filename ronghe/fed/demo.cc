@@ -1,9 +1,6 @@
 // `ronghe fed demo`: the 5-bank fraud consortium, each bank a separate process on loopback.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +15,7 @@
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/file.h"
+#include "ronghe/base/net.h"
 #include "ronghe/data/split.h"
 #include "ronghe/data/source.h"
 #include "ronghe/fed/consortium.h"
@@ -35,22 +33,6 @@ namespace ronghe::fed {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-Result<int> FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return IoError("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    return IoError("cannot find a free loopback port");
-  }
-  ::close(fd);
-  return static_cast<int>(ntohs(a.sin_port));
-}
 
 // Starts this binary with `args`; output goes to `log` ("" = inherit).
 Result<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log) {
@@ -147,20 +129,14 @@ Status RunFedDemo(const DemoRequest& req) {
     std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
     work = req.home + "/fed-demo/" + stamp + "-" + std::to_string(::getpid());
   }
-  RETURN_IF_ERROR(MakeDirs(work, 0700));
 
   // 1. The consortium, on a free loopback port.
-  ASSIGN_OR_RETURN(int port, FreePort());
+  ASSIGN_OR_RETURN(int port, FreeLoopbackPort());
   ASSIGN_OR_RETURN(Config ccfg, Config::Load(fraud + "/consortium.toml"));
   RETURN_IF_ERROR(ccfg.ApplyOverride("coordinator.address=\"127.0.0.1:" + std::to_string(port) + "\""));
   ConsortiumOptions co;
   RETURN_IF_ERROR(ParseConsortiumOptions(ccfg, &co));
   RETURN_IF_ERROR(ccfg.CheckNoUnknownKeys());
-  std::printf("== ronghe fed demo: %zu banks, any %d decrypt; work folder %s\n", co.parties.size(), co.threshold, work.c_str());
-  std::printf("-- key ceremony (%d-bit threshold Paillier) and mutual-TLS certificates\n", co.key_bits);
-  std::fflush(stdout);
-  RETURN_IF_ERROR(InitConsortium(co, ccfg.ToToml(), work + "/consortium"));
-
   // The federation file's settings, for the baselines and the table.
   ASSIGN_OR_RETURN(Config fcfg, Config::Load(fed_file));
   int64_t rounds = 10;
@@ -174,6 +150,12 @@ Status RunFedDemo(const DemoRequest& req) {
     if (drop_round < 1 || drop_round > rounds) return InvalidArgument("--drop-at-round: must be between 1 and " + std::to_string(rounds));
     if (static_cast<int>(co.parties.size()) - 1 < co.threshold) return InvalidArgument("--drop-party: too few parties would remain");
   }
+
+  RETURN_IF_ERROR(MakeDirs(work, 0700));
+  std::printf("== ronghe fed demo: %zu banks, any %d decrypt; work folder %s\n", co.parties.size(), co.threshold, work.c_str());
+  std::printf("-- key ceremony (%d-bit threshold Paillier) and mutual-TLS certificates\n", co.key_bits);
+  std::fflush(stdout);
+  RETURN_IF_ERROR(InitConsortium(co, ccfg.ToToml(), work + "/consortium"));
 
   // 2. Two federations with the same seed: threshold Paillier, then the plaintext baseline.
   struct RunOut {
