@@ -71,6 +71,7 @@ nlohmann::json DataOptions::ToJson() const {
       {"column", column},
       {"window", {{"input", window.input}, {"horizon", window.horizon}, {"stride", window.stride}}},
       {"split", split}, {"val_fraction", val_fraction}, {"seed", seed}, {"limit_train", limit_train},
+      {"resolutions", resolutions},
   };
 }
 
@@ -95,6 +96,8 @@ Result<DataOptions> DataOptions::FromJson(const nlohmann::json& j) {
     o.val_fraction = j.at("val_fraction").get<double>();
     o.seed = j.at("seed").get<uint64_t>();
     o.limit_train = j.at("limit_train").get<int64_t>();
+    // Absent from manifests written before mixed resolutions existed.
+    o.resolutions = j.value("resolutions", std::vector<int64_t>{});
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(std::string("data options: ") + e.what());
   }
@@ -134,8 +137,18 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
     if (o->val_fraction < 0 || o->val_fraction >= 1) {
       return cfg.ValueError("data.val_fraction", "must lie in [0, 1)");
     }
+    RETURN_IF_ERROR(cfg.Get("data.resolutions", &o->resolutions));
+    for (size_t i = 0; i < o->resolutions.size(); ++i) {
+      if (o->resolutions[i] < 8 || o->resolutions[i] > 1024) {
+        return cfg.ValueError("data.resolutions", "sides must lie in 8..1024 pixels");
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (o->resolutions[j] == o->resolutions[i]) return cfg.ValueError("data.resolutions", "a side is listed twice");
+      }
+    }
     return Status::OK();
   }
+  if (cfg.Has("data.resolutions")) return cfg.ValueError("data.resolutions", "applies to image data sets only");
   RETURN_IF_ERROR(cfg.Get("data.split", &o->split));
   if (o->split.size() != 3) return cfg.ValueError("data.split", "expected [train, val, test]");
   double sum = 0;
@@ -203,6 +216,23 @@ Status ReadMeanStd(const nlohmann::json& fitted, const char* kind, double* mean,
   return Status::OK();
 }
 
+// The seeded rule that picks an image's side: splitmix64 of (seed, the image's index in the
+// source files), so an image keeps its side whatever the split, limit or process reading it.
+std::vector<int64_t> SidesOf(const std::vector<int64_t>& source_index, int64_t offset,
+                             const std::vector<int64_t>& resolutions, uint64_t seed) {
+  std::vector<int64_t> sides;
+  if (resolutions.empty()) return sides;
+  sides.reserve(source_index.size());
+  for (int64_t k : source_index) {
+    uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k + offset) + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    sides.push_back(resolutions[z % resolutions.size()]);
+  }
+  return sides;
+}
+
 Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
                            const nlohmann::json* fitted) {
   auto p = [&](const char* f) { return dir + "/" + f; };
@@ -240,6 +270,11 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   d.train = {norm(xtr), train_y.index_select(0, tr).to(torch::kInt64)};
   d.val = {norm(to_float(train_x.index_select(0, va))), train_y.index_select(0, va).to(torch::kInt64)};
   d.test = {norm(to_float(test_x)), test_y.to(torch::kInt64)};
+  std::vector<int64_t> test_idx(test_x.size(0));
+  for (size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = static_cast<int64_t>(i);
+  d.train.sides = SidesOf(train_idx, 0, o.resolutions, o.seed);
+  d.val.sides = SidesOf(s.val, 0, o.resolutions, o.seed);
+  d.test.sides = SidesOf(test_idx, train_x.size(0), o.resolutions, o.seed);
   return d;
 }
 

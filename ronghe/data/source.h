@@ -32,6 +32,9 @@ struct DataOptions {
   double val_fraction = 0.1;        // Default: 0.1. Sets with an official test set (fashion-mnist).
   uint64_t seed = 42;               // Default: 42. Split and shuffles.
   int64_t limit_train = 0;          // Default: 0 = all. Keep only this many training examples.
+  std::vector<int64_t> resolutions; // Images: render each image at one of these sides (pixels),
+                                    // chosen per image by a seeded rule (data.seed) from its index
+                                    // in the source files. Default: [] = the native size.
   std::string group_column;         // Tables: report this column's raw value per training example
                                     // (LoadedData::train_groups), e.g. to partition a federation.
                                     // A loading flag only: not part of ToJson().
@@ -50,6 +53,9 @@ Status ParseDataOptions(Config& cfg, DataOptions* out);
 struct TensorData {
   at::Tensor x;  // float32 [N, ...]
   at::Tensor y;  // int64 [N] for classification, float32 [N, horizon] for regression
+  // Mixed-size images (DataOptions::resolutions): example i is presented at sides[i] x sides[i];
+  // x keeps the native image, rendered at batch time (batch.h). Empty: every example is x's shape.
+  std::vector<int64_t> sides;
   int64_t size() const;
 };
 

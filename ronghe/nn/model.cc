@@ -60,6 +60,15 @@ struct LstmImpl : torch::nn::Module {
     auto out = std::get<0>(lstm->forward(x));  // [N, T, hidden]
     return proj->forward(out.select(1, out.size(1) - 1));
   }
+  // Sequences of different lengths in one padded batch: packing makes the LSTM stop at each
+  // sequence's own end, so its last hidden state never sees the padding.
+  torch::Tensor forward_packed(const torch::Tensor& x, const torch::Tensor& lengths) {
+    auto packed = torch::nn::utils::rnn::pack_padded_sequence(x, lengths.to(torch::kInt64).cpu(),
+                                                              /*batch_first=*/true,
+                                                              /*enforce_sorted=*/false);
+    auto h = std::get<0>(std::get<1>(lstm->forward_with_packed_input(packed)));  // [layers, N, hidden]
+    return proj->forward(h.select(0, h.size(0) - 1));
+  }
   torch::nn::LSTM lstm;
   torch::nn::Linear proj;
 };
@@ -69,6 +78,8 @@ struct LstmImpl : torch::nn::Module {
 struct Model::Impl {
   std::shared_ptr<torch::nn::Module> module;
   std::function<torch::Tensor(const torch::Tensor&)> forward;
+
+  std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> forward_packed;
 
   template <typename M>
   void Set(std::shared_ptr<M> m) {
@@ -154,7 +165,11 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
         return InvalidArgument("lstm: needs sequence input [time, features], got " +
                                std::to_string(c.input_shape.size()) + " dimensions");
       }
-      impl->Set(std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs));
+      auto lstm = std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs);
+      impl->Set(lstm);
+      impl->forward_packed = [lstm](const torch::Tensor& x, const torch::Tensor& len) {
+        return lstm->forward_packed(x, len);
+      };
     } else {
       return InvalidArgument("unknown model kind '" + c.kind + "' (mlp, cnn, lstm)");
     }
@@ -165,6 +180,11 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
 }
 
 at::Tensor Model::Forward(const at::Tensor& x) { return impl_->forward(x); }
+
+at::Tensor Model::Forward(const at::Tensor& x, const at::Tensor& lengths) {
+  TORCH_CHECK(impl_->forward_packed, "sequence lengths apply to the lstm model only, not ", config_.kind);
+  return impl_->forward_packed(x, lengths);
+}
 void Model::SetTraining(bool training) { impl_->module->train(training); }
 torch::nn::Module& Model::module() { return *impl_->module; }
 

@@ -50,6 +50,9 @@ class Model {
 
   // x: [N, ...input_shape] float. Returns [N, outputs].
   at::Tensor Forward(const at::Tensor& x);
+  // LSTM only: x [N, T, features] padded to the longest; lengths int64 [N], each in 1..T. Row i
+  // is computed from its first lengths[i] steps only (packed sequences). Other kinds throw.
+  at::Tensor Forward(const at::Tensor& x, const at::Tensor& lengths);
   void SetTraining(bool training);
 
   std::vector<at::Tensor> Parameters() const;
