@@ -34,6 +34,11 @@ class Collective {
 
   // Every tensor becomes the mean over ranks (float32, CPU, contiguous), bucket by bucket.
   Status AllReduceMean(const std::vector<at::Tensor>& tensors);
+  // Every tensor becomes the sum over ranks (any dtype Gloo sums: float, double, int64), one
+  // collective per tensor, in place.
+  Status AllReduceSum(const std::vector<at::Tensor>& tensors);
+  // Rank `root`'s bytes, on every rank (`bytes` is read on root only).
+  Result<std::string> BroadcastBytes(const std::string& bytes, int root = 0);
   // Every tensor takes rank `root`'s value.
   Status Broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   Status Barrier();
@@ -42,10 +47,35 @@ class Collective {
   int world() const;
 
   struct Impl;
+  Impl* impl() { return impl_.get(); }
 
  private:
   explicit Collective(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// Data-parallel gradient averaging with the backward pass overlapped, as DDP's reducer does: the
+// parameters are cut into buckets of about `bucket_bytes` in reverse order (the order backward
+// produces their gradients), a hook on each parameter copies its gradient into the bucket's flat
+// buffer, and a full bucket's all-reduce starts at once on Gloo's threads while backward goes on.
+// Finish() starts what is left (a parameter without a gradient, or a rank with no examples in
+// this step, contributes zeros), waits for all, and sets every parameter's .grad to the mean.
+class GradientReducer {
+ public:
+  GradientReducer(Collective* collective, std::vector<at::Tensor> params, int64_t bucket_bytes);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  // Before each backward.
+  void Prepare();
+  // After backward (or instead of it, on a rank with nothing to compute this step).
+  Status Finish();
+  int num_buckets() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
 };
 
 }  // namespace ronghe::dist
