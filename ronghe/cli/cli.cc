@@ -18,6 +18,8 @@
 #include <map>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/net.h"
+#include "ronghe/cli/launch.h"
 #include "ronghe/base/thread_pool.h"
 #include "ronghe/crypto/keyfile.h"
 #include "ronghe/crypto/speed.h"
@@ -366,6 +368,16 @@ int RunCli(int argc, char** argv) {
   train->add_option("--progress", progress, "auto, bar, plain or off")->check(CLI::IsMember({"auto", "bar", "plain", "off"}));
   train->add_option("-o,--out", treq.out, "Also write the model artifact here");
   train->add_option("--resume", resume, "Continue run ID from its last checkpoint")->check(CLI::PositiveNumber);
+  LaunchOptions launch;
+  std::string rdzv;
+  train->add_option("--nproc", launch.nproc, "Data-parallel worker processes on this host (default 1)")
+      ->check(CLI::Range(1, 256));
+  train->add_option("--nnodes", launch.nnodes, "Hosts taking part (default 1; needs --rdzv)")->check(CLI::Range(1, 4096));
+  train->add_option("--node-rank", launch.node_rank, "This host's place, 0..nnodes-1 (node 0 hosts the rendezvous)")
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--rdzv", rdzv, "HOST:PORT of node 0's rendezvous (c10d TCPStore)");
+  train->add_option("--timeout", launch.timeout_s, "Seconds a rank waits for its peers before failing (default 120)")
+      ->check(CLI::PositiveNumber);
 
   // eval
   auto* eval = app.add_subcommand("eval", "Evaluate a model artifact on its data set");
@@ -483,11 +495,44 @@ int RunCli(int argc, char** argv) {
     return 0;
   }
   if (*train) {
+    auto worker = ReadWorkerEnv();
+    if (!worker.ok()) return Fail(worker.status());
+    const int world = launch.nproc * launch.nnodes;
+    if (launch.node_rank >= launch.nnodes) {
+      return Fail(InvalidArgument("--node-rank " + std::to_string(launch.node_rank) + " is outside --nnodes " +
+                                  std::to_string(launch.nnodes)));
+    }
+    if (launch.nnodes > 1 && rdzv.empty()) return Fail(InvalidArgument("--nnodes > 1 needs --rdzv HOST:PORT of node 0"));
+    // Only rank 0 reads the config; the other ranks receive the one it resolved.
+    const bool first = worker->world > 0 ? worker->rank == 0 : launch.node_rank == 0;
     if (resume > 0 && !treq.config_path.empty()) {
       return Fail(InvalidArgument("--resume continues a run with its own config; drop --config"));
     }
-    if (resume == 0 && treq.config_path.empty()) {
+    if (first && resume == 0 && treq.config_path.empty()) {
       return Fail(InvalidArgument("train needs --config FILE (or --resume ID)"));
+    }
+    if (worker->world > 0) {
+      treq.dist = {.host = worker->host, .port = worker->port, .rank = worker->rank, .world = worker->world,
+                   .timeout_s = worker->timeout_s};
+      treq.local_world = worker->local_world;
+      if (worker->rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the run
+    } else if (world > 1) {
+      if (!rdzv.empty()) {
+        if (Status st = ParseHostPort(rdzv, &launch.host, &launch.port); !st.ok()) return Fail(st);
+      } else {
+        auto port = FreeLoopbackPort();
+        if (!port.ok()) return Fail(port.status());
+        launch.host = "127.0.0.1";
+        launch.port = *port;
+      }
+      if (launch.nproc > 1) {
+        std::vector<std::string> args(argv + 1, argv + argc);
+        return LaunchWorkers(args, launch);
+      }
+      // One process on this node: it is the worker itself.
+      treq.dist = {.host = launch.host, .port = launch.port, .rank = launch.node_rank, .world = world,
+                   .timeout_s = launch.timeout_s};
+      if (launch.node_rank != 0) spdlog::set_level(spdlog::level::warn);
     }
     treq.home = home;
     treq.resume_run = resume;
@@ -498,10 +543,15 @@ int RunCli(int argc, char** argv) {
     if (!precision.empty()) treq.overrides.push_back("train.precision=\"" + precision + "\"");
     if (!progress.empty()) treq.overrides.push_back("train.progress=\"" + progress + "\"");
     auto r = train::RunTrainJob(treq);
-    if (!r.ok()) return Fail(r.status());
-    std::printf("run %ld %s: %ld epochs, %ld steps, %.0f samples/s%s\n", long(r->run_id),
+    if (!r.ok()) {
+      if (treq.dist.world > 1) return Fail(Status(r.status().code(), "rank " + std::to_string(treq.dist.rank) + ": " + r.status().message()));
+      return Fail(r.status());
+    }
+    if (treq.dist.rank != 0) return 0;
+    std::printf("run %ld %s: %ld epochs, %ld steps, %.0f samples/s%s%s\n", long(r->run_id),
                 r->result.resumed ? "resumed and finished" : "finished", long(r->result.epochs_completed),
                 long(r->result.steps), r->result.samples_per_second,
+                r->result.world > 1 ? fmt::format(" over {} processes", r->result.world).c_str() : "",
                 r->result.stopped_early ? ", stopped early" : "");
     PrintMetrics("test", r->result.test);
     std::printf("model: %s\n", r->artifact.c_str());

@@ -32,6 +32,7 @@ Collective::Collective(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Collective::~Collective() = default;
 int Collective::rank() const { return impl_->o.rank; }
 int Collective::world() const { return impl_->o.world; }
+int64_t Collective::bucket_bytes() const { return impl_->o.bucket_bytes; }
 
 Result<std::unique_ptr<Collective>> Collective::Connect(const CollectiveOptions& o) {
   if (o.world < 1 || o.rank < 0 || o.rank >= o.world) {

@@ -45,6 +45,7 @@ class Collective {
 
   int rank() const;
   int world() const;
+  int64_t bucket_bytes() const;
 
   struct Impl;
   Impl* impl() { return impl_.get(); }

@@ -2,11 +2,16 @@
 
 #include <torch/torch.h>
 
+#include <thread>
+
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
+#include "ronghe/base/resource.h"
+#include "ronghe/data/batch.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/store/run_store.h"
 
@@ -53,14 +58,25 @@ nlohmann::json ToJson(const MetricMap& m) {
   return j;
 }
 
+// Trains the parsed job. `job` is null on ranks other than 0 of a data-parallel run: they train
+// but write nothing.
 Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, store::Job* job,
-                                 bool resume, const std::string& out, std::string* artifact_path,
-                                 data::Task* task) {
-  const std::string dir = RunDir(home, job->id());
+                                 bool resume, const std::string& out, dist::Collective* coll,
+                                 std::string* artifact_path, data::Task* task) {
+  const bool lead = job != nullptr;
+  const std::string dir = lead ? RunDir(home, job->id()) : "";
+  const std::string who = lead ? "run " + std::to_string(job->id()) : "rank " + std::to_string(coll->rank());
   ASSIGN_OR_RETURN(data::LoadedData data, data::LoadData(pj.data, home));
   *task = data.task;
-  spdlog::info("run {}: {} train / {} val / {} test examples of {} ({})", job->id(), data.train.size(),
-               data.val.size(), data.test.size(), pj.data.dataset, data::TaskName(data.task));
+  if (lead) {
+    spdlog::info("{}: {} train / {} val / {} test examples of {} ({}{})", who, data.train.size(), data.val.size(),
+                 data.test.size(), pj.data.dataset, data::TaskName(data.task),
+                 data.train.sides.empty() ? "" : fmt::format(", at {} px", fmt::join(pj.data.resolutions, "/")));
+  }
+  if (!data.train.sides.empty() && pj.model.kind != "cnn") {
+    return InvalidArgument("model.kind: images of mixed resolutions (data.resolutions) need the cnn, whose "
+                           "adaptive pooling takes any size; '" + pj.model.kind + "' has a fixed input");
+  }
   nn::ModelConfig mc = pj.model;
   mc.input_shape = data.input_shape;
   mc.outputs = data.task == data::Task::kBinary       ? 1
@@ -68,10 +84,15 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
                                                       : pj.data.window.horizon;
   torch::manual_seed(pj.train.seed);
   ASSIGN_OR_RETURN(auto model, nn::Model::Create(mc));
-  spdlog::info("run {}: {} model, {} parameters, precision {}", job->id(), mc.kind,
-               model->NumParameters(), pj.train.precision);
-  ASSIGN_OR_RETURN(auto trainer, Trainer::Create(pj.train, model.get(), &data, job, dir + "/checkpoint.rhc"));
+  if (lead) {
+    spdlog::info("{}: {} model, {} parameters, precision {}, batching {}{}", who, mc.kind, model->NumParameters(),
+                 pj.train.precision, pj.train.batching,
+                 coll ? fmt::format(", {} processes", coll->world()) : std::string());
+  }
+  ASSIGN_OR_RETURN(auto trainer, Trainer::Create(pj.train, model.get(), &data, job,
+                                                 lead ? dir + "/checkpoint.rhc" : "", coll));
   ASSIGN_OR_RETURN(TrainResult r, trainer->Run(resume));
+  if (!lead) return r;
 
   nlohmann::json manifest = {
       {"name", pj.name},
@@ -84,6 +105,7 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
       {"train", pj.train.ToJson()},
       {"metrics", {{"val", ToJson(r.val)}, {"test", ToJson(r.test)}}},
       {"epochs_completed", r.epochs_completed},
+      {"processes", r.world},
   };
   *artifact_path = dir + "/model.rhm";
   RETURN_IF_ERROR(nn::SaveArtifact(*artifact_path, *model, manifest));
@@ -96,53 +118,113 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
   return r;
 }
 
+// Every rank's resource use, summed into rank 0's run record (rows: wall, user, system, RSS).
+Status GatherUsage(dist::Collective* coll, const ResourceMeter& meter, store::Job* job) {
+  at::Tensor t = torch::zeros({coll->world(), 4}, torch::kFloat64);
+  ResourceUsage u = meter.Read();
+  t[coll->rank()][0] = u.wall_seconds;
+  t[coll->rank()][1] = u.cpu_user_seconds;
+  t[coll->rank()][2] = u.cpu_system_seconds;
+  t[coll->rank()][3] = static_cast<double>(u.peak_rss_bytes);
+  RETURN_IF_ERROR(coll->AllReduceSum({t}));
+  if (!job) return Status::OK();
+  for (int r = 1; r < coll->world(); ++r) {
+    job->AddExternalUsage({t[r][0].item<double>(), t[r][1].item<double>(), t[r][2].item<double>(),
+                           static_cast<int64_t>(t[r][3].item<double>()), "cpu", 1});
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
-  ASSIGN_OR_RETURN(auto store, OpenStore(req.home));
+  std::unique_ptr<dist::Collective> coll;
+  if (req.dist.world > 1) {
+    ASSIGN_OR_RETURN(coll, dist::Collective::Connect(req.dist));
+  }
+  const int rank = coll ? coll->rank() : 0;
+  ResourceMeter meter;
+  std::unique_ptr<store::RunStore> store;
   std::unique_ptr<Config> cfg;
   std::unique_ptr<store::Job> job;
   bool resume = req.resume_run > 0;
-  if (resume) {
-    ASSIGN_OR_RETURN(store::RunRecord run, store->GetRun(req.resume_run));
-    if (run.kind != "train") {
-      return InvalidArgument("run " + std::to_string(run.id) + " is a '" + run.kind + "' job, not a training run");
+  ParsedJob pj;
+  // Rank 0 (or a lone process): the config, the run record and its folder.
+  auto setup = [&]() -> Status {
+    ASSIGN_OR_RETURN(store, OpenStore(req.home));
+    if (resume) {
+      ASSIGN_OR_RETURN(store::RunRecord run, store->GetRun(req.resume_run));
+      if (run.kind != "train") {
+        return InvalidArgument("run " + std::to_string(run.id) + " is a '" + run.kind + "' job, not a training run");
+      }
+      if (run.status == "succeeded") {
+        return FailedPrecondition("run " + std::to_string(run.id) + " already finished; nothing to resume");
+      }
+      if (run.status == "running") {
+        return FailedPrecondition("run " + std::to_string(run.id) + " is still running (pid " +
+                                  std::to_string(run.pid) + ")");
+      }
+      std::string path = RunDir(req.home, run.id) + "/config.toml";
+      ASSIGN_OR_RETURN(Config c, Config::Load(path));
+      cfg = std::make_unique<Config>(std::move(c));
+    } else {
+      if (req.config_path.empty()) return InvalidArgument("a job config file is required (--config FILE)");
+      ASSIGN_OR_RETURN(Config c, Config::Load(req.config_path));
+      cfg = std::make_unique<Config>(std::move(c));
     }
-    if (run.status == "succeeded") {
-      return FailedPrecondition("run " + std::to_string(run.id) + " already finished; nothing to resume");
+    for (const auto& o : req.overrides) RETURN_IF_ERROR(cfg->ApplyOverride(o));
+    ASSIGN_OR_RETURN(pj, ParseJob(*cfg));
+    if (resume) {
+      ASSIGN_OR_RETURN(job, store::Job::Resume(store.get(), req.resume_run));
+    } else {
+      ASSIGN_OR_RETURN(job, store::Job::Start(store.get(), "train", pj.name, cfg->ToJson()));
     }
-    if (run.status == "running") {
-      return FailedPrecondition("run " + std::to_string(run.id) + " is still running (pid " +
-                                std::to_string(run.pid) + ")");
+    std::string dir = RunDir(req.home, job->id());
+    RETURN_IF_ERROR(MakeDirs(dir));
+    return WriteFileAtomic(dir + "/config.toml", cfg->ToToml());
+  };
+  Status st = rank == 0 ? setup() : Status::OK();
+  if (coll) {
+    // Rank 0 hands every rank the configuration it resolved, or the reason it could not start.
+    nlohmann::json msg = st.ok() && rank == 0
+                             ? nlohmann::json{{"ok", true}, {"toml", cfg->ToToml()}, {"run", job->id()}}
+                             : nlohmann::json{{"ok", false}, {"error", st.message()}};
+    auto got = coll->BroadcastBytes(msg.dump());
+    if (!got.ok()) {
+      if (job) (void)job->Finish(got.status());
+      return got.status();
     }
-    std::string path = RunDir(req.home, run.id) + "/config.toml";
-    ASSIGN_OR_RETURN(Config c, Config::Load(path));
-    cfg = std::make_unique<Config>(std::move(c));
-  } else {
-    if (req.config_path.empty()) return InvalidArgument("a job config file is required (--config FILE)");
-    ASSIGN_OR_RETURN(Config c, Config::Load(req.config_path));
-    cfg = std::make_unique<Config>(std::move(c));
+    if (rank != 0) {
+      auto m = nlohmann::json::parse(*got, nullptr, false);
+      if (m.is_discarded() || !m.contains("ok")) return DataLoss("rank 0 sent a malformed configuration");
+      if (!m["ok"].get<bool>()) return FailedPrecondition("rank 0 could not start the run: " + m.value("error", ""));
+      ASSIGN_OR_RETURN(Config c, Config::Parse(m["toml"].get<std::string>(),
+                                               "run " + std::to_string(m["run"].get<int64_t>()) + " (from rank 0)"));
+      cfg = std::make_unique<Config>(std::move(c));
+      ASSIGN_OR_RETURN(pj, ParseJob(*cfg));
+    }
   }
-  for (const auto& o : req.overrides) RETURN_IF_ERROR(cfg->ApplyOverride(o));
-  ASSIGN_OR_RETURN(ParsedJob pj, ParseJob(*cfg));
-
-  if (resume) {
-    ASSIGN_OR_RETURN(job, store::Job::Resume(store.get(), req.resume_run));
-  } else {
-    ASSIGN_OR_RETURN(job, store::Job::Start(store.get(), "train", pj.name, cfg->ToJson()));
+  if (!st.ok()) {
+    if (job) (void)job->Finish(st);
+    return job ? st.WithContext("run " + std::to_string(job->id())) : st;
   }
-  std::string dir = RunDir(req.home, job->id());
-  Status st = MakeDirs(dir);
-  if (st.ok()) st = WriteFileAtomic(dir + "/config.toml", cfg->ToToml());
+  if (pj.train.threads == 0 && req.local_world > 1) {
+    // N ranks each running every CPU's worth of threads would oversubscribe the host.
+    pj.train.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / req.local_world);
+  }
   TrainJobOutcome outcome;
-  outcome.run_id = job->id();
-  if (st.ok()) {
-    auto r = TrainWithJob(pj, req.home, job.get(), resume, req.out, &outcome.artifact, &outcome.task);
-    if (r.ok()) {
-      outcome.result = *r;
-      outcome.result.resumed = resume;
-    }
+  outcome.run_id = job ? job->id() : 0;
+  auto r = TrainWithJob(pj, req.home, job.get(), resume, req.out, coll.get(), &outcome.artifact, &outcome.task);
+  if (r.ok()) {
+    outcome.result = *r;
+    outcome.result.resumed = resume || r->resumed;
+    if (coll) st = GatherUsage(coll.get(), meter, job.get());
+  } else {
     st = r.status();
+  }
+  if (!job) {
+    RETURN_IF_ERROR(st);
+    return outcome;
   }
   Status fin = job->Finish(st);
   if (!st.ok()) return st.WithContext("run " + std::to_string(outcome.run_id));
@@ -175,7 +257,12 @@ Result<EvalJobOutcome> RunEvalJob(const EvalJobRequest& req) {
                    req.artifact, data.data_sha256, m.value("data_sha256", ""));
     }
     const data::TensorData& d = req.split == "train" ? data.train : req.split == "val" ? data.val : data.test;
-    ASSIGN_OR_RETURN(out.metrics, Evaluate(*art.model, d, task, data.preprocessing, 1024, "fp32"));
+    // A model trained on pad-to-max batches is evaluated the same way.
+    EvalOptions eo;
+    if (m.contains("train") && m["train"].value("batching", "bucket") == "pad" && !d.sides.empty()) {
+      eo.canvas = data::MaxSide(data.train);
+    }
+    ASSIGN_OR_RETURN(out.metrics, Evaluate(*art.model, d, task, data.preprocessing, eo));
     std::vector<store::MetricRecord> recs;
     for (const auto& [k, v] : out.metrics)
       if (std::isfinite(v)) recs.push_back({0, req.split, k, v});

@@ -10,9 +10,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
+#include "ronghe/base/file.h"
+#include "ronghe/data/batch.h"
+#include "ronghe/data/bucketing.h"
+#include "ronghe/dist/collective.h"
 #include "ronghe/nn/tensor_file.h"
 
 namespace ronghe::train {
@@ -116,7 +122,8 @@ nlohmann::json TrainOptions::ToJson() const {
           {"weight_decay", weight_decay}, {"schedule", schedule},   {"step_epochs", step_epochs},
           {"gamma", gamma},           {"warmup_steps", warmup_steps}, {"grad_clip", grad_clip},
           {"patience", patience},     {"monitor", monitor},         {"class_weights", class_weights},
-          {"precision", precision},   {"checkpoint_every", checkpoint_every}, {"seed", seed},
+          {"precision", precision},   {"batching", batching},       {"max_elements", max_elements},
+          {"checkpoint_every", checkpoint_every}, {"seed", seed},
           {"threads", threads}};
 }
 
@@ -137,6 +144,8 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
   RETURN_IF_ERROR(cfg.Get("train.monitor", &o->monitor));
   RETURN_IF_ERROR(cfg.Get("train.class_weights", &o->class_weights));
   RETURN_IF_ERROR(cfg.Get("train.precision", &o->precision));
+  RETURN_IF_ERROR(cfg.Get("train.batching", &o->batching));
+  RETURN_IF_ERROR(cfg.Get("train.max_elements", &o->max_elements));
   RETURN_IF_ERROR(cfg.Get("train.checkpoint_every", &o->checkpoint_every));
   int64_t seed = static_cast<int64_t>(o->seed);
   RETURN_IF_ERROR(cfg.Get("train.seed", &seed));
@@ -164,6 +173,10 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
   if (o->precision != "fp32" && o->precision != "bf16") {
     return cfg.ValueError("train.precision", "must be \"fp32\" or \"bf16\" (this LibTorch build is CPU-only)");
   }
+  if (o->batching != "bucket" && o->batching != "pad") {
+    return cfg.ValueError("train.batching", "must be \"bucket\" or \"pad\"");
+  }
+  if (o->max_elements < 0) return cfg.ValueError("train.max_elements", "must be >= 0");
   if (o->checkpoint_every < 0) return cfg.ValueError("train.checkpoint_every", "must be >= 0");
   if (o->threads < 0) return cfg.ValueError("train.threads", "must be >= 0");
   if (o->progress != "auto" && o->progress != "bar" && o->progress != "plain" && o->progress != "off") {
@@ -208,28 +221,100 @@ Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, in
   return w.to(torch::kFloat32);
 }
 
+namespace {
+
+// Loss of a share of a global batch, summed (not averaged), and the global batch's denominator:
+// sum over ranks of LossSum / Denominator is the mean TaskLoss of the whole global batch.
+torch::Tensor TaskLossSum(const torch::Tensor& out, const torch::Tensor& y, data::Task task,
+                          const torch::Tensor& weight) {
+  torch::Tensor logits = out.to(torch::kFloat32);
+  namespace F = torch::nn::functional;
+  switch (task) {
+    case data::Task::kBinary: {
+      auto opts = F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum);
+      if (weight.defined()) opts.pos_weight(weight);
+      return F::binary_cross_entropy_with_logits(logits.squeeze(1), y.to(torch::kFloat32), opts);
+    }
+    case data::Task::kMulticlass: {
+      auto opts = F::CrossEntropyFuncOptions().reduction(torch::kSum);
+      if (weight.defined()) opts.weight(weight);
+      return F::cross_entropy(logits, y, opts);
+    }
+    case data::Task::kRegression:
+      return torch::mse_loss(logits, y, at::Reduction::Sum);
+  }
+  return {};
+}
+
+double LossDenominator(const torch::Tensor& y, data::Task task, const torch::Tensor& weight) {
+  if (task == data::Task::kMulticlass && weight.defined()) {
+    return weight.index_select(0, y).sum().item<double>();  // weighted mean, as cross_entropy does
+  }
+  return static_cast<double>(y.numel());
+}
+
+torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
+  return torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())}, torch::kInt64);
+}
+
+// Evaluation batches: contiguous for same-size data; by size under an element budget for mixed
+// sizes (the smallest example sets the budget, so a 112 px batch holds 1/16 of a 28 px one).
+Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d, int64_t batch_size, int64_t canvas) {
+  std::vector<std::vector<int64_t>> batches;
+  const int64_t n = d.size();
+  if (d.sides.empty()) {
+    for (int64_t b = 0; b < n; b += batch_size) {
+      std::vector<int64_t> v;
+      for (int64_t i = b; i < std::min(n, b + batch_size); ++i) v.push_back(i);
+      batches.push_back(std::move(v));
+    }
+    return batches;
+  }
+  std::vector<int64_t> bucket(n), elements(n);
+  int64_t smallest = INT64_MAX;
+  for (int64_t i = 0; i < n; ++i) {
+    bucket[i] = canvas > 0 ? canvas : d.sides[i];
+    elements[i] = canvas > 0 ? d.x.size(1) * canvas * canvas : data::ElementsOf(d, i);
+    smallest = std::min(smallest, data::ElementsOf(d, i));
+  }
+  ASSIGN_OR_RETURN(auto sampler, data::BucketBatchSampler::Create(
+                                     bucket, elements, {.max_elements = std::max(batch_size * smallest, *std::max_element(elements.begin(), elements.end())),
+                                                        .max_batch_size = batch_size, .shuffle = false}));
+  return sampler.Epoch(0);
+}
+
+}  // namespace
+
 Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Task task,
                            const nlohmann::json& preprocessing, int64_t batch_size,
                            const std::string& precision) {
+  return Evaluate(model, d, task, preprocessing, EvalOptions{.batch_size = batch_size, .precision = precision});
+}
+
+Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Task task,
+                           const nlohmann::json& preprocessing, const EvalOptions& eo) {
   if (d.size() == 0) return FailedPrecondition("evaluation split is empty");
+  if (eo.batch_size < 1) return InvalidArgument("evaluation batch size must be >= 1");
   try {
     torch::NoGradGuard no_grad;
     model.SetTraining(false);
-    std::vector<torch::Tensor> outs;
-    double loss_sum = 0;
-    for (int64_t b = 0; b < d.size(); b += batch_size) {
-      int64_t n = std::min(batch_size, d.size() - b);
-      torch::Tensor x = d.x.narrow(0, b, n), y = d.y.narrow(0, b, n);
+    ASSIGN_OR_RETURN(auto batches, EvalBatches(d, eo.batch_size, eo.canvas));
+    const int rank = eo.collective ? eo.collective->rank() : 0;
+    const int world = eo.collective ? eo.collective->world() : 1;
+    const float fill = data::BlankValue(preprocessing);
+    // Each rank fills the rows of its batches; the sum over ranks gathers all of them.
+    torch::Tensor all = torch::zeros({d.size(), model.config().outputs}, torch::kFloat32);
+    for (size_t k = 0; k < batches.size(); ++k) {
+      if (static_cast<int>(k % world) != rank) continue;
+      ASSIGN_OR_RETURN(torch::Tensor x, data::GatherInputs(d, batches[k], eo.canvas, fill));
       torch::Tensor out;
       {
-        AutocastGuard ac(precision == "bf16");
+        AutocastGuard ac(eo.precision == "bf16");
         out = model.Forward(x);
       }
-      out = out.to(torch::kFloat32);
-      loss_sum += TaskLoss(out, y, task, {}).item<double>() * n;
-      outs.push_back(out);
+      all.index_copy_(0, IndexTensor(batches[k]), out.to(torch::kFloat32).reshape({x.size(0), -1}));
     }
-    torch::Tensor all = torch::cat(outs);
+    if (world > 1) RETURN_IF_ERROR(eo.collective->AllReduceSum({all}));
     MetricMap m;
     if (task == data::Task::kBinary) {
       torch::Tensor p = torch::sigmoid(all.squeeze(1)).contiguous();
@@ -240,8 +325,20 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Ta
     } else if (task == data::Task::kMulticlass) {
       torch::Tensor pred = all.argmax(1).contiguous();
       torch::Tensor yl = d.y.contiguous();
-      m = MulticlassMetrics(std::vector<int64_t>(pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + pred.numel()),
-                            std::vector<int64_t>(yl.data_ptr<int64_t>(), yl.data_ptr<int64_t>() + yl.numel()));
+      std::vector<int64_t> pv(pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + pred.numel());
+      std::vector<int64_t> yv(yl.data_ptr<int64_t>(), yl.data_ptr<int64_t>() + yl.numel());
+      m = MulticlassMetrics(pv, yv);
+      if (!d.sides.empty()) {
+        std::map<int64_t, std::pair<int64_t, int64_t>> per_side;  // side -> (correct, total)
+        for (size_t i = 0; i < pv.size(); ++i) {
+          auto& c = per_side[d.sides[i]];
+          c.first += pv[i] == yv[i];
+          ++c.second;
+        }
+        for (const auto& [side, c] : per_side) {
+          m["accuracy_" + std::to_string(side) + "px"] = static_cast<double>(c.first) / c.second;
+        }
+      }
     } else {
       double mean = preprocessing.value("mean", 0.0), sd = preprocessing.value("std", 1.0);
       torch::Tensor pred = (all * sd + mean).to(torch::kFloat64).contiguous().flatten();
@@ -249,7 +346,7 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Ta
       m = RegressionMetrics(std::vector<double>(pred.data_ptr<double>(), pred.data_ptr<double>() + pred.numel()),
                             std::vector<double>(act.data_ptr<double>(), act.data_ptr<double>() + act.numel()));
     }
-    m["loss"] = loss_sum / d.size();
+    m["loss"] = TaskLoss(all, d.y, task, {}).item<double>();
     return m;
   } catch (const c10::Error& e) {
     return InvalidArgument(std::string("evaluation failed: ") + e.what_without_backtrace());
@@ -262,6 +359,14 @@ struct Trainer::Impl {
   const data::LoadedData* data = nullptr;
   store::Job* job = nullptr;
   std::string ckpt_path;
+  dist::Collective* coll = nullptr;
+  int rank = 0, world = 1;
+  std::unique_ptr<dist::GradientReducer> reducer;
+  std::optional<data::BucketBatchSampler> sampler;  // mixed-size data, batching "bucket"
+  int64_t canvas = 0;                               // mixed-size data, batching "pad"
+  int64_t fixed_batch = 0;                          // examples per batch otherwise
+  int64_t steps_per_epoch = 0;
+  float fill = 0;
   std::unique_ptr<torch::optim::Optimizer> opt;
   torch::Tensor loss_weight;
   std::string monitor;
@@ -279,7 +384,50 @@ struct Trainer::Impl {
   std::vector<std::pair<std::string, torch::Tensor>> best_state;
   MetricMap last_val;
 
-  int64_t StepsPerEpoch() const { return (data->train.size() + o.batch_size - 1) / o.batch_size; }
+  int64_t StepsPerEpoch() const { return steps_per_epoch; }
+
+  // The global batches of epoch e, the same on every rank.
+  std::vector<std::vector<int64_t>> EpochBatches(int64_t e) const {
+    if (sampler) return sampler->Epoch(e);
+    std::vector<int64_t> order = EpochOrder(e);
+    std::vector<std::vector<int64_t>> batches;
+    for (size_t b = 0; b < order.size(); b += fixed_batch) {
+      batches.emplace_back(order.begin() + b, order.begin() + std::min(order.size(), b + fixed_batch));
+    }
+    return batches;
+  }
+
+  // This rank's contiguous share of a global batch (may be empty when the batch is small).
+  std::vector<int64_t> Share(const std::vector<int64_t>& batch) const {
+    size_t n = batch.size(), lo = n * rank / world, hi = n * (rank + 1) / world;
+    return std::vector<int64_t>(batch.begin() + lo, batch.begin() + hi);
+  }
+
+  EvalOptions Eval() const {
+    return {.batch_size = o.eval_batch_size, .precision = o.precision, .canvas = canvas, .collective = coll};
+  }
+
+  // Dropout on rank r of a data-parallel run: its own stream, a function of the step, so that
+  // ranks do not drop the same units and a resumed run draws what the uninterrupted one drew.
+  void SeedForStep() const {
+    if (world == 1) return;
+    uint64_t z = o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(rank) * 0xBF58476D1CE4E5B9ull +
+                 static_cast<uint64_t>(step);
+    z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(z ^ (z >> 29));
+  }
+
+  // Batch-norm running statistics (floating buffers) averaged over ranks.
+  Status SyncBuffers() {
+    if (world == 1) return Status::OK();
+    std::vector<torch::Tensor> bufs;
+    for (const auto& b : model->module().buffers()) {
+      if (b.is_floating_point()) bufs.push_back(b);
+    }
+    return coll->AllReduceMean(bufs);
+  }
 
   double LrAt(int64_t s, int64_t e) const {
     double f = 1;
@@ -384,7 +532,8 @@ struct Trainer::Impl {
     try {
       if (m.at("format") != "ronghe.checkpoint") return DataLoss("not a ronghe checkpoint");
       const auto& saved = m.at("options");
-      for (const char* k : {"batch_size", "optimizer", "seed"}) {
+      for (const char* k : {"batch_size", "optimizer", "seed", "batching", "max_elements"}) {
+        if (!saved.contains(k) && (std::string(k) == "batching" || std::string(k) == "max_elements")) continue;
         if (saved.at(k) != o.ToJson().at(k)) {
           return FailedPrecondition(std::string("checkpoint was made with a different train.") + k +
                                     " (" + saved.at(k).dump() + "); resume with the original value");
@@ -428,48 +577,100 @@ struct Trainer::Impl {
     return r;
   }
 
+  // Resume: rank 0 reads its checkpoint and every rank loads the same bytes. A fresh run starts
+  // every rank from rank 0's initial weights (as DDP does).
+  Status Start(bool resume, TrainResult* result) {
+    std::string bytes;
+    if (rank == 0 && resume && !ckpt_path.empty() && access(ckpt_path.c_str(), F_OK) == 0) {
+      ASSIGN_OR_RETURN(bytes, ReadFile(ckpt_path));
+    }
+    if (world > 1) {
+      ASSIGN_OR_RETURN(bytes, coll->BroadcastBytes(bytes));
+    }
+    if (!bytes.empty()) {
+      const std::string source = rank == 0 ? ckpt_path : "rank 0's checkpoint";
+      ASSIGN_OR_RETURN(nn::TensorFile f, nn::DecodeTensorFile(bytes, source));
+      RETURN_IF_ERROR(LoadCheckpoint(f).WithContext(source));
+      result->resumed = true;
+      if (rank == 0) spdlog::info("resuming from {} at epoch {} step {}", ckpt_path, epoch + 1, step);
+    } else if (world > 1) {
+      std::vector<torch::Tensor> state;
+      for (auto& [n, t] : model->NamedState()) state.push_back(t);
+      RETURN_IF_ERROR(coll->Broadcast(state, 0));
+    }
+    return Status::OK();
+  }
+
+  // One optimizer step on global batch `batch`; *loss_out: the global batch's mean loss.
+  Status Step(const std::vector<int64_t>& batch, double* loss_out) {
+    const auto& tr = data->train;
+    SetLr(LrAt(step, epoch));
+    opt->zero_grad();
+    SeedForStep();
+    if (world == 1) {
+      ASSIGN_OR_RETURN(torch::Tensor x, data::GatherInputs(tr, batch, canvas, fill));
+      torch::Tensor y = tr.y.index_select(0, IndexTensor(batch));
+      torch::Tensor loss;
+      {
+        AutocastGuard ac(o.precision == "bf16");
+        loss = TaskLoss(model->Forward(x), y, data->task, loss_weight);
+      }
+      *loss_out = loss.item<double>();
+      if (!std::isfinite(*loss_out)) return Diverged(*loss_out);
+      loss.backward();
+    } else {
+      const double denom = LossDenominator(tr.y.index_select(0, IndexTensor(batch)), data->task, loss_weight);
+      std::vector<int64_t> share = Share(batch);
+      torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
+      reducer->Prepare();
+      if (!share.empty()) {
+        ASSIGN_OR_RETURN(torch::Tensor x, data::GatherInputs(tr, share, canvas, fill));
+        torch::Tensor y = tr.y.index_select(0, IndexTensor(share));
+        torch::Tensor loss;
+        {
+          AutocastGuard ac(o.precision == "bf16");
+          loss = TaskLossSum(model->Forward(x), y, data->task, loss_weight);
+        }
+        sum[0] = loss.item<double>();
+        // The reducer averages over ranks, hence x world: the result is sum over ranks / denom.
+        (loss * (world / denom)).backward();
+      }
+      RETURN_IF_ERROR(reducer->Finish());
+      RETURN_IF_ERROR(coll->AllReduceSum({sum}));
+      *loss_out = sum[0].item<double>() / denom;
+      if (!std::isfinite(*loss_out)) return Diverged(*loss_out);
+    }
+    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->Parameters(), o.grad_clip);
+    opt->step();
+    ++step;
+    return Status::OK();
+  }
+
+  Status Diverged(double loss) const {
+    return FailedPrecondition("training diverged: loss is " + std::to_string(loss) + " at epoch " +
+                              std::to_string(epoch + 1) + " step " + std::to_string(step) +
+                              "; lower train.lr or set train.grad_clip");
+  }
+
   Result<TrainResult> Run(bool resume) {
     TrainResult result;
-    if (resume && !ckpt_path.empty() && access(ckpt_path.c_str(), F_OK) == 0) {
-      ASSIGN_OR_RETURN(nn::TensorFile f, nn::ReadTensorFile(ckpt_path));
-      RETURN_IF_ERROR(LoadCheckpoint(f).WithContext(ckpt_path));
-      result.resumed = true;
-      spdlog::info("resuming from {} at epoch {} step {}", ckpt_path, epoch + 1, step);
-    }
-    const auto& tr = data->train;
-    const int64_t n = tr.size();
+    result.world = world;
+    RETURN_IF_ERROR(Start(resume, &result));
     const int64_t spe = StepsPerEpoch();
     double loop_seconds = 0;
     int64_t loop_samples = 0;
     while (epoch < o.epochs && !stopped) {
       model->SetTraining(true);
-      std::vector<int64_t> order = EpochOrder(epoch);
-      Progress progress(o.progress, epoch + 1, o.epochs, spe);
+      std::vector<std::vector<int64_t>> batches = EpochBatches(epoch);
+      Progress progress(rank == 0 ? o.progress : "off", epoch + 1, o.epochs, spe);
       double t0 = Now();
       int64_t samples_this_run = 0;
       for (int64_t b = batch_in_epoch; b < spe; ++b) {
-        int64_t begin = b * o.batch_size, count = std::min(o.batch_size, n - begin);
-        torch::Tensor idx = torch::from_blob(order.data() + begin, {count}, torch::kInt64);
-        torch::Tensor x = tr.x.index_select(0, idx), y = tr.y.index_select(0, idx);
-        SetLr(LrAt(step, epoch));
-        opt->zero_grad();
-        torch::Tensor loss;
-        {
-          AutocastGuard ac(o.precision == "bf16");
-          torch::Tensor out = model->Forward(x);
-          loss = TaskLoss(out, y, data->task, loss_weight);
-        }
-        if (!std::isfinite(loss.item<double>())) {
-          return FailedPrecondition("training diverged: loss is " + std::to_string(loss.item<double>()) +
-                                    " at epoch " + std::to_string(epoch + 1) + " step " +
-                                    std::to_string(step) + "; lower train.lr or set train.grad_clip");
-        }
-        loss.backward();
-        if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->Parameters(), o.grad_clip);
-        opt->step();
-        ++step;
+        double loss = 0;
+        RETURN_IF_ERROR(Step(batches[b], &loss));
+        const auto count = static_cast<int64_t>(batches[b].size());
         batch_in_epoch = b + 1;
-        epoch_loss_sum += loss.item<double>() * count;
+        epoch_loss_sum += loss * count;
         epoch_samples += count;
         samples_this_run += count;
         progress.Update(b + 1, samples_this_run, epoch_loss_sum / epoch_samples);
@@ -479,6 +680,7 @@ struct Trainer::Impl {
       }
       loop_seconds += Now() - t0;
       loop_samples += samples_this_run;
+      RETURN_IF_ERROR(SyncBuffers());
       // Epoch end: validate, record, early-stopping bookkeeping, checkpoint.
       MetricMap train_m = {{"loss", epoch_loss_sum / std::max<int64_t>(epoch_samples, 1)},
                            {"lr", LrAt(step == 0 ? 0 : step - 1, epoch)}};
@@ -488,8 +690,7 @@ struct Trainer::Impl {
       epoch_samples = 0;
       MetricMap val_m;
       if (data->val.size() > 0) {
-        ASSIGN_OR_RETURN(val_m, Evaluate(*model, data->val, data->task, data->preprocessing,
-                                         o.eval_batch_size, o.precision));
+        ASSIGN_OR_RETURN(val_m, Evaluate(*model, data->val, data->task, data->preprocessing, Eval()));
         if (!val_m.count(monitor)) {
           return InvalidArgument("train.monitor: no validation metric '" + monitor + "' for a " +
                                  data::TaskName(data->task) + " task");
@@ -509,10 +710,12 @@ struct Trainer::Impl {
         }
       }
       last_val = val_m;
-      spdlog::info("epoch {}/{} train loss {:.4f}{}", epoch, o.epochs, train_m["loss"],
-                   val_m.empty()        ? std::string()
-                   : monitor == "loss" ? fmt::format(" val loss {:.4f}", val_m["loss"])
-                                       : fmt::format(" val {} {:.4f} loss {:.4f}", monitor, val_m[monitor], val_m["loss"]));
+      if (rank == 0) {
+        spdlog::info("epoch {}/{} train loss {:.4f}{}", epoch, o.epochs, train_m["loss"],
+                     val_m.empty()        ? std::string()
+                     : monitor == "loss" ? fmt::format(" val loss {:.4f}", val_m["loss"])
+                                         : fmt::format(" val {} {:.4f} loss {:.4f}", monitor, val_m[monitor], val_m["loss"]));
+      }
       if (job) {
         auto recs = Records(epoch, "train", train_m);
         auto vr = Records(epoch, "val", val_m);
@@ -523,14 +726,12 @@ struct Trainer::Impl {
     }
     if (o.patience > 0 && !best_state.empty()) {
       RETURN_IF_ERROR(model->LoadState(best_state).WithContext("restoring the best epoch"));
-      spdlog::info("restored weights of epoch {} (best val {} {:.4f})", best_epoch, monitor, best);
-      ASSIGN_OR_RETURN(last_val, Evaluate(*model, data->val, data->task, data->preprocessing,
-                                          o.eval_batch_size, o.precision));
+      if (rank == 0) spdlog::info("restored weights of epoch {} (best val {} {:.4f})", best_epoch, monitor, best);
+      ASSIGN_OR_RETURN(last_val, Evaluate(*model, data->val, data->task, data->preprocessing, Eval()));
     }
     result.stopped_early = stopped;
     result.val = last_val;
-    ASSIGN_OR_RETURN(result.test, Evaluate(*model, data->test, data->task, data->preprocessing,
-                                           o.eval_batch_size, o.precision));
+    ASSIGN_OR_RETURN(result.test, Evaluate(*model, data->test, data->task, data->preprocessing, Eval()));
     if (job) RETURN_IF_ERROR(job->Metrics(Records(epoch, "test", result.test)));
     result.epochs_completed = epoch;
     result.steps = step;
@@ -545,7 +746,8 @@ Trainer::~Trainer() = default;
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Model* model,
                                                  const data::LoadedData* data, store::Job* job,
-                                                 std::string checkpoint_path) {
+                                                 std::string checkpoint_path,
+                                                 dist::Collective* collective) {
   if (!model || !data) return InvalidArgument("trainer: model and data are required");
   if (data->train.size() == 0) return FailedPrecondition("trainer: the training split is empty");
   auto impl = std::make_unique<Impl>();
@@ -555,6 +757,35 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
   impl->job = job;
   impl->ckpt_path = std::move(checkpoint_path);
   impl->monitor = o.monitor.empty() ? "loss" : o.monitor;
+  impl->coll = collective;
+  impl->rank = collective ? collective->rank() : 0;
+  impl->world = collective ? collective->world() : 1;
+  const data::TensorData& tr = data->train;
+  impl->fill = data::BlankValue(data->preprocessing);
+  if (!tr.sides.empty() && o.batching == "bucket") {
+    std::vector<int64_t> elements(tr.size());
+    int64_t largest = 0;
+    for (int64_t i = 0; i < tr.size(); ++i) largest = std::max(largest, elements[i] = data::ElementsOf(tr, i));
+    data::BucketingOptions bo{.max_elements = o.max_elements > 0 ? o.max_elements : o.batch_size * largest,
+                              .max_batch_size = o.max_elements > 0 ? 0 : o.batch_size,
+                              .shuffle = true,
+                              .seed = o.seed};
+    auto sampler = data::BucketBatchSampler::Create(tr.sides, std::move(elements), bo);
+    if (!sampler.ok()) return InvalidArgument("train.max_elements: " + sampler.status().message());
+    impl->sampler.emplace(std::move(*sampler));
+  } else {
+    if (!tr.sides.empty()) impl->canvas = data::MaxSide(tr);
+    int64_t per = impl->canvas > 0 ? tr.x.size(1) * impl->canvas * impl->canvas : data::ElementsOf(tr, 0);
+    if (o.max_elements > 0 && o.max_elements < per) {
+      return InvalidArgument("train.max_elements: " + std::to_string(o.max_elements) + " is less than one example (" +
+                             std::to_string(per) + " elements)");
+    }
+    impl->fixed_batch = o.max_elements > 0 ? o.max_elements / per : o.batch_size;
+  }
+  impl->steps_per_epoch = static_cast<int64_t>(impl->EpochBatches(0).size());
+  if (impl->world > 1) {
+    impl->reducer = std::make_unique<dist::GradientReducer>(collective, model->Parameters(), collective->bucket_bytes());
+  }
   // LibTorch's default counts physical cores, which leaves one of two hyperthreads idle on the
   // 2-vCPU machines here (measured: 20-40% slower convolutions); use every logical CPU instead.
   torch::set_num_threads(o.threads > 0 ? o.threads

@@ -2,6 +2,14 @@
 // gradient clipping, early stopping, class weights, fp32 or bf16 autocast, checkpoints that
 // resume bit-for-bit, and a progress display.
 //
+// Distributed data parallel (with a dist::Collective): every rank walks the same global batches,
+// takes its contiguous share of each, and its loss is the share's summed loss over the global
+// batch's denominator, so the all-reduced gradient is exactly the single-process gradient of the
+// global batch. Batch-norm statistics are per rank during an epoch and averaged at its end (no
+// SyncBatchNorm); dropout draws from a generator seeded per (seed, rank, step). Rank 0 alone
+// writes checkpoints and records; validation and test batches are shared out and their outputs
+// gathered, so every rank takes the same early-stopping decisions.
+//
 // Determinism: the epoch order is a function of (seed, epoch), the torch generator (dropout) is
 // saved in every checkpoint, and the LR is a function of the step. So a run killed at any moment
 // and resumed from its last checkpoint ends with the same weights as an uninterrupted run, given
@@ -18,6 +26,11 @@
 #include "ronghe/nn/model.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/train/metrics.h"
+
+namespace ronghe::dist {
+class Collective;
+class GradientReducer;
+}  // namespace ronghe::dist
 
 namespace ronghe::train {
 
@@ -38,6 +51,12 @@ struct TrainOptions {
   std::string monitor;               // Default: "" = val loss. Any val metric, e.g. "roc_auc".
   std::string class_weights = "none";  // Default: "none". "balanced" weighs classes by 1/frequency.
   std::string precision = "fp32";    // Default: "fp32". "bf16": autocast matmuls/convs to bfloat16.
+  std::string batching = "bucket";   // Default: "bucket". Mixed-size data: each batch holds one
+                                     // size (shape buckets). "pad": every example padded to the
+                                     // largest (the baseline bucketing is measured against).
+  int64_t max_elements = 0;          // Default: 0 = batch_size x the largest example, i.e. batches
+                                     // of batch_size. Else batches fill up to this many padded input
+                                     // elements (pixels, time steps) and batch_size does not apply.
   int64_t checkpoint_every = 0;      // Default: 0 = at each epoch end only. Else every N steps too.
   uint64_t seed = 1;                 // Default: 1. Weights init, shuffling, dropout.
   int threads = 0;                   // Default: 0 = every logical CPU.
@@ -57,11 +76,23 @@ struct TrainResult {
   bool stopped_early = false;
   bool resumed = false;
   double train_seconds = 0;      // this process's time in the training loop
-  double samples_per_second = 0;
+  double samples_per_second = 0;  // global: all ranks' samples over the loop time
+  int world = 1;
+};
+
+struct EvalOptions {
+  int64_t batch_size = 1024;        // Default: 1024 examples of the smallest size per batch; larger
+                                    // examples go in proportionally smaller batches.
+  std::string precision = "fp32";   // Default: "fp32".
+  int64_t canvas = 0;               // Default: 0 = batches by size. > 0: pad-to-max on this canvas.
+  dist::Collective* collective = nullptr;  // Default: none. Shares batches out over the ranks.
 };
 
 // Evaluates on `data` (eval mode, no grad). Includes "loss". For regression, errors are reported
 // in original units using the series' mean/std from `preprocessing`.
+// Mixed-size image data adds "accuracy_<side>px" per resolution (multi-class).
+Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& data, data::Task task,
+                           const nlohmann::json& preprocessing, const EvalOptions& options);
 Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& data, data::Task task,
                            const nlohmann::json& preprocessing, int64_t batch_size,
                            const std::string& precision);
@@ -74,10 +105,13 @@ Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, in
 
 class Trainer {
  public:
-  // `job` may be null (no record). `checkpoint_path` "" disables checkpoints.
+  // `job` may be null (no record). `checkpoint_path` "" disables checkpoints. `collective`
+  // (optional) makes this one rank of a data-parallel run; give ranks other than 0 no job and no
+  // checkpoint path.
   static Result<std::unique_ptr<Trainer>> Create(const TrainOptions& options, nn::Model* model,
                                                  const data::LoadedData* data, store::Job* job,
-                                                 std::string checkpoint_path);
+                                                 std::string checkpoint_path,
+                                                 dist::Collective* collective = nullptr);
   ~Trainer();
 
   // Trains to the end. With `resume` and an existing checkpoint, continues from it.
