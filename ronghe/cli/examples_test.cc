@@ -42,5 +42,26 @@ TEST(ExamplesTest, TaylorLstmForecastsWithinFivePercent) {
   EXPECT_LT(TestMetrics(home)["mape"].get<double>(), 5.0);
 }
 
+// The imaging example as its header runs it: two data-parallel workers, bf16 autocast, three
+// resolutions in one CNN. Every resolution must be learned, not just the native one.
+TEST(ExamplesTest, ImagingMixedResolutionsTwoProcessesBf16) {
+  std::string home = FreshHome("imaging");
+  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/imaging/multires.toml"), "--nproc", "2",
+                            "--precision", "bf16", "--progress", "off"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("over 2 processes"), std::string::npos) << r.out;
+  auto m = TestMetrics(home);
+  RecordProperty("test_accuracy", m["accuracy"].dump());
+  EXPECT_GE(m["accuracy"].get<double>(), 0.78);
+  for (const char* k : {"accuracy_28px", "accuracy_56px", "accuracy_112px"}) {
+    ASSERT_TRUE(m.contains(k)) << m.dump();
+    EXPECT_GE(m[k].get<double>(), 0.75) << k;
+  }
+  // `ronghe eval` rebuilds the mixed-resolution test set from the manifest and agrees.
+  auto e = RunRonghe(home, {"eval", "--model", home + "/runs/1/model.rhm"});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.out.find("accuracy_112px="), std::string::npos) << e.out;
+}
+
 }  // namespace
 }  // namespace ronghe::testing
