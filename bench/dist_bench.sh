@@ -3,19 +3,22 @@
 # (Fashion-MNIST at 28/56/112 px) and the lending_club MLP in several configurations, each in a
 # fresh home, and writes one JSON object per run (samples/s of the training loop, peak RSS of the
 # largest process, wall time, test metrics) to the file given.
-#   bench/dist_bench.sh BUILD_DIR OUT.jsonl
+#   bench/dist_bench.sh BUILD_DIR OUT.jsonl [NAME...]   (names: run only these, appending)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$1
 out=$2
+shift 2
+only=" $* "
 ronghe="$build/ronghe/cli/ronghe"
 data_home=${RONGHE_HOME:-$HOME/.ronghe}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-: > "$out"
+[ $# -gt 0 ] || : > "$out"
 
 run() {  # name, then ronghe train arguments
   local name=$1; shift
+  [ "$only" = "  " ] || [[ "$only" == *" $name "* ]] || return 0
   local home="$work/$name"
   mkdir -p "$home"
   ln -s "$data_home/data" "$home/data"
@@ -40,6 +43,7 @@ img="$root/examples/imaging/multires.toml"
 run img_bucket_fp32_1p        --config "$img"
 run img_bucket_fp32_1p_1t     --config "$img" --set train.threads=1
 run img_bucket_fp32_2p        --config "$img" --nproc 2
+run img_budget_fp32_1p        --config "$img" --set train.max_elements=200704
 run img_pad_fp32_1p           --config "$img" --set 'train.batching="pad"'
 run img_pad_fp32_2p           --config "$img" --set 'train.batching="pad"' --nproc 2
 run img_bucket_bf16_1p        --config "$img" --precision bf16

@@ -37,7 +37,7 @@ int64_t MaxSide(const TensorData& d) {
 }
 
 float BlankValue(const nlohmann::json& preprocessing) {
-  if (preprocessing.value("kind", "") != "image") return 0;
+  if (!preprocessing.is_object() || preprocessing.value("kind", "") != "image") return 0;
   double mean = preprocessing.value("mean", 0.0), sd = preprocessing.value("std", 1.0);
   return static_cast<float>(sd > 0 ? -mean / sd : 0);
 }
