@@ -92,6 +92,13 @@ TEST(DataParallelTest, TwoProcessesEqualOneProcessOnWeightedMulticlass) {
                          2);
 }
 
+// Series windows of mixed lengths in an LSTM: bucketed batches (one length each) shared out.
+TEST(DataParallelTest, TwoProcessesEqualOneProcessOnMixedLengthSeries) {
+  ExpectSameAsOneProcess({"train", "--config", SourcePath("examples/taylor/lstm.toml"), "--epochs", "2",
+                          "--set", "data.window.lengths=[12, 24, 48]", "--progress", "off"},
+                         2);
+}
+
 std::string Slurp(const std::string& path) {
   auto s = ReadFile(path);
   return s.ok() ? *s : "";

@@ -25,15 +25,18 @@ torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
 
 }  // namespace
 
-int64_t ElementsOf(const TensorData& d, int64_t i) {
+int64_t ElementsAt(const TensorData& d, int64_t size) {
   int64_t per = 1;
   for (int64_t k = 1; k < d.x.dim(); ++k) per *= d.x.size(k);
-  if (d.sides.empty()) return per;
-  return d.x.size(1) * d.sides[i] * d.sides[i];
+  if (size == 0) return per;
+  if (!d.sides.empty()) return d.x.size(1) * size * size;
+  return size * (per / d.x.size(1));  // time steps x features
 }
 
-int64_t MaxSide(const TensorData& d) {
-  return d.sides.empty() ? 0 : *std::max_element(d.sides.begin(), d.sides.end());
+int64_t MaxSize(const TensorData& d) {
+  if (!d.sides.empty()) return *std::max_element(d.sides.begin(), d.sides.end());
+  if (!d.lengths.empty()) return *std::max_element(d.lengths.begin(), d.lengths.end());
+  return 0;
 }
 
 float BlankValue(const nlohmann::json& preprocessing) {
@@ -42,24 +45,38 @@ float BlankValue(const nlohmann::json& preprocessing) {
   return static_cast<float>(sd > 0 ? -mean / sd : 0);
 }
 
-Result<at::Tensor> GatherInputs(const TensorData& d, const std::vector<int64_t>& idx, int64_t canvas, float fill) {
+Result<Batch> GatherBatch(const TensorData& d, const std::vector<int64_t>& idx, int64_t canvas, float fill) {
   for (int64_t i : idx) {
     if (i < 0 || i >= d.size()) return InvalidArgument("batch: example " + std::to_string(i) + " is out of range");
   }
-  torch::Tensor x = d.x.index_select(0, IndexTensor(idx));
-  if (d.sides.empty()) return x;
-  if (idx.empty()) return x;
+  Batch b;
+  b.x = d.x.index_select(0, IndexTensor(idx));
+  if (!MixedSizes(d) || idx.empty()) return b;
+  const char* unit = d.sides.empty() ? " steps" : " px";
   if (canvas == 0) {
-    int64_t side = d.sides[idx[0]];
+    int64_t size = SizeOf(d, idx[0]);
     for (int64_t i : idx) {
-      if (d.sides[i] != side) {
-        return InvalidArgument("batch: example " + std::to_string(i) + " is " + std::to_string(d.sides[i]) +
-                               " px, the batch is " + std::to_string(side) + " px (use bucketing or a canvas)");
+      if (SizeOf(d, i) != size) {
+        return InvalidArgument("batch: example " + std::to_string(i) + " is " + std::to_string(SizeOf(d, i)) + unit +
+                               ", the batch is " + std::to_string(size) + unit + " (use bucketing or a canvas)");
       }
     }
-    return Render(x, side);
+    // Series are stored left-aligned: the first `size` steps are the whole window.
+    b.x = d.sides.empty() ? b.x.narrow(1, 0, size) : Render(b.x, size);
+    return b;
   }
-  // Pad-to-max: one render per distinct side, pasted into the centre of the canvas.
+  if (d.sides.empty()) {
+    std::vector<int64_t> len;
+    for (int64_t i : idx) len.push_back(d.lengths[i]);
+    b.lengths = torch::tensor(len, torch::kInt64);
+    if (canvas < b.x.size(1)) b.x = b.x.narrow(1, 0, canvas);
+    for (int64_t l : len) {
+      if (l > canvas) return InvalidArgument("batch: a " + std::to_string(l) + "-step window exceeds the canvas of " + std::to_string(canvas));
+    }
+    return b;
+  }
+  // Pad-to-max images: one render per distinct side, pasted into the centre of the canvas.
+  torch::Tensor x = b.x;
   torch::Tensor out = torch::full({x.size(0), x.size(1), canvas, canvas}, fill, x.options());
   std::map<int64_t, std::vector<int64_t>> rows_by_side;
   for (size_t r = 0; r < idx.size(); ++r) rows_by_side[d.sides[idx[r]]].push_back(static_cast<int64_t>(r));
@@ -74,7 +91,8 @@ Result<at::Tensor> GatherInputs(const TensorData& d, const std::vector<int64_t>&
     torch::Tensor window = out.narrow(2, off, side).narrow(3, off, side);
     window.index_copy_(0, r, img);
   }
-  return out;
+  b.x = out;
+  return b;
 }
 
 }  // namespace ronghe::data

@@ -2,11 +2,8 @@
 
 #include <torch/torch.h>
 
-#include <map>
-
 #include <gtest/gtest.h>
 
-#include "ronghe/base/file.h"
 
 namespace ronghe::data {
 namespace {
@@ -17,6 +14,13 @@ TensorData MixedImages() {
   d.y = torch::arange(4);
   d.sides = {28, 56, 56, 112};
   return d;
+}
+
+Result<at::Tensor> GatherInputs(const TensorData& d, const std::vector<int64_t>& idx, int64_t canvas = 0,
+                                float fill = 0) {
+  ASSIGN_OR_RETURN(Batch b, GatherBatch(d, idx, canvas, fill));
+  EXPECT_FALSE(b.lengths.defined());  // images never need lengths
+  return b.x;
 }
 
 TEST(BatchTest, RendersOneSidePerBatch) {
@@ -30,7 +34,7 @@ TEST(BatchTest, RendersOneSidePerBatch) {
   ASSERT_TRUE(native.ok());
   EXPECT_TRUE(torch::equal(*native, d.x.narrow(0, 0, 1)));
   EXPECT_EQ(ElementsOf(d, 3), 112 * 112);
-  EXPECT_EQ(MaxSide(d), 112);
+  EXPECT_EQ(MaxSize(d), 112);
 }
 
 TEST(BatchTest, MixedSidesNeedACanvas) {
@@ -58,53 +62,35 @@ TEST(BatchTest, PadToMaxCentresEachImageOnTheCanvas) {
   EXPECT_FALSE(small.ok());
 }
 
+// Windows of 2, 4 and 4 steps stored left-aligned in 4 steps.
+TEST(BatchTest, SequencesOfOneLengthNeedNoPaddingAndPaddedOnesCarryLengths) {
+  TensorData d;
+  d.x = torch::arange(24).to(torch::kFloat).reshape({3, 4, 2});
+  d.y = torch::zeros({3, 1});
+  d.lengths = {2, 4, 4};
+  EXPECT_EQ(ElementsOf(d, 0), 4);
+  EXPECT_EQ(ElementsOf(d, 1), 8);
+  EXPECT_EQ(MaxSize(d), 4);
+  auto same = GatherBatch(d, {1, 2});
+  ASSERT_TRUE(same.ok()) << same.status().message();
+  EXPECT_EQ(same->x.sizes(), (std::vector<int64_t>{2, 4, 2}));
+  EXPECT_FALSE(same->lengths.defined());
+  auto short_one = GatherBatch(d, {0});
+  ASSERT_TRUE(short_one.ok());
+  EXPECT_TRUE(torch::equal(short_one->x, d.x.narrow(0, 0, 1).narrow(1, 0, 2)));  // no padding at all
+  auto mixed = GatherBatch(d, {0, 1});
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_NE(mixed.status().message().find("example 1 is 4 steps, the batch is 2 steps"), std::string::npos)
+      << mixed.status().message();
+  auto padded = GatherBatch(d, {0, 1}, 4);
+  ASSERT_TRUE(padded.ok()) << padded.status().message();
+  EXPECT_EQ(padded->x.sizes(), (std::vector<int64_t>{2, 4, 2}));
+  EXPECT_TRUE(torch::equal(padded->lengths, torch::tensor({2, 4}, torch::kInt64)));
+}
+
 TEST(BatchTest, BlankValueIsTheNormalisedZeroPixel) {
   EXPECT_FLOAT_EQ(BlankValue({{"kind", "image"}, {"mean", 0.25}, {"std", 0.5}}), -0.5f);
   EXPECT_FLOAT_EQ(BlankValue({{"kind", "table"}}), 0.0f);
-}
-
-Result<DataOptions> Parse(const std::string& toml) {
-  ASSIGN_OR_RETURN(Config cfg, Config::Parse(toml, "test.toml"));
-  DataOptions o;
-  RETURN_IF_ERROR(ParseDataOptions(cfg, &o));
-  RETURN_IF_ERROR(cfg.CheckNoUnknownKeys());
-  return o;
-}
-
-// The imaging example's data: Fashion-MNIST, each image at 28, 56 or 112 px by a seeded rule.
-TEST(BatchTest, FashionMnistAtThreeResolutions) {
-  const char* toml = "[data]\ndataset = \"fashion-mnist\"\nlimit_train = 3000\nresolutions = [28, 56, 112]\n";
-  auto o = Parse(toml);
-  ASSERT_TRUE(o.ok()) << o.status().message();
-  auto d = LoadData(*o, ResolveHome());
-  ASSERT_TRUE(d.ok()) << d.status().message();
-  ASSERT_EQ(d->train.sides.size(), 3000u);
-  ASSERT_EQ(d->test.sides.size(), 10000u);
-  std::map<int64_t, int> count;
-  for (int64_t s : d->test.sides) ++count[s];
-  ASSERT_EQ(count.size(), 3u);
-  for (auto [side, n] : count) EXPECT_NEAR(n, 3333, 200) << side;
-  // An image keeps its side whatever else is loaded: the rule reads its index in the file.
-  o->limit_train = 1000;
-  auto fewer = LoadData(*o, ResolveHome());
-  ASSERT_TRUE(fewer.ok());
-  EXPECT_EQ(std::vector<int64_t>(d->train.sides.begin(), d->train.sides.begin() + 1000), fewer->train.sides);
-  EXPECT_EQ(d->test.sides, fewer->test.sides);
-  // Another seed, other sides; the manifest round trip keeps the list.
-  o->seed = 7;
-  auto other = LoadData(*o, ResolveHome());
-  ASSERT_TRUE(other.ok());
-  EXPECT_NE(d->test.sides, other->test.sides);
-  auto back = DataOptions::FromJson(o->ToJson());
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back->resolutions, (std::vector<int64_t>{28, 56, 112}));
-
-  auto bad = Parse("[data]\ndataset = \"fashion-mnist\"\nresolutions = [28, 4]\n");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("data.resolutions"), std::string::npos);
-  auto table = Parse("[data]\ndataset = \"breast_cancer\"\nresolutions = [28]\n");
-  ASSERT_FALSE(table.ok());
-  EXPECT_NE(table.status().message().find("image data sets only"), std::string::npos);
 }
 
 }  // namespace

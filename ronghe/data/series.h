@@ -15,6 +15,10 @@ struct WindowOptions {
   int64_t input = 48;    // Default: 48 points of history (one day of half-hours for taylor).
   int64_t horizon = 1;   // Default: 1 point ahead.
   int64_t stride = 1;    // Default: 1. Step between consecutive windows.
+  std::vector<int64_t> lengths;  // Default: [] = every window has `input` points. Else each
+                                 // window keeps the most recent L points of its history, L one
+                                 // of these (each <= input), chosen per window by a seeded rule
+                                 // on its start in the series: series of mixed lengths.
 };
 
 // Windows over series[begin, end): x [N, input, 1], y [N, horizon], both float32, after

@@ -69,7 +69,8 @@ nlohmann::json DataOptions::ToJson() const {
       {"label", schema.label}, {"positive", schema.positive}, {"numeric", schema.numeric},
       {"categorical", schema.categorical}, {"ignore", schema.ignore}, {"missing", schema.missing},
       {"column", column},
-      {"window", {{"input", window.input}, {"horizon", window.horizon}, {"stride", window.stride}}},
+      {"window", {{"input", window.input}, {"horizon", window.horizon}, {"stride", window.stride},
+                  {"lengths", window.lengths}}},
       {"split", split}, {"val_fraction", val_fraction}, {"seed", seed}, {"limit_train", limit_train},
       {"resolutions", resolutions},
   };
@@ -92,6 +93,7 @@ Result<DataOptions> DataOptions::FromJson(const nlohmann::json& j) {
     o.window.input = j.at("window").at("input").get<int64_t>();
     o.window.horizon = j.at("window").at("horizon").get<int64_t>();
     o.window.stride = j.at("window").at("stride").get<int64_t>();
+    o.window.lengths = j.at("window").value("lengths", std::vector<int64_t>{});
     o.split = j.at("split").get<std::vector<double>>();
     o.val_fraction = j.at("val_fraction").get<double>();
     o.seed = j.at("seed").get<uint64_t>();
@@ -168,6 +170,16 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
     if (o->window.input < 1) return cfg.ValueError("data.window.input", "must be >= 1");
     if (o->window.horizon < 1) return cfg.ValueError("data.window.horizon", "must be >= 1");
     if (o->window.stride < 1) return cfg.ValueError("data.window.stride", "must be >= 1");
+    RETURN_IF_ERROR(cfg.Get("data.window.lengths", &o->window.lengths));
+    for (size_t i = 0; i < o->window.lengths.size(); ++i) {
+      if (o->window.lengths[i] < 1 || o->window.lengths[i] > o->window.input) {
+        return cfg.ValueError("data.window.lengths", "each length must lie in 1..data.window.input (" +
+                                                         std::to_string(o->window.input) + ")");
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (o->window.lengths[j] == o->window.lengths[i]) return cfg.ValueError("data.window.lengths", "a length is listed twice");
+      }
+    }
     return Status::OK();
   }
   RETURN_IF_ERROR(cfg.Get("data.header", &o->csv.header));
@@ -216,19 +228,20 @@ Status ReadMeanStd(const nlohmann::json& fitted, const char* kind, double* mean,
   return Status::OK();
 }
 
-// The seeded rule that picks an image's side: splitmix64 of (seed, the image's index in the
-// source files), so an image keeps its side whatever the split, limit or process reading it.
-std::vector<int64_t> SidesOf(const std::vector<int64_t>& source_index, int64_t offset,
-                             const std::vector<int64_t>& resolutions, uint64_t seed) {
+// The seeded rule that picks an example's size (an image's side, a window's length) from
+// `choices`: splitmix64 of (seed, the example's index in the source), so an example keeps its
+// size whatever the split, limit or process reading it.
+std::vector<int64_t> PickSizes(const std::vector<int64_t>& source_index, int64_t offset,
+                               const std::vector<int64_t>& choices, uint64_t seed) {
   std::vector<int64_t> sides;
-  if (resolutions.empty()) return sides;
+  if (choices.empty()) return sides;
   sides.reserve(source_index.size());
   for (int64_t k : source_index) {
     uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k + offset) + 0x632BE59BD9B4E019ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
-    sides.push_back(resolutions[z % resolutions.size()]);
+    sides.push_back(choices[z % choices.size()]);
   }
   return sides;
 }
@@ -272,9 +285,9 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   d.test = {norm(to_float(test_x)), test_y.to(torch::kInt64)};
   std::vector<int64_t> test_idx(test_x.size(0));
   for (size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = static_cast<int64_t>(i);
-  d.train.sides = SidesOf(train_idx, 0, o.resolutions, o.seed);
-  d.val.sides = SidesOf(s.val, 0, o.resolutions, o.seed);
-  d.test.sides = SidesOf(test_idx, train_x.size(0), o.resolutions, o.seed);
+  d.train.sides = PickSizes(train_idx, 0, o.resolutions, o.seed);
+  d.val.sides = PickSizes(s.val, 0, o.resolutions, o.seed);
+  d.test.sides = PickSizes(test_idx, train_x.size(0), o.resolutions, o.seed);
   return d;
 }
 
@@ -368,11 +381,26 @@ Result<LoadedData> LoadSeries(const DataOptions& o, const std::string& path,
   d.preprocessing = {{"kind", "series"}, {"mean", mean}, {"std", sd}, {"column", o.column}};
   auto windows = [&](int64_t b, int64_t e) -> Result<TensorData> {
     ASSIGN_OR_RETURN(auto xy, MakeWindows(series, b, e, o.window, mean, sd));
-    return TensorData{xy.first, xy.second};
+    TensorData t{xy.first, xy.second};
+    if (!o.window.lengths.empty()) {
+      // Window w starts at b + w * stride; it keeps its most recent L points, left-aligned.
+      std::vector<int64_t> start(t.size());
+      for (int64_t w = 0; w < t.size(); ++w) start[w] = b + w * o.window.stride;
+      t.lengths = PickSizes(start, 0, o.window.lengths, o.seed);
+      at::Tensor shifted = torch::zeros_like(t.x);
+      for (int64_t w = 0; w < t.size(); ++w) {
+        int64_t len = t.lengths[w];
+        shifted[w].narrow(0, 0, len).copy_(t.x[w].narrow(0, o.window.input - len, len));
+      }
+      t.x = shifted;
+    }
+    return TensorData{t};
   };
   ASSIGN_OR_RETURN(d.train, windows(0, train_end));
   if (o.limit_train > 0 && d.train.size() > o.limit_train) {
-    d.train = {d.train.x.narrow(0, 0, o.limit_train), d.train.y.narrow(0, 0, o.limit_train)};
+    std::vector<int64_t> lengths = d.train.lengths;
+    if (!lengths.empty()) lengths.resize(o.limit_train);
+    d.train = {d.train.x.narrow(0, 0, o.limit_train), d.train.y.narrow(0, 0, o.limit_train), {}, lengths};
   }
   // Validation and test windows start `input` points early so their history is complete; their
   // targets stay inside their own segment.

@@ -56,6 +56,9 @@ struct TensorData {
   // Mixed-size images (DataOptions::resolutions): example i is presented at sides[i] x sides[i];
   // x keeps the native image, rendered at batch time (batch.h). Empty: every example is x's shape.
   std::vector<int64_t> sides;
+  // Series windows of mixed history lengths (window.lengths): example i's history is its first
+  // lengths[i] steps of x (left-aligned, the rest zeros). Empty: every window is full length.
+  std::vector<int64_t> lengths;
   int64_t size() const;
 };
 

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "ronghe/base/file.h"
@@ -82,6 +84,73 @@ TEST(SourceTest, BreastCancerAndSensorAndTaylor) {
   EXPECT_EQ(taylor->task, Task::kRegression);
   EXPECT_EQ(taylor->train.x.sizes(), (std::vector<int64_t>{2822 - 50 + 1, 48, 1}));
   EXPECT_EQ(taylor->train.y.size(1), 2);
+}
+
+// The imaging example's data: Fashion-MNIST, each image at 28, 56 or 112 px by a seeded rule.
+TEST(SourceTest, FashionMnistAtThreeResolutions) {
+  const char* toml = "[data]\ndataset = \"fashion-mnist\"\nlimit_train = 3000\nresolutions = [28, 56, 112]\n";
+  auto o = Parse(toml);
+  ASSERT_TRUE(o.ok()) << o.status().message();
+  auto d = LoadData(*o, ResolveHome());
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  ASSERT_EQ(d->train.sides.size(), 3000u);
+  ASSERT_EQ(d->test.sides.size(), 10000u);
+  std::map<int64_t, int> count;
+  for (int64_t s : d->test.sides) ++count[s];
+  ASSERT_EQ(count.size(), 3u);
+  for (auto [side, n] : count) EXPECT_NEAR(n, 3333, 200) << side;
+  // An image keeps its side whatever else is loaded: the rule reads its index in the file.
+  o->limit_train = 1000;
+  auto fewer = LoadData(*o, ResolveHome());
+  ASSERT_TRUE(fewer.ok());
+  EXPECT_EQ(std::vector<int64_t>(d->train.sides.begin(), d->train.sides.begin() + 1000), fewer->train.sides);
+  EXPECT_EQ(d->test.sides, fewer->test.sides);
+  // Another seed, other sides; the manifest round trip keeps the list.
+  o->seed = 7;
+  auto other = LoadData(*o, ResolveHome());
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(d->test.sides, other->test.sides);
+  auto back = DataOptions::FromJson(o->ToJson());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->resolutions, (std::vector<int64_t>{28, 56, 112}));
+
+  auto bad = Parse("[data]\ndataset = \"fashion-mnist\"\nresolutions = [28, 4]\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("data.resolutions"), std::string::npos);
+  auto table = Parse("[data]\ndataset = \"breast_cancer\"\nresolutions = [28]\n");
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("image data sets only"), std::string::npos);
+}
+
+// Taylor's windows with histories of 12, 24 or 48 half-hours: each keeps its most recent points.
+TEST(SourceTest, TaylorWindowsOfMixedLengths) {
+  const char* base = "[data]\ndataset = \"taylor\"\n[data.window]\ninput = 48\nhorizon = 2\n";
+  auto full = LoadData(*Parse(base), ResolveHome());
+  ASSERT_TRUE(full.ok()) << full.status().message();
+  auto o = Parse(std::string(base) + "lengths = [12, 24, 48]\n");
+  ASSERT_TRUE(o.ok()) << o.status().message();
+  auto d = LoadData(*o, ResolveHome());
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  ASSERT_EQ(d->train.lengths.size(), static_cast<size_t>(d->train.size()));
+  ASSERT_EQ(d->test.lengths.size(), static_cast<size_t>(d->test.size()));
+  std::map<int64_t, int> count;
+  for (int64_t l : d->train.lengths) ++count[l];
+  ASSERT_EQ(count.size(), 3u);
+  for (auto [len, n] : count) EXPECT_GT(n, d->train.size() / 5) << len;
+  for (int64_t w : {0, 1, 2, 100}) {
+    int64_t len = d->train.lengths[w];
+    EXPECT_TRUE(torch::equal(d->train.x[w].narrow(0, 0, len), full->train.x[w].narrow(0, 48 - len, len))) << w;
+    if (len < 48) {
+      EXPECT_EQ(d->train.x[w].narrow(0, len, 48 - len).abs().sum().item<float>(), 0.0f) << w;
+    }
+  }
+  EXPECT_TRUE(torch::equal(d->train.y, full->train.y));  // same targets, shorter histories
+  auto back = DataOptions::FromJson(o->ToJson());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->window.lengths, (std::vector<int64_t>{12, 24, 48}));
+  auto bad = Parse(std::string(base) + "lengths = [12, 96]\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("data.window.lengths"), std::string::npos) << bad.status().message();
 }
 
 TEST(SourceTest, FashionMnistOfficialTestSet) {

@@ -14,25 +14,33 @@ namespace {
 
 int FreePort() { return FreeLoopbackPort().value(); }
 
-TEST(CollectiveTest, TwoRanksAverageInBucketsOverGloo) {
-  const int port = FreePort();
-  std::vector<std::vector<at::Tensor>> tensors(2);
-  std::vector<Status> status(2);
+// Runs body(collective, rank) on `world` ranks, one thread each, over Gloo on loopback; returns
+// each rank's status (a failed rendezvous included).
+template <typename Body>
+std::vector<Status> OnRanks(int world, CollectiveOptions o, Body body) {
+  o.port = FreePort();
+  o.world = world;
+  std::vector<Status> status(world);
   std::vector<std::thread> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.emplace_back([&, r] {
-      // Small buckets: three tensors travel in two all-reduces.
-      auto c = Collective::Connect({.port = port, .rank = r, .world = 2, .timeout_s = 30, .bucket_bytes = 40});
-      if (!c.ok()) {
-        status[r] = c.status();
-        return;
-      }
-      tensors[r] = {torch::full({2, 3}, float(r + 1)), torch::full({4}, float(10 * (r + 1))), torch::arange(3).to(torch::kFloat) * (r + 1)};
-      status[r] = (*c)->AllReduceMean(tensors[r]);
-      if (status[r].ok()) status[r] = (*c)->Barrier();
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r, o]() mutable {
+      o.rank = r;
+      auto c = Collective::Connect(o);
+      status[r] = c.ok() ? body(**c, r) : c.status();
     });
   }
   for (auto& t : ranks) t.join();
+  return status;
+}
+
+TEST(CollectiveTest, TwoRanksAverageInBucketsOverGloo) {
+  std::vector<std::vector<at::Tensor>> tensors(2);
+  // Small buckets: three tensors travel in two all-reduces.
+  auto status = OnRanks(2, {.timeout_s = 30, .bucket_bytes = 40}, [&](Collective& c, int r) {
+    tensors[r] = {torch::full({2, 3}, float(r + 1)), torch::full({4}, float(10 * (r + 1))), torch::arange(3).to(torch::kFloat) * (r + 1)};
+    RETURN_IF_ERROR(c.AllReduceMean(tensors[r]));
+    return c.Barrier();
+  });
   for (int r = 0; r < 2; ++r) {
     ASSERT_TRUE(status[r].ok()) << status[r].ToString();
     EXPECT_TRUE(torch::allclose(tensors[r][0], torch::full({2, 3}, 1.5f)));
@@ -54,31 +62,21 @@ at::Tensor Loss(const std::vector<at::Tensor>& p, const at::Tensor& x) {
 at::Tensor Batch(int r) { return torch::arange(20).reshape({4, 5}).to(torch::kFloat).div(10 * (r + 1)); }
 
 void CheckReducer(bool rank1_skips) {
-  const int port = FreePort();
   std::vector<std::vector<at::Tensor>> grads(2);
-  std::vector<Status> status(2);
   std::vector<int> buckets(2);
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.emplace_back([&, r] {
-      auto c = Collective::Connect({.port = port, .rank = r, .world = 2, .timeout_s = 30});
-      if (!c.ok()) {
-        status[r] = c.status();
-        return;
-      }
-      auto p = Params();
-      GradientReducer reducer(c->get(), p, /*bucket_bytes=*/40);
-      buckets[r] = reducer.num_buckets();
-      for (int step = 0; step < 2 && status[r].ok(); ++step) {  // twice: the hooks re-arm
-        for (auto& t : p) t.mutable_grad() = torch::Tensor();
-        reducer.Prepare();
-        if (!(rank1_skips && r == 1)) Loss(p, Batch(r)).backward();
-        status[r] = reducer.Finish();
-      }
-      for (auto& t : p) grads[r].push_back(t.grad().clone());
-    });
-  }
-  for (auto& t : ranks) t.join();
+  auto status = OnRanks(2, {.timeout_s = 30}, [&](Collective& c, int r) {
+    auto p = Params();
+    GradientReducer reducer(&c, p, /*bucket_bytes=*/40);
+    buckets[r] = reducer.num_buckets();
+    for (int step = 0; step < 2; ++step) {  // twice: the hooks re-arm
+      for (auto& t : p) t.mutable_grad() = torch::Tensor();
+      reducer.Prepare();
+      if (!(rank1_skips && r == 1)) Loss(p, Batch(r)).backward();
+      RETURN_IF_ERROR(reducer.Finish());
+    }
+    for (auto& t : p) grads[r].push_back(t.grad().clone());
+    return Status::OK();
+  });
   std::vector<std::vector<at::Tensor>> local(2);
   for (int r = 0; r < 2; ++r) {
     auto p = Params();
@@ -100,25 +98,14 @@ TEST(GradientReducerTest, AveragesGradientsBucketByBucketDuringBackward) { Check
 TEST(GradientReducerTest, ARankWithNoExamplesContributesZeros) { CheckReducer(true); }
 
 TEST(CollectiveTest, SumsAndBroadcastsBytes) {
-  const int port = FreePort();
   std::vector<std::string> got(2);
   std::vector<at::Tensor> sums(2);
-  std::vector<Status> status(2);
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.emplace_back([&, r] {
-      auto c = Collective::Connect({.port = port, .rank = r, .world = 2, .timeout_s = 30});
-      if (!c.ok()) {
-        status[r] = c.status();
-        return;
-      }
-      sums[r] = torch::tensor({1.5 * (r + 1), 1e15}, torch::kFloat64);
-      status[r] = (*c)->AllReduceSum({sums[r]});
-      auto b = (*c)->BroadcastBytes(r == 0 ? std::string("config\0bytes", 12) : "ignored");
-      if (b.ok()) got[r] = *b; else status[r] = b.status();
-    });
-  }
-  for (auto& t : ranks) t.join();
+  auto status = OnRanks(2, {.timeout_s = 30}, [&](Collective& c, int r) -> Status {
+    sums[r] = torch::tensor({1.5 * (r + 1), 1e15}, torch::kFloat64);
+    RETURN_IF_ERROR(c.AllReduceSum({sums[r]}));
+    ASSIGN_OR_RETURN(got[r], c.BroadcastBytes(r == 0 ? std::string("config\0bytes", 12) : "ignored"));
+    return Status::OK();
+  });
   for (int r = 0; r < 2; ++r) {
     ASSERT_TRUE(status[r].ok()) << status[r].ToString();
     EXPECT_EQ(got[r], std::string("config\0bytes", 12));

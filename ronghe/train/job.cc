@@ -77,6 +77,10 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
     return InvalidArgument("model.kind: images of mixed resolutions (data.resolutions) need the cnn, whose "
                            "adaptive pooling takes any size; '" + pj.model.kind + "' has a fixed input");
   }
+  if (!data.train.lengths.empty() && pj.model.kind != "lstm") {
+    return InvalidArgument("model.kind: windows of mixed lengths (data.window.lengths) need the lstm, which "
+                           "reads any length; '" + pj.model.kind + "' has a fixed input");
+  }
   nn::ModelConfig mc = pj.model;
   mc.input_shape = data.input_shape;
   mc.outputs = data.task == data::Task::kBinary       ? 1
@@ -259,8 +263,8 @@ Result<EvalJobOutcome> RunEvalJob(const EvalJobRequest& req) {
     const data::TensorData& d = req.split == "train" ? data.train : req.split == "val" ? data.val : data.test;
     // A model trained on pad-to-max batches is evaluated the same way.
     EvalOptions eo;
-    if (m.contains("train") && m["train"].value("batching", "bucket") == "pad" && !d.sides.empty()) {
-      eo.canvas = data::MaxSide(data.train);
+    if (m.contains("train") && m["train"].value("batching", "bucket") == "pad" && data::MixedSizes(d)) {
+      eo.canvas = data::MaxSize(data.train);
     }
     ASSIGN_OR_RETURN(out.metrics, Evaluate(*art.model, d, task, data.preprocessing, eo));
     std::vector<store::MetricRecord> recs;

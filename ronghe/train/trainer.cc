@@ -253,6 +253,11 @@ double LossDenominator(const torch::Tensor& y, data::Task task, const torch::Ten
   return static_cast<double>(y.numel());
 }
 
+// Padded sequences go through the LSTM packed; everything else is a plain forward.
+torch::Tensor Forward(nn::Model& model, const data::Batch& b) {
+  return b.lengths.defined() ? model.Forward(b.x, b.lengths) : model.Forward(b.x);
+}
+
 torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
   return torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())}, torch::kInt64);
 }
@@ -262,7 +267,7 @@ torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
 Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d, int64_t batch_size, int64_t canvas) {
   std::vector<std::vector<int64_t>> batches;
   const int64_t n = d.size();
-  if (d.sides.empty()) {
+  if (!data::MixedSizes(d)) {
     for (int64_t b = 0; b < n; b += batch_size) {
       std::vector<int64_t> v;
       for (int64_t i = b; i < std::min(n, b + batch_size); ++i) v.push_back(i);
@@ -273,8 +278,8 @@ Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d,
   std::vector<int64_t> bucket(n), elements(n);
   int64_t smallest = INT64_MAX;
   for (int64_t i = 0; i < n; ++i) {
-    bucket[i] = canvas > 0 ? canvas : d.sides[i];
-    elements[i] = canvas > 0 ? d.x.size(1) * canvas * canvas : data::ElementsOf(d, i);
+    bucket[i] = canvas > 0 ? canvas : data::SizeOf(d, i);
+    elements[i] = data::ElementsAt(d, canvas > 0 ? canvas : data::SizeOf(d, i));
     smallest = std::min(smallest, data::ElementsOf(d, i));
   }
   ASSIGN_OR_RETURN(auto sampler, data::BucketBatchSampler::Create(
@@ -306,13 +311,13 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Ta
     torch::Tensor all = torch::zeros({d.size(), model.config().outputs}, torch::kFloat32);
     for (size_t k = 0; k < batches.size(); ++k) {
       if (static_cast<int>(k % world) != rank) continue;
-      ASSIGN_OR_RETURN(torch::Tensor x, data::GatherInputs(d, batches[k], eo.canvas, fill));
+      ASSIGN_OR_RETURN(data::Batch b, data::GatherBatch(d, batches[k], eo.canvas, fill));
       torch::Tensor out;
       {
         AutocastGuard ac(eo.precision == "bf16");
-        out = model.Forward(x);
+        out = Forward(model, b);
       }
-      all.index_copy_(0, IndexTensor(batches[k]), out.to(torch::kFloat32).reshape({x.size(0), -1}));
+      all.index_copy_(0, IndexTensor(batches[k]), out.to(torch::kFloat32).reshape({b.x.size(0), -1}));
     }
     if (world > 1) RETURN_IF_ERROR(eo.collective->AllReduceSum({all}));
     MetricMap m;
@@ -608,12 +613,12 @@ struct Trainer::Impl {
     opt->zero_grad();
     SeedForStep();
     if (world == 1) {
-      ASSIGN_OR_RETURN(torch::Tensor x, data::GatherInputs(tr, batch, canvas, fill));
+      ASSIGN_OR_RETURN(data::Batch in, data::GatherBatch(tr, batch, canvas, fill));
       torch::Tensor y = tr.y.index_select(0, IndexTensor(batch));
       torch::Tensor loss;
       {
         AutocastGuard ac(o.precision == "bf16");
-        loss = TaskLoss(model->Forward(x), y, data->task, loss_weight);
+        loss = TaskLoss(Forward(*model, in), y, data->task, loss_weight);
       }
       *loss_out = loss.item<double>();
       if (!std::isfinite(*loss_out)) return Diverged(*loss_out);
@@ -624,12 +629,12 @@ struct Trainer::Impl {
       torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
       reducer->Prepare();
       if (!share.empty()) {
-        ASSIGN_OR_RETURN(torch::Tensor x, data::GatherInputs(tr, share, canvas, fill));
+        ASSIGN_OR_RETURN(data::Batch in, data::GatherBatch(tr, share, canvas, fill));
         torch::Tensor y = tr.y.index_select(0, IndexTensor(share));
         torch::Tensor loss;
         {
           AutocastGuard ac(o.precision == "bf16");
-          loss = TaskLossSum(model->Forward(x), y, data->task, loss_weight);
+          loss = TaskLossSum(Forward(*model, in), y, data->task, loss_weight);
         }
         sum[0] = loss.item<double>();
         // The reducer averages over ranks, hence x world: the result is sum over ranks / denom.
@@ -762,20 +767,23 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
   impl->world = collective ? collective->world() : 1;
   const data::TensorData& tr = data->train;
   impl->fill = data::BlankValue(data->preprocessing);
-  if (!tr.sides.empty() && o.batching == "bucket") {
-    std::vector<int64_t> elements(tr.size());
+  if (data::MixedSizes(tr) && o.batching == "bucket") {
+    std::vector<int64_t> elements(tr.size()), bucket_of(tr.size());
     int64_t largest = 0;
-    for (int64_t i = 0; i < tr.size(); ++i) largest = std::max(largest, elements[i] = data::ElementsOf(tr, i));
+    for (int64_t i = 0; i < tr.size(); ++i) {
+      largest = std::max(largest, elements[i] = data::ElementsOf(tr, i));
+      bucket_of[i] = data::SizeOf(tr, i);
+    }
     data::BucketingOptions bo{.max_elements = o.max_elements > 0 ? o.max_elements : o.batch_size * largest,
                               .max_batch_size = o.max_elements > 0 ? 0 : o.batch_size,
                               .shuffle = true,
                               .seed = o.seed};
-    auto sampler = data::BucketBatchSampler::Create(tr.sides, std::move(elements), bo);
+    auto sampler = data::BucketBatchSampler::Create(std::move(bucket_of), std::move(elements), bo);
     if (!sampler.ok()) return InvalidArgument("train.max_elements: " + sampler.status().message());
     impl->sampler.emplace(std::move(*sampler));
   } else {
-    if (!tr.sides.empty()) impl->canvas = data::MaxSide(tr);
-    int64_t per = impl->canvas > 0 ? tr.x.size(1) * impl->canvas * impl->canvas : data::ElementsOf(tr, 0);
+    if (data::MixedSizes(tr)) impl->canvas = data::MaxSize(tr);
+    int64_t per = data::ElementsAt(tr, impl->canvas);
     if (o.max_elements > 0 && o.max_elements < per) {
       return InvalidArgument("train.max_elements: " + std::to_string(o.max_elements) + " is less than one example (" +
                              std::to_string(per) + " elements)");
