@@ -77,6 +77,19 @@ void PrintMetrics(const std::string& title, const train::MetricMap& m) {
   std::printf("\n");
 }
 
+// Mixed-resolution image runs: test accuracy per resolution as a small table.
+void PrintPerResolution(const train::MetricMap& m) {
+  std::map<int64_t, double> acc;
+  for (const auto& [k, v] : m) {
+    if (k.rfind("accuracy_", 0) == 0 && k.size() > 11 && k.compare(k.size() - 2, 2, "px") == 0) {
+      acc[std::atoll(k.c_str() + 9)] = v;
+    }
+  }
+  if (acc.empty()) return;
+  std::printf("%-12s %s\n", "resolution", "test accuracy");
+  for (const auto& [side, v] : acc) std::printf("%4ld px      %.4f\n", long(side), v);
+}
+
 std::string ScriptsDir() {
   if (const char* env = std::getenv("RONGHE_SCRIPTS_DIR"); env && *env) return env;
   // Next to an installed binary first, then the source tree this binary was built from.
@@ -554,6 +567,7 @@ int RunCli(int argc, char** argv) {
                 r->result.world > 1 ? fmt::format(" over {} processes", r->result.world).c_str() : "",
                 r->result.stopped_early ? ", stopped early" : "");
     PrintMetrics("test", r->result.test);
+    PrintPerResolution(r->result.test);
     std::printf("model: %s\n", r->artifact.c_str());
     return 0;
   }
@@ -562,6 +576,7 @@ int RunCli(int argc, char** argv) {
     auto r = train::RunEvalJob(ereq);
     if (!r.ok()) return Fail(r.status());
     PrintMetrics(ereq.split, r->metrics);
+    PrintPerResolution(r->metrics);
     std::printf("recorded as run %ld\n", long(r->run_id));
     return 0;
   }

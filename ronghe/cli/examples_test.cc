@@ -50,6 +50,8 @@ TEST(ExamplesTest, ImagingMixedResolutionsTwoProcessesBf16) {
                             "--precision", "bf16", "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("over 2 processes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("resolution   test accuracy\n  28 px"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" 112 px      0."), std::string::npos) << r.out;
   auto m = TestMetrics(home);
   RecordProperty("test_accuracy", m["accuracy"].dump());
   EXPECT_GE(m["accuracy"].get<double>(), 0.78);
