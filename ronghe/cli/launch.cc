@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,10 @@ Result<int> EnvInt(const char* name) {
   if (*end != '\0' || x < 0 || x > 1 << 20) return InvalidArgument(std::string(name) + "='" + v + "' is not a count");
   return static_cast<int>(x);
 }
+
+// Signals the launcher received, forwarded to the workers by its wait loop.
+volatile sig_atomic_t g_forward = 0;
+void OnSignal(int sig) { g_forward = sig; }
 
 std::string Describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -67,11 +72,24 @@ Result<WorkerEnv> ReadWorkerEnv() {
                            std::to_string(w.world));
   }
   if (!(w.timeout_s > 0)) return InvalidArgument("RONGHE_DIST_TIMEOUT must be > 0 seconds");
+  // A worker must not outlive its launcher (SIGKILLed by a scheduler, say): ask the kernel for
+  // SIGTERM when the parent dies, and leave at once if it already has.
+  if (const char* l = std::getenv("RONGHE_LAUNCHER_PID"); l && *l) {
+    pid_t launcher = static_cast<pid_t>(std::atoll(l));
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != launcher) return Unavailable("the launcher (pid " + std::string(l) + ") is gone");
+  }
   return w;
 }
 
 int LaunchWorkers(const std::vector<std::string>& args, const LaunchOptions& o) {
   const int world = o.nproc * o.nnodes;
+  // SIGTERM/SIGINT to the launcher (a scheduler stopping the job) go on to every worker.
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   std::map<pid_t, int> rank_of;
   for (int local = 0; local < o.nproc; ++local) {
     const int rank = o.node_rank * o.nproc + local;
@@ -80,10 +98,11 @@ int LaunchWorkers(const std::vector<std::string>& args, const LaunchOptions& o) 
         "RONGHE_LOCAL_WORLD_SIZE=" + std::to_string(o.nproc),
         "RONGHE_WORLD_SIZE=" + std::to_string(world), "RONGHE_MASTER_ADDR=" + o.host,
         "RONGHE_MASTER_PORT=" + std::to_string(o.port),
-        "RONGHE_DIST_TIMEOUT=" + std::to_string(o.timeout_s)};
+        "RONGHE_DIST_TIMEOUT=" + std::to_string(o.timeout_s),
+        "RONGHE_LAUNCHER_PID=" + std::to_string(getpid())};
     std::vector<char*> envp;
     for (char** e = environ; *e; ++e) {
-      if (std::string(*e).rfind("RONGHE_RANK=", 0) == 0) continue;
+      if (std::string(*e).rfind("RONGHE_RANK=", 0) == 0 || std::string(*e).rfind("RONGHE_LAUNCHER_PID=", 0) == 0) continue;
       envp.push_back(*e);
     }
     for (auto& s : env_strings) envp.push_back(s.data());
@@ -124,6 +143,11 @@ int LaunchWorkers(const std::vector<std::string>& args, const LaunchOptions& o) 
       continue;
     }
     if (pid < 0 && errno != EINTR) break;
+    if (int sig = g_forward; sig != 0) {
+      g_forward = 0;
+      for (auto& [p, r] : rank_of) kill(p, sig);
+      if (exit_code == 0) exit_code = 128 + sig;
+    }
     if (!terminated && Clock::now() > deadline) {
       for (auto& [p, r] : rank_of) {
         std::fprintf(stderr, "ronghe: rank %d (pid %d) still running after a peer failed; sending SIGTERM\n", r,

@@ -9,7 +9,9 @@
 //   RONGHE_MASTER_ADDR  where rank 0 hosts the c10d TCPStore
 //   RONGHE_MASTER_PORT
 //   RONGHE_DIST_TIMEOUT seconds any rank waits for a peer
+//   RONGHE_LAUNCHER_PID the launcher: a worker asks for SIGTERM when it dies (PR_SET_PDEATHSIG)
 //
+// SIGTERM and SIGINT sent to the launcher are forwarded to every worker.
 // When a worker fails, the others are left to notice (a dead peer breaks their next collective at
 // once; a hung one after the timeout) so rank 0 records why in the run store; whatever is still
 // running `timeout + 10` s later is sent SIGTERM. The launcher exits with the first failure's code.

@@ -2,6 +2,7 @@
 // N-process run equal a one-process run with the same global batch, a killed rank makes its peers
 // fail with a message within the timeout (never hang), and the run resumes from its checkpoint.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -198,6 +199,47 @@ TEST(DataParallelTest, LauncherReportsAKilledWorker) {
   EXPECT_NE(WEXITSTATUS(st), 0);
   EXPECT_NE(err.find("rank 1 (pid " + std::to_string(kids[1]) + ") was killed by signal 9"), std::string::npos) << err;
   EXPECT_NE(err.find("rank 0 (pid " + std::to_string(kids[0]) + ") exited with code 1"), std::string::npos) << err;
+}
+
+bool Gone(pid_t pid) {
+  std::string stat = Slurp("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return true;
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
+}
+
+// Workers never outlive their launcher: SIGTERM is forwarded to them; after a SIGKILL the kernel
+// sends them SIGTERM (PR_SET_PDEATHSIG). The run is left interrupted, and resumable.
+TEST(DataParallelTest, WorkersDieWithTheirLauncher) {
+  // Orphaned workers are re-parented to this test (not to whatever PID 1 this machine runs), so
+  // it can reap them and the run store sees their pids gone.
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  for (int sig : {SIGTERM, SIGKILL}) {
+    std::string home = FreshHome("dp-launcher-" + std::to_string(sig));
+    std::vector<std::string> job = kImaging;
+    job.insert(job.end(), {"--nproc", "2", "--timeout", "20"});
+    pid_t launcher = SpawnRonghe(home, job);
+    ASSERT_TRUE(WaitForFile(home + "/runs/1/checkpoint.rhc", 240)) << Slurp(home + "/stderr");
+    auto kids = Children(launcher);
+    ASSERT_EQ(kids.size(), 2u);
+    ASSERT_EQ(::kill(launcher, sig), 0);
+    int st = WaitFor(launcher, 60);
+    ASSERT_NE(st, -1) << "launcher still running after signal " << sig;
+    auto until = Clock::now() + std::chrono::seconds(60);
+    auto reaped = [&](pid_t k) { return waitpid(k, nullptr, WNOHANG) == k || (Gone(k) && !FileExists("/proc/" + std::to_string(k))); };
+    bool gone0 = false, gone1 = false;
+    while (Clock::now() < until && !(gone0 && gone1)) {
+      gone0 = gone0 || reaped(kids[0]);
+      gone1 = gone1 || reaped(kids[1]);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(gone0 && gone1) << "workers outlived the launcher (signal " << sig << ")";
+    if (sig == SIGTERM) {
+      ASSERT_TRUE(WIFEXITED(st));
+      EXPECT_EQ(WEXITSTATUS(st), 128 + SIGTERM);
+    }
+    EXPECT_EQ(Show(home, 1)["status"], "interrupted") << "signal " << sig;
+  }
 }
 
 TEST(DataParallelTest, LaunchErrorsAreClear) {
