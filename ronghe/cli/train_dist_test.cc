@@ -179,15 +179,30 @@ std::vector<pid_t> Children(pid_t pid) {
   return out;
 }
 
-// The single-host launcher: a worker killed under it makes the launcher exit non-zero, naming it.
-TEST(DataParallelTest, LauncherReportsAKilledWorker) {
-  std::string home = FreshHome("dp-launcher");
+// Starts the imaging job under the launcher with two workers and returns once it is training
+// (a checkpoint exists), with the workers' pids in *kids; -1 if that never happens.
+pid_t StartTwoWorkers(const std::string& home, std::vector<pid_t>* kids) {
   std::vector<std::string> job = kImaging;
   job.insert(job.end(), {"--nproc", "2", "--timeout", "20"});
   pid_t launcher = SpawnRonghe(home, job);
-  ASSERT_TRUE(WaitForFile(home + "/runs/1/checkpoint.rhc", 240)) << Slurp(home + "/stderr");
-  auto kids = Children(launcher);
-  ASSERT_EQ(kids.size(), 2u);
+  if (!WaitForFile(home + "/runs/1/checkpoint.rhc", 240)) {
+    ADD_FAILURE() << "no checkpoint: " << Slurp(home + "/stderr");
+    return -1;
+  }
+  *kids = Children(launcher);
+  if (kids->size() != 2) {
+    ADD_FAILURE() << kids->size() << " workers under the launcher";
+    return -1;
+  }
+  return launcher;
+}
+
+// The single-host launcher: a worker killed under it makes the launcher exit non-zero, naming it.
+TEST(DataParallelTest, LauncherReportsAKilledWorker) {
+  std::string home = FreshHome("dp-launcher");
+  std::vector<pid_t> kids;
+  pid_t launcher = StartTwoWorkers(home, &kids);
+  ASSERT_NE(launcher, -1);
   ASSERT_EQ(::kill(kids[1], SIGKILL), 0);
   int st = WaitFor(launcher, 60);
   if (st == -1) {
@@ -216,12 +231,9 @@ TEST(DataParallelTest, WorkersDieWithTheirLauncher) {
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   for (int sig : {SIGTERM, SIGKILL}) {
     std::string home = FreshHome("dp-launcher-" + std::to_string(sig));
-    std::vector<std::string> job = kImaging;
-    job.insert(job.end(), {"--nproc", "2", "--timeout", "20"});
-    pid_t launcher = SpawnRonghe(home, job);
-    ASSERT_TRUE(WaitForFile(home + "/runs/1/checkpoint.rhc", 240)) << Slurp(home + "/stderr");
-    auto kids = Children(launcher);
-    ASSERT_EQ(kids.size(), 2u);
+    std::vector<pid_t> kids;
+    pid_t launcher = StartTwoWorkers(home, &kids);
+    ASSERT_NE(launcher, -1);
     ASSERT_EQ(::kill(launcher, sig), 0);
     int st = WaitFor(launcher, 60);
     ASSERT_NE(st, -1) << "launcher still running after signal " << sig;
