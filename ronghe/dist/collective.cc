@@ -139,6 +139,7 @@ struct GradientReducer::State {
   };
   std::vector<Bucket> buckets;
   std::vector<int> bucket_of;      // per param
+  std::vector<size_t> slot_of;     // per param: its index among its bucket's members
   std::vector<char> ready;         // per param, this step
   std::vector<unsigned> hooks;     // per param
   Status error;                    // a launch that threw inside a hook
@@ -156,8 +157,7 @@ struct GradientReducer::State {
 
   void OnGrad(size_t i, const at::Tensor& grad) {
     Bucket& b = buckets[bucket_of[i]];
-    size_t k = 0;
-    while (b.members[k] != i) ++k;
+    const size_t k = slot_of[i];
     b.flat.narrow(0, b.offsets[k], grad.numel()).copy_(grad.reshape({-1}));
     if (!ready[i]) {
       ready[i] = 1;
@@ -172,6 +172,7 @@ GradientReducer::GradientReducer(Collective* c, std::vector<at::Tensor> params, 
   s_->params = std::move(params);
   const size_t n = s_->params.size();
   s_->bucket_of.assign(n, 0);
+  s_->slot_of.assign(n, 0);
   s_->ready.assign(n, 0);
   // Reverse order: the last layers' gradients come first out of backward.
   State::Bucket cur;
@@ -184,7 +185,10 @@ GradientReducer::GradientReducer(Collective* c, std::vector<at::Tensor> params, 
       total += s_->params[i].numel();
     }
     cur.flat = torch::zeros({total}, torch::kFloat32);
-    for (size_t i : cur.members) s_->bucket_of[i] = static_cast<int>(s_->buckets.size());
+    for (size_t k = 0; k < cur.members.size(); ++k) {
+      s_->bucket_of[cur.members[k]] = static_cast<int>(s_->buckets.size());
+      s_->slot_of[cur.members[k]] = k;
+    }
     s_->buckets.push_back(std::move(cur));
     cur = State::Bucket();
     bytes = 0;
