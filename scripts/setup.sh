@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libgmp-dev libssl-dev
   zlib1g-dev libgloo-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libsqlite3-dev
+  libsqlite3-dev libcpp-httplib-dev wrk
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   r-base-core

@@ -132,6 +132,19 @@ void Config::Set(const std::string& key, const std::string& v) {
 
 bool Config::Has(const std::string& key) const { return Find(impl_->root, key) != nullptr; }
 
+std::vector<std::string> Config::Keys(const std::string& table) const {
+  const toml::table* t = &impl_->root;
+  if (!table.empty()) {
+    const toml::node* n = Find(impl_->root, table);
+    t = n ? n->as_table() : nullptr;
+  }
+  std::vector<std::string> keys;
+  if (t) {
+    for (const auto& [k, v] : *t) keys.emplace_back(k.str());
+  }
+  return keys;
+}
+
 Status Config::ValueError(const std::string& key, const std::string& why) const {
   if (impl_->overridden.count(key)) return InvalidArgument("--set " + key + ": " + why);
   const toml::node* n = Find(impl_->root, key);

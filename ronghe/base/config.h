@@ -37,6 +37,9 @@ class Config {
   void Set(const std::string& key, const std::string& v);
 
   bool Has(const std::string& key) const;
+  // The keys directly inside table `table` ("" = the root), sorted; empty when absent or
+  // not a table. For tables whose keys are names the user picks (serve's [aliases]).
+  std::vector<std::string> Keys(const std::string& table) const;
 
   // Each Get leaves *out untouched when the key is absent and marks the key as known.
   // A value of the wrong type is InvalidArgument naming the source and the key.

@@ -36,6 +36,15 @@ TEST(ConfigTest, ReadsTypedValues) {
   EXPECT_TRUE(cfg->CheckNoUnknownKeys().ok());
 }
 
+TEST(ConfigTest, KeysListsATablesKeys) {
+  auto cfg = Config::Parse(kText, "job.toml");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->Keys("train"), (std::vector<std::string>{"epochs", "hidden", "lr", "optimizer"}));
+  EXPECT_EQ(cfg->Keys(""), (std::vector<std::string>{"data", "train"}));
+  EXPECT_TRUE(cfg->Keys("absent").empty());
+  EXPECT_TRUE(cfg->Keys("train.lr").empty());  // a value, not a table
+}
+
 TEST(ConfigTest, UnknownKeyNamesKeyAndFile) {
   auto cfg = Config::Parse("[train]\nlr = 0.1\nlrr = 0.2\n", "job.toml");
   ASSERT_TRUE(cfg.ok());

@@ -68,6 +68,37 @@ const char* const kMigrations[] = {
       PRIMARY KEY (run_id, step)
     );
     )sql",
+    // 2 -> 3: A/B experiments of the inference server (ronghe/serve/experiment.h): each answered
+    // request of an experiment, the outcome labels fed back for them, and the decision.
+    R"sql(
+    CREATE TABLE experiments (
+      name TEXT PRIMARY KEY,
+      model TEXT NOT NULL,
+      variants_json TEXT NOT NULL,
+      weights_json TEXT NOT NULL,
+      sticky_key TEXT NOT NULL,
+      status TEXT NOT NULL,
+      decided_variant TEXT NOT NULL DEFAULT '',
+      created_at REAL NOT NULL,
+      decided_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE experiment_requests (
+      experiment TEXT NOT NULL REFERENCES experiments(name),
+      request_id TEXT NOT NULL,
+      variant TEXT NOT NULL,
+      latency_us INTEGER NOT NULL,
+      ok INTEGER NOT NULL,
+      recorded_at REAL NOT NULL
+    );
+    CREATE INDEX experiment_requests_by_id ON experiment_requests(experiment, request_id);
+    CREATE TABLE experiment_feedback (
+      experiment TEXT NOT NULL REFERENCES experiments(name),
+      request_id TEXT NOT NULL,
+      outcome REAL NOT NULL,
+      recorded_at REAL NOT NULL,
+      PRIMARY KEY (experiment, request_id)
+    );
+    )sql",
 };
 constexpr int kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
