@@ -29,6 +29,8 @@
 #include "ronghe/data/source.h"
 #include "ronghe/fed/consortium.h"
 #include "ronghe/fed/job.h"
+#include "ronghe/serve/calibrate.h"
+#include "ronghe/serve/job.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/train/job.h"
 
@@ -484,6 +486,54 @@ int RunCli(int argc, char** argv) {
   fed_demo->add_option("--workdir", dreq.workdir, "Folder for the consortium and logs (default under $RONGHE_HOME/fed-demo)");
   fed_demo->add_option("--examples", dreq.source_dir, "Folder holding examples/fraud/ (default: the source tree)");
 
+  // serve
+  auto* serve_cmd = app.add_subcommand("serve", "Serve a model repository over HTTP (KServe v2 protocol)");
+  serve::ServeJobRequest sreq;
+  serve_cmd->add_option("--repo", sreq.repo, "Model repository: DIR/<model>/<version>/model.rhm")
+      ->required()->check(CLI::ExistingDirectory);
+  serve_cmd->add_option("--host", sreq.host, "Address to listen on (default 0.0.0.0)");
+  serve_cmd->add_option("--http", sreq.http_port, "HTTP port (default 8000; 0 = any free port)")->check(CLI::Range(0, 65535));
+  serve_cmd->add_option("--grpc", sreq.grpc_port, "gRPC port (default: no gRPC; 0 = any free port)")->check(CLI::Range(0, 65535));
+  serve_cmd->add_option("--http-threads", sreq.http_threads, "Connection threads (default 64)")->check(CLI::Range(1, 4096));
+  serve_cmd->add_option("--max-batch-size", sreq.max_batch_size,
+                        "Override every model's batching.max_batch_size (0 = batching off)")->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--max-queue-delay-us", sreq.max_queue_delay_us,
+                        "Override every model's batching.max_queue_delay_us")->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--watch", sreq.watch_s, "Poll the repository every SECONDS and reload what changed (default off)")
+      ->check(CLI::Range(0.05, 3600.0));
+  serve_cmd->add_option("--access-log", sreq.access_log, "Write a JSON line per request to FILE ('-' = stdout)");
+  serve_cmd->add_option("--threads", sreq.threads, "Torch intra-op threads (default: all cores)")->check(CLI::Range(1, 1024));
+
+  // calibrate
+  auto* cal_cmd = app.add_subcommand("calibrate", "Pick a cascade route's confidence threshold on the validation split");
+  serve::CalibrateRequest creq_cal;
+  cal_cmd->add_option("--repo", creq_cal.repo, "Model repository")->required()->check(CLI::ExistingDirectory);
+  cal_cmd->add_option("--route", creq_cal.route, "The cascade entry (a directory with [cascade] in config.toml)")->required();
+  cal_cmd->add_option("--target-accuracy", creq_cal.target_accuracy, "Accuracy the cascade must reach on validation")
+      ->check(CLI::Range(0.0, 1.0));
+  cal_cmd->add_option("--max-drop", creq_cal.max_drop, "Or: at most this far below the full model alone (default 0.005)")
+      ->check(CLI::Range(0.0, 1.0));
+  cal_cmd->add_flag("--write", creq_cal.write, "Write the threshold into the route's config.toml");
+
+  // experiments
+  auto* exp_cmd = app.add_subcommand("experiments", "A/B experiments of served models: list, show, promote, rollback");
+  exp_cmd->require_subcommand(1);
+  std::string exp_name, exp_variant;
+  bool exp_json = false;
+  auto* exp_list = exp_cmd->add_subcommand("list", "Experiments in the run store with their verdicts");
+  exp_list->add_flag("--json", exp_json, "Print as JSON");
+  std::vector<CLI::App*> exp_actions;
+  for (const char* a : {"show", "promote", "rollback"}) {
+    auto* c = exp_cmd->add_subcommand(a, std::string(a) == "show" ? "Per-variant statistics, tests and verdict"
+                                         : std::string(a) == "promote"
+                                             ? "Send all default traffic to the challenger (or --variant)"
+                                             : "Send all default traffic back to the control (or --variant)");
+    c->add_option("NAME", exp_name, "Experiment name")->required();
+    if (std::string(a) == "show") c->add_flag("--json", exp_json, "Print as JSON");
+    else c->add_option("--variant", exp_variant, "The variant that wins");
+    exp_actions.push_back(c);
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -599,6 +649,36 @@ int RunCli(int argc, char** argv) {
     dreq.home = home;
     Status st = fed::RunFedDemo(dreq);
     return st.ok() ? 0 : Fail(st);
+  }
+  if (*serve_cmd) {
+    sreq.home = home;
+    Status st = serve::RunServeJob(sreq);
+    return st.ok() ? 0 : Fail(st);
+  }
+  if (*cal_cmd) {
+    creq_cal.home = home;
+    auto r = serve::Calibrate(creq_cal);
+    if (!r.ok()) return Fail(r.status());
+    std::printf("route %s: threshold %.6g (target accuracy %.4f on validation)%s\n", creq_cal.route.c_str(),
+                r->threshold, r->target, creq_cal.write ? ", written to config.toml" : "");
+    std::printf("%-11s %7s %10s %10s %10s %10s %10s\n", "split", "rows", "escalated", "cascade", "full-only",
+                "light-only", "cost");
+    for (const auto& [name, q] : {std::pair<const char*, serve::CascadeQuality>{"validation", r->val}, {"test", r->test}}) {
+      std::printf("%-11s %7lld %9.1f%% %10.4f %10.4f %10.4f %9.2fx\n", name, static_cast<long long>(q.rows),
+                  100 * q.escalated, q.cascade_accuracy, q.full_accuracy, q.light_accuracy, q.relative_cost);
+    }
+    std::printf("cost: the cascade's forward time over the full model's alone, measured on these splits\n");
+    return 0;
+  }
+  if (*exp_list) {
+    Status st = serve::ExperimentsCommand(home, "list", "", "", exp_json);
+    return st.ok() ? 0 : Fail(st);
+  }
+  for (auto* c : exp_actions) {
+    if (*c) {
+      Status st = serve::ExperimentsCommand(home, c->get_name(), exp_name, exp_variant, exp_json);
+      return st.ok() ? 0 : Fail(st);
+    }
   }
   if (*keys_init) return CmdKeysInit(k_parties, k_threshold, k_bits, k_out);
   if (*keys_inspect) return CmdKeysInspect(k_file);

@@ -442,6 +442,7 @@ Result<ExperimentReport> Experiments::Report(const std::string& name) {
   r.outcome_p = tp.p;
   constexpr double kAlpha = 0.05;
   constexpr int64_t kMinFeedback = 30;
+  constexpr double kMaterialSlowdown = 0.10;  // a median more than 10% higher
   if (a.feedback < kMinFeedback || b.feedback < kMinFeedback) {
     r.verdict = "continue";
     r.reason = "needs at least " + std::to_string(kMinFeedback) + " outcome labels per variant (have " +
@@ -450,12 +451,16 @@ Result<ExperimentReport> Experiments::Report(const std::string& name) {
     r.verdict = "rollback";
     r.reason = "'" + b.variant + "' has a significantly lower outcome rate than '" + a.variant + "'";
   } else if (r.outcome_p < kAlpha && r.outcome_z > 0) {
-    if (r.latency_p < kAlpha && r.latency_z > 0) {
+    // Slower counts when it is both significant and material: with thousands of requests the
+    // U test detects differences of a few microseconds that nobody would trade outcomes for.
+    bool slower = r.latency_p < kAlpha && r.latency_z > 0 && b.p50_ms > a.p50_ms * (1 + kMaterialSlowdown);
+    if (slower) {
       r.verdict = "continue";
-      r.reason = "'" + b.variant + "' is better on outcomes but significantly slower: a trade-off to decide";
+      r.reason = "'" + b.variant + "' is better on outcomes but significantly and materially slower (median " +
+                 std::to_string(b.p50_ms) + " vs " + std::to_string(a.p50_ms) + " ms): a trade-off to decide";
     } else {
       r.verdict = "promote";
-      r.reason = "'" + b.variant + "' has a significantly higher outcome rate and is not significantly slower";
+      r.reason = "'" + b.variant + "' has a significantly higher outcome rate and is not materially slower";
     }
   } else {
     r.verdict = "continue";

@@ -3,6 +3,9 @@
 // in the run store's database, and a verdict compares the variants with stated tests:
 //   latency  - Mann-Whitney U (two-sided, normal approximation with tie correction)
 //   outcome  - two-proportion z-test on the share of feedback labels equal to 1
+// Verdict (alpha 0.05, at least 30 labels per variant): promote when the challenger's outcome
+// rate is significantly higher and it is not slower both significantly and materially (median
+// more than 10% above the control's); rollback when its outcome rate is significantly lower.
 // Decisions (promote / rollback) are rows in the store too, so `ronghe experiments promote` from
 // any shell reaches every server on that store within `refresh_s`.
 #pragma once

@@ -1,0 +1,353 @@
+#include "ronghe/serve/grpc.h"
+
+#include <grpcpp/grpcpp.h>
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "ronghe/serve/inference.grpc.pb.h"
+
+namespace ronghe::serve {
+
+using nlohmann::json;
+
+namespace {
+
+grpc::Status ToGrpc(const Status& st) {
+  grpc::StatusCode c;
+  switch (st.code()) {
+    case StatusCode::kOk: return grpc::Status::OK;
+    case StatusCode::kInvalidArgument: c = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case StatusCode::kNotFound: c = grpc::StatusCode::NOT_FOUND; break;
+    case StatusCode::kResourceExhausted: c = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
+    case StatusCode::kUnavailable: c = grpc::StatusCode::UNAVAILABLE; break;
+    case StatusCode::kDeadlineExceeded: c = grpc::StatusCode::DEADLINE_EXCEEDED; break;
+    case StatusCode::kFailedPrecondition: c = grpc::StatusCode::FAILED_PRECONDITION; break;
+    default: c = grpc::StatusCode::INTERNAL; break;
+  }
+  return grpc::Status(c, st.message());
+}
+
+json ParamsToJson(const google::protobuf::Map<std::string, inference::InferParameter>& m) {
+  json j = json::object();
+  for (const auto& [k, v] : m) {
+    switch (v.parameter_choice_case()) {
+      case inference::InferParameter::kBoolParam: j[k] = v.bool_param(); break;
+      case inference::InferParameter::kInt64Param: j[k] = v.int64_param(); break;
+      case inference::InferParameter::kStringParam: j[k] = v.string_param(); break;
+      case inference::InferParameter::kDoubleParam: j[k] = v.double_param(); break;
+      default: break;
+    }
+  }
+  return j;
+}
+
+void JsonToParams(const json& j, google::protobuf::Map<std::string, inference::InferParameter>* m) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    inference::InferParameter p;
+    const json& v = it.value();
+    if (v.is_boolean()) p.set_bool_param(v.get<bool>());
+    else if (v.is_number_integer()) p.set_int64_param(v.get<int64_t>());
+    else if (v.is_number()) p.set_double_param(v.get<double>());
+    else if (v.is_string()) p.set_string_param(v.get<std::string>());
+    else p.set_string_param(v.dump());  // arrays/objects (e.g. escalated rows) as JSON text
+    (*m)[it.key()] = p;
+  }
+}
+
+size_t ElementSize(DataType t) {
+  switch (t) {
+    case DataType::kBool:
+    case DataType::kUint8: return 1;
+    case DataType::kInt32:
+    case DataType::kFp32: return 4;
+    default: return 8;
+  }
+}
+
+template <typename T, typename Repeated>
+Status CopyContents(const Repeated& src, const std::string& field, int64_t n, InferTensor* t) {
+  if (static_cast<int64_t>(src.size()) != n) {
+    return InvalidArgument(field + ": " + std::to_string(src.size()) + " values, but the shape holds " +
+                           std::to_string(n));
+  }
+  T* out = t->tensor.data_ptr<T>();
+  for (int64_t i = 0; i < n; ++i) {
+    auto v = src.Get(static_cast<int>(i));
+    if constexpr (std::is_same_v<T, uint8_t>) {
+      if (v > 255) return InvalidArgument(field + "[" + std::to_string(i) + "]: out of range for UINT8");
+    }
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      if (!std::isfinite(v)) return InvalidArgument(field + "[" + std::to_string(i) + "]: not finite");
+    }
+    out[i] = static_cast<T>(v);
+  }
+  return Status::OK();
+}
+
+// Protobuf request -> the same struct the JSON decoder makes, with the same checks.
+Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
+  constexpr int64_t kMaxElements = 1 << 24;
+  InferRequestMsg msg;
+  msg.id = req.id();
+  msg.parameters = ParamsToJson(req.parameters());
+  if (req.inputs_size() == 0) return InvalidArgument("inputs: missing");
+  bool raw = req.raw_input_contents_size() > 0;
+  if (raw && req.raw_input_contents_size() != req.inputs_size()) {
+    return InvalidArgument("raw_input_contents: " + std::to_string(req.raw_input_contents_size()) +
+                           " entries for " + std::to_string(req.inputs_size()) + " inputs");
+  }
+  int64_t budget = kMaxElements;
+  for (int i = 0; i < req.inputs_size(); ++i) {
+    const auto& in = req.inputs(i);
+    std::string field = "inputs[" + std::to_string(i) + "]";
+    InferTensor t;
+    t.name = in.name();
+    auto dt = ParseDataType(in.datatype());
+    if (!dt.ok()) return InvalidArgument(field + ".datatype: " + dt.status().message());
+    t.datatype = *dt;
+    if (in.shape_size() > 8) return InvalidArgument(field + ".shape: more than 8 dimensions");
+    int64_t n = 1;
+    for (int64_t d : in.shape()) {
+      if (d < 0) return InvalidArgument(field + ".shape: negative dimension");
+      if (d > 0 && n > budget / d) return InvalidArgument(field + ": more than " + std::to_string(kMaxElements) + " elements");
+      n *= d;
+      t.shape.push_back(d);
+    }
+    budget -= n;
+    for (const auto& prev : msg.inputs) {
+      if (prev.name == t.name) return InvalidArgument("inputs: '" + t.name + "' given twice");
+    }
+    if (t.datatype == DataType::kBytes) {
+      if (raw) {
+        const std::string& r = req.raw_input_contents(i);
+        size_t pos = 0;
+        while (pos < r.size()) {
+          if (r.size() - pos < 4) return InvalidArgument(field + ": truncated BYTES length prefix");
+          uint32_t len;
+          std::memcpy(&len, r.data() + pos, 4);
+          pos += 4;
+          if (r.size() - pos < len) return InvalidArgument(field + ": BYTES element overruns its buffer");
+          t.bytes.emplace_back(r.data() + pos, len);
+          pos += len;
+        }
+      } else {
+        for (const auto& b : in.contents().bytes_contents()) t.bytes.push_back(b);
+      }
+      if (static_cast<int64_t>(t.bytes.size()) != n) {
+        return InvalidArgument(field + ": " + std::to_string(t.bytes.size()) + " values, but the shape holds " + std::to_string(n));
+      }
+      msg.inputs.push_back(std::move(t));
+      continue;
+    }
+    at::ScalarType st = t.datatype == DataType::kBool    ? at::kBool
+                        : t.datatype == DataType::kUint8 ? at::kByte
+                        : t.datatype == DataType::kInt32 ? at::kInt
+                        : t.datatype == DataType::kInt64 ? at::kLong
+                        : t.datatype == DataType::kFp64  ? at::kDouble
+                                                         : at::kFloat;
+    t.tensor = at::empty(t.shape, at::TensorOptions().dtype(st));
+    if (raw) {
+      const std::string& r = req.raw_input_contents(i);
+      if (static_cast<int64_t>(r.size()) != n * static_cast<int64_t>(ElementSize(t.datatype))) {
+        return InvalidArgument(field + ": raw contents hold " + std::to_string(r.size()) + " bytes, the shape needs " +
+                               std::to_string(n * static_cast<int64_t>(ElementSize(t.datatype))));
+      }
+      std::memcpy(t.tensor.data_ptr(), r.data(), r.size());
+      if (t.datatype == DataType::kFp32 && !at::isfinite(t.tensor).all().item<bool>()) {
+        return InvalidArgument(field + ": raw contents hold a non-finite value");
+      }
+      if (t.datatype == DataType::kBool) t.tensor = t.tensor.to(at::kByte).ne(0);
+    } else {
+      const auto& c = in.contents();
+      std::string cf = field + ".contents";
+      Status s;
+      switch (t.datatype) {
+        case DataType::kBool: s = CopyContents<bool>(c.bool_contents(), cf + ".bool_contents", n, &t); break;
+        case DataType::kUint8: s = CopyContents<uint8_t>(c.uint_contents(), cf + ".uint_contents", n, &t); break;
+        case DataType::kInt32: s = CopyContents<int32_t>(c.int_contents(), cf + ".int_contents", n, &t); break;
+        case DataType::kInt64: s = CopyContents<int64_t>(c.int64_contents(), cf + ".int64_contents", n, &t); break;
+        case DataType::kFp32: s = CopyContents<float>(c.fp32_contents(), cf + ".fp32_contents", n, &t); break;
+        case DataType::kFp64: s = CopyContents<double>(c.fp64_contents(), cf + ".fp64_contents", n, &t); break;
+        default: break;
+      }
+      RETURN_IF_ERROR(s);
+    }
+    msg.inputs.push_back(std::move(t));
+  }
+  for (const auto& o : req.outputs()) msg.outputs.push_back(o.name());
+  return msg;
+}
+
+void ToProto(const InferTensor& t, inference::ModelInferResponse::InferOutputTensor* out) {
+  out->set_name(t.name);
+  out->set_datatype(DataTypeName(t.datatype));
+  for (int64_t d : t.shape) out->add_shape(d);
+  auto* c = out->mutable_contents();
+  int64_t n = t.datatype == DataType::kBytes ? static_cast<int64_t>(t.bytes.size()) : t.tensor.numel();
+  switch (t.datatype) {
+    case DataType::kFp32: {
+      const float* p = t.tensor.data_ptr<float>();
+      c->mutable_fp32_contents()->Add(p, p + n);
+      break;
+    }
+    case DataType::kFp64: {
+      const double* p = t.tensor.data_ptr<double>();
+      c->mutable_fp64_contents()->Add(p, p + n);
+      break;
+    }
+    case DataType::kInt64: {
+      const int64_t* p = t.tensor.data_ptr<int64_t>();
+      for (int64_t i = 0; i < n; ++i) c->add_int64_contents(p[i]);
+      break;
+    }
+    case DataType::kInt32: {
+      const int32_t* p = t.tensor.data_ptr<int32_t>();
+      c->mutable_int_contents()->Add(p, p + n);
+      break;
+    }
+    case DataType::kUint8: {
+      const uint8_t* p = t.tensor.data_ptr<uint8_t>();
+      for (int64_t i = 0; i < n; ++i) c->add_uint_contents(p[i]);
+      break;
+    }
+    case DataType::kBool: {
+      const bool* p = t.tensor.data_ptr<bool>();
+      for (int64_t i = 0; i < n; ++i) c->add_bool_contents(p[i]);
+      break;
+    }
+    case DataType::kBytes:
+      for (const auto& b : t.bytes) c->add_bytes_contents(b);
+      break;
+  }
+}
+
+class Service final : public inference::GRPCInferenceService::Service {
+ public:
+  explicit Service(InferenceServer* s) : s_(s) {}
+
+  grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
+                          inference::ServerLiveResponse* r) override {
+    r->set_live(true);
+    return grpc::Status::OK;
+  }
+  grpc::Status ServerReady(grpc::ServerContext*, const inference::ServerReadyRequest*,
+                           inference::ServerReadyResponse* r) override {
+    r->set_ready(s_->Ready());
+    return grpc::Status::OK;
+  }
+  grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest* q,
+                          inference::ModelReadyResponse* r) override {
+    Status st = s_->ModelReady(q->name(), q->version());
+    if (!st.ok() && st.code() == StatusCode::kNotFound) return ToGrpc(st);
+    r->set_ready(st.ok());
+    return grpc::Status::OK;
+  }
+  grpc::Status ServerMetadata(grpc::ServerContext*, const inference::ServerMetadataRequest*,
+                              inference::ServerMetadataResponse* r) override {
+    r->set_name("ronghe");
+    r->set_version("0.1.0");
+    for (const char* e : {"model_repository", "statistics", "experiments", "cascade"}) r->add_extensions(e);
+    return grpc::Status::OK;
+  }
+  grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest* q,
+                             inference::ModelMetadataResponse* r) override {
+    auto j = s_->ModelMetadata(q->name(), q->version());
+    if (!j.ok()) return ToGrpc(j.status());
+    r->set_name((*j)["name"].get<std::string>());
+    r->set_platform((*j)["platform"].get<std::string>());
+    for (const auto& v : (*j)["versions"]) r->add_versions(v.get<std::string>());
+    for (const char* side : {"inputs", "outputs"}) {
+      for (const auto& t : (*j)[side]) {
+        auto* m = std::string(side) == "inputs" ? r->add_inputs() : r->add_outputs();
+        m->set_name(t["name"].get<std::string>());
+        m->set_datatype(t["datatype"].get<std::string>());
+        for (const auto& d : t["shape"]) m->add_shape(d.get<int64_t>());
+      }
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* q,
+                          inference::ModelInferResponse* r) override {
+    auto start = std::chrono::steady_clock::now();
+    auto msg = FromProto(*q);
+    Result<InferResult> res = msg.ok() ? s_->Infer(q->model_name(), q->model_version(), *msg)
+                                       : Result<InferResult>(msg.status());
+    if (res.ok()) {
+      r->set_model_name(res->model);
+      r->set_model_version(res->version);
+      r->set_id(q->id());
+      JsonToParams(res->parameters, r->mutable_parameters());
+      for (const auto& t : res->outputs) ToProto(t, r->add_outputs());
+    }
+    s_->AccessLog({{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
+                   {"protocol", "grpc"}, {"method", "ModelInfer"}, {"model", q->model_name()},
+                   {"version", res.ok() ? res->version : q->model_version()},
+                   {"status", res.ok() ? "OK" : res.status().message()},
+                   {"ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count()}});
+    return res.ok() ? grpc::Status::OK : ToGrpc(res.status());
+  }
+  grpc::Status RepositoryIndex(grpc::ServerContext*, const inference::RepositoryIndexRequest*,
+                               inference::RepositoryIndexResponse* r) override {
+    for (const auto& m : s_->RepositoryIndex()) {
+      auto* x = r->add_models();
+      x->set_name(m["name"].get<std::string>());
+      x->set_version(m.value("version", ""));
+      x->set_state(m["state"].get<std::string>());
+      x->set_reason(m.value("reason", ""));
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status RepositoryModelLoad(grpc::ServerContext*, const inference::RepositoryModelLoadRequest* q,
+                                   inference::RepositoryModelLoadResponse*) override {
+    return ToGrpc(s_->Load(q->model_name()));
+  }
+  grpc::Status RepositoryModelUnload(grpc::ServerContext*, const inference::RepositoryModelUnloadRequest* q,
+                                     inference::RepositoryModelUnloadResponse*) override {
+    return ToGrpc(s_->Unload(q->model_name()));
+  }
+
+ private:
+  InferenceServer* s_;
+};
+
+}  // namespace
+
+struct GrpcFrontend::Impl {
+  std::unique_ptr<Service> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool stopped = false;
+};
+
+GrpcFrontend::GrpcFrontend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(InferenceServer* server, const GrpcOptions& o) {
+  auto impl = std::make_unique<Impl>();
+  impl->service = std::make_unique<Service>(server);
+  grpc::ServerBuilder b;
+  b.AddListeningPort(o.host + ":" + std::to_string(o.port), grpc::InsecureServerCredentials(), &impl->port);
+  b.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
+  b.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
+  b.RegisterService(impl->service.get());
+  impl->server = b.BuildAndStart();
+  if (!impl->server || impl->port <= 0) {
+    return Unavailable("cannot listen for gRPC on " + o.host + ":" + std::to_string(o.port) +
+                       " (in use, or not an address of this host)");
+  }
+  return std::unique_ptr<GrpcFrontend>(new GrpcFrontend(std::move(impl)));
+}
+
+GrpcFrontend::~GrpcFrontend() { Stop(); }
+
+int GrpcFrontend::port() const { return impl_->port; }
+
+void GrpcFrontend::Stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  impl_->server->Wait();
+}
+
+}  // namespace ronghe::serve

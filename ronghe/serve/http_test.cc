@@ -1,0 +1,478 @@
+// The inference server over real HTTP on loopback: a repository of small real artifacts, the
+// server in this process, cpp-httplib's client in test threads.
+#include "ronghe/serve/http.h"
+
+#include <httplib.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "ronghe/base/file.h"
+#include "ronghe/nn/artifact.h"
+#include "ronghe/serve/experiment.h"
+
+namespace ronghe::serve {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string TempDir(const std::string& name) {
+  std::string d = "/tmp/ronghe-serve-test-" + name + "-" + std::to_string(::getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// A classifier artifact with seeded weights: `hidden` picks the architecture, so different
+// seeds/sizes give different predictions.
+void WriteMlp(const std::string& path, int64_t seed, int64_t inputs = 6, int64_t classes = 3,
+              std::vector<int64_t> hidden = {8}) {
+  torch::manual_seed(static_cast<uint64_t>(seed));
+  nn::ModelConfig c;
+  c.kind = "mlp";
+  c.input_shape = {inputs};
+  c.outputs = classes == 2 ? 1 : classes;
+  c.hidden = hidden;
+  auto m = nn::Model::Create(c);
+  ASSERT_TRUE(m.ok());
+  json classes_json = json::array();
+  for (int64_t i = 0; i < classes; ++i) classes_json.push_back("c" + std::to_string(i));
+  fs::create_directories(fs::path(path).parent_path());
+  ASSERT_TRUE(nn::SaveArtifact(path, **m, {{"task", classes == 2 ? "binary" : "multiclass"},
+                                           {"classes", classes_json}}).ok());
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+// Offline prediction: what the artifact itself says for `x`.
+at::Tensor Offline(const std::string& artifact, const at::Tensor& x) {
+  auto a = nn::LoadArtifact(artifact);
+  EXPECT_TRUE(a.ok());
+  torch::NoGradGuard g;
+  return a->model->Forward(x);
+}
+
+json InferBody(const at::Tensor& x, const std::string& id = "", json params = json::object()) {
+  std::vector<float> v(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  json b = {{"inputs", {{{"name", "input"}, {"datatype", "FP32"}, {"shape", x.sizes().vec()}, {"data", v}}}}};
+  if (!id.empty()) b["id"] = id;
+  if (!params.empty()) b["parameters"] = params;
+  return b;
+}
+
+at::Tensor OutputTensor(const json& resp, const std::string& name) {
+  for (const auto& o : resp["outputs"]) {
+    if (o["name"] == name) {
+      std::vector<float> v = o["data"].get<std::vector<float>>();
+      return torch::tensor(v).view(o["shape"].get<std::vector<int64_t>>());
+    }
+  }
+  ADD_FAILURE() << "no output " << name;
+  return {};
+}
+
+struct Served {
+  std::unique_ptr<InferenceServer> server;
+  std::unique_ptr<HttpFrontend> http;
+  std::unique_ptr<httplib::Client> client;
+
+  static Served Start(ServerOptions o) {
+    Served s;
+    auto server = InferenceServer::Create(o);
+    EXPECT_TRUE(server.ok()) << server.status().message();
+    if (!server.ok()) return s;
+    s.server = std::move(server).value();
+    HttpOptions h;
+    h.host = "127.0.0.1";
+    h.port = 0;
+    h.max_body_bytes = 1 << 20;
+    auto http = HttpFrontend::Start(s.server.get(), h);
+    EXPECT_TRUE(http.ok()) << http.status().message();
+    s.http = std::move(http).value();
+    s.client = s.NewClient();
+    return s;
+  }
+  std::unique_ptr<httplib::Client> NewClient() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", http->port());
+    c->set_read_timeout(30, 0);
+    return c;
+  }
+};
+
+std::pair<int, json> Post(httplib::Client& c, const std::string& path, const std::string& body) {
+  auto r = c.Post(path.c_str(), body, "application/json");
+  if (!r) return {-1, json()};
+  return {r->status, json::parse(r->body, nullptr, false)};
+}
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    repo_ = TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    options_.repository.dir = repo_ + "/repo";
+    options_.store_path = repo_ + "/ronghe.db";
+  }
+  void TearDown() override { fs::remove_all(repo_); }
+  std::string repo_;
+  ServerOptions options_;
+};
+
+TEST_F(HttpTest, InferenceEqualsTheArtifactsOfflinePredictions) {
+  std::string art = options_.repository.dir + "/tab/1/model.rhm";
+  WriteMlp(art, 7);
+  WriteText(options_.repository.dir + "/tab/config.toml", "[batching]\nmax_batch_size = 16\n");
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+
+  EXPECT_EQ(s.client->Get("/v2/health/live")->status, 200);
+  EXPECT_EQ(s.client->Get("/v2/health/ready")->status, 200);
+  auto meta = json::parse(s.client->Get("/v2/models/tab")->body);
+  EXPECT_EQ(meta["name"], "tab");
+  EXPECT_EQ(meta["versions"], json({"1"}));
+  EXPECT_EQ(meta["inputs"][0]["shape"], json({-1, 6}));
+  EXPECT_EQ(meta["outputs"][0]["name"], "probabilities");
+  EXPECT_EQ(s.client->Get("/v2/models/tab/versions/1/ready")->status, 200);
+
+  torch::manual_seed(11);
+  at::Tensor x = torch::randn({5, 6});
+  at::Tensor want = Offline(art, x);
+  auto [code, resp] = Post(*s.client, "/v2/models/tab/infer", InferBody(x, "req-1").dump());
+  ASSERT_EQ(code, 200) << resp.dump();
+  EXPECT_EQ(resp["model_name"], "tab");
+  EXPECT_EQ(resp["model_version"], "1");
+  EXPECT_EQ(resp["id"], "req-1");
+  EXPECT_TRUE(torch::allclose(OutputTensor(resp, "logits"), want, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(OutputTensor(resp, "probabilities"), torch::softmax(want, 1), 1e-5, 1e-6));
+  std::vector<int64_t> cls = resp["outputs"][1]["data"].get<std::vector<int64_t>>();
+  at::Tensor want_cls = want.argmax(1);
+  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(cls[static_cast<size_t>(i)], want_cls[i].item<int64_t>());
+
+  // One output asked for, by version number.
+  json b = InferBody(x.slice(0, 0, 1));
+  b["outputs"] = {{{"name", "class"}}};
+  auto [code2, resp2] = Post(*s.client, "/v2/models/tab/versions/1/infer", b.dump());
+  ASSERT_EQ(code2, 200) << resp2.dump();
+  ASSERT_EQ(resp2["outputs"].size(), 1u);
+  EXPECT_EQ(resp2["outputs"][0]["data"][0], want_cls[0].item<int64_t>());
+}
+
+TEST_F(HttpTest, ConcurrentRequestsAreBatchedAsMetricsShow) {
+  std::string art = options_.repository.dir + "/tab/1/model.rhm";
+  WriteMlp(art, 3);
+  // A long delay so that concurrent requests surely meet in the queue.
+  WriteText(options_.repository.dir + "/tab/config.toml",
+            "[batching]\nmax_batch_size = 32\nmax_queue_delay_us = 20000\n");
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  constexpr int kClients = 16, kEach = 10;
+  std::atomic<int> ok{0};
+  std::atomic<bool> wrong{false};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      auto client = s.NewClient();
+      for (int i = 0; i < kEach; ++i) {
+        at::Tensor x = torch::full({1, 6}, static_cast<float>(c * 100 + i));
+        auto [code, resp] = Post(*client, "/v2/models/tab/infer", InferBody(x).dump());
+        if (code == 200) ++ok;
+        // Each client gets its own row's answer back, whatever batch it rode in.
+        if (code == 200 && !torch::allclose(OutputTensor(resp, "logits"), Offline(art, x), 1e-5, 1e-6)) wrong = true;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kClients * kEach);
+  EXPECT_FALSE(wrong.load());
+  std::string metrics = s.client->Get("/metrics")->body;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(metrics, m, std::regex(R"re(ronghe_inference_batch_size_count\{model="tab",version="1"\} (\d+))re")));
+  int64_t batches = std::stoll(m[1]);
+  ASSERT_TRUE(std::regex_search(metrics, m, std::regex(R"re(ronghe_inference_batch_size_bucket\{model="tab",version="1",le="1"\} (\d+))re")));
+  int64_t single = std::stoll(m[1]);
+  EXPECT_LT(batches, kClients * kEach) << metrics;  // fewer batches than requests
+  EXPECT_LT(single, batches) << "some batch held more than one row";
+  EXPECT_NE(metrics.find(R"(ronghe_inference_requests_total{model="tab",version="1",outcome="success"} 160)"), std::string::npos);
+}
+
+TEST_F(HttpTest, ReloadUnderLoadLosesNoRequestAndAFailedLoadKeepsTheOldVersion) {
+  std::string dir = options_.repository.dir + "/tab";
+  WriteMlp(dir + "/1/model.rhm", 1);
+  WriteText(dir + "/config.toml", "[batching]\nmax_batch_size = 8\nmax_queue_delay_us = 200\n");
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mu;
+  std::set<std::string> versions_seen;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < 4; ++c) {
+    threads.emplace_back([&] {
+      auto client = s.NewClient();
+      at::Tensor x = torch::ones({2, 6});
+      std::string body = InferBody(x).dump();
+      while (!stop.load()) {
+        auto [code, resp] = Post(*client, "/v2/models/tab/infer", body);
+        if (code == 200) {
+          ++ok;
+          std::lock_guard<std::mutex> l(mu);
+          versions_seen.insert(resp["model_version"].get<std::string>());
+        } else {
+          ++failed;
+        }
+      }
+    });
+  }
+  auto wait_for = [&](int n) {
+    int start = ok.load();
+    while (ok.load() < start + n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  wait_for(50);
+  WriteMlp(dir + "/2/model.rhm", 2);  // policy "latest" 1: version 2 replaces 1
+  auto [c1, r1] = Post(*s.client, "/v2/repository/models/tab/load", "");
+  EXPECT_EQ(c1, 200) << r1.dump();
+  wait_for(50);
+  // A corrupt version 3: the load fails, naming the file, and version 2 keeps serving.
+  WriteText(dir + "/3/model.rhm", "not a model");
+  auto [c2, r2] = Post(*s.client, "/v2/repository/models/tab/load", "");
+  EXPECT_GE(c2, 400);
+  EXPECT_NE(r2["error"].get<std::string>().find("3/model.rhm"), std::string::npos) << r2.dump();
+  wait_for(50);
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(versions_seen, (std::set<std::string>{"1", "2"}));
+  auto [c3, r3] = Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
+  EXPECT_EQ(c3, 200);
+  EXPECT_EQ(r3["model_version"], "2");
+  EXPECT_TRUE(torch::allclose(OutputTensor(r3, "logits"), Offline(dir + "/2/model.rhm", torch::ones({1, 6})), 1e-5, 1e-6));
+  EXPECT_NE(s.client->Get("/metrics")->body.find("ronghe_model_reloads_total 1"), std::string::npos);
+
+  // Unload: the model answers 503 naming why; load brings it back.
+  fs::remove_all(dir + "/3");
+  EXPECT_EQ(Post(*s.client, "/v2/repository/models/tab/unload", "").first, 200);
+  auto [c4, r4] = Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
+  EXPECT_EQ(c4, 503);
+  EXPECT_NE(r4["error"].get<std::string>().find("unloaded"), std::string::npos);
+  EXPECT_EQ(Post(*s.client, "/v2/repository/models/tab/load", "").first, 200);
+  EXPECT_EQ(Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump()).first, 200);
+}
+
+TEST_F(HttpTest, WatchPicksUpANewVersion) {
+  std::string dir = options_.repository.dir + "/tab";
+  WriteMlp(dir + "/1/model.rhm", 1);
+  options_.watch_interval_s = 0.05;
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  WriteMlp(dir + "/2/model.rhm", 2);
+  std::string version;
+  for (int i = 0; i < 2000 && version != "2"; ++i) {
+    auto [code, resp] = Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
+    ASSERT_EQ(code, 200);
+    version = resp["model_version"].get<std::string>();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(version, "2");
+}
+
+TEST_F(HttpTest, AliasesAndExperimentSplitByWeightStickyByKey) {
+  std::string dir = options_.repository.dir + "/fraud";
+  WriteMlp(dir + "/1/model.rhm", 1, 6, 2);
+  WriteMlp(dir + "/2/model.rhm", 2, 6, 2, {16});
+  WriteText(dir + "/config.toml", R"(
+[versions]
+policy = "all"
+[aliases]
+champion = 1
+challenger = 2
+[experiment]
+name = "fraud-ab"
+variants = ["champion", "challenger"]
+weights = [0.8, 0.2]
+sticky_key = "customer"
+)");
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  std::string body = InferBody(torch::ones({1, 6})).dump();
+  // Aliases address versions directly.
+  EXPECT_EQ(Post(*s.client, "/v2/models/fraud/versions/challenger/infer", body).second["model_version"], "2");
+  EXPECT_EQ(Post(*s.client, "/v2/models/fraud/versions/champion/infer", body).second["model_version"], "1");
+
+  constexpr int kKeys = 1000;
+  int challenger = 0;
+  std::map<int, std::string> first;
+  for (int k = 0; k < kKeys; ++k) {
+    json b = InferBody(torch::ones({1, 6}), "r" + std::to_string(k), {{"customer", "cust-" + std::to_string(k)}});
+    auto [code, resp] = Post(*s.client, "/v2/models/fraud/infer", b.dump());
+    ASSERT_EQ(code, 200) << resp.dump();
+    std::string variant = resp["parameters"]["variant"];
+    first[k] = variant;
+    challenger += variant == "challenger";
+    EXPECT_EQ(resp["model_version"], variant == "challenger" ? "2" : "1");
+  }
+  // 0.2 of 1000: binomial sd 12.6; 4 sd either side.
+  EXPECT_NEAR(challenger, 200, 51);
+  // Sticky: the same customer lands on the same variant every time.
+  for (int k = 0; k < 50; ++k) {
+    json b = InferBody(torch::ones({1, 6}), "", {{"customer", "cust-" + std::to_string(k)}});
+    EXPECT_EQ(Post(*s.client, "/v2/models/fraud/infer", b.dump()).second["parameters"]["variant"], first[k]);
+  }
+  // Feedback labels: the challenger converts better in this drill.
+  for (int k = 0; k < kKeys; ++k) {
+    int outcome = first[k] == "challenger" ? (k % 10 < 8) : (k % 10 < 5);
+    auto [code, resp] = Post(*s.client, "/v2/models/fraud/feedback",
+                             json{{"id", "r" + std::to_string(k)}, {"outcome", outcome}}.dump());
+    ASSERT_EQ(code, 200) << resp.dump();
+  }
+  EXPECT_EQ(Post(*s.client, "/v2/models/fraud/feedback", json{{"id", "nope"}, {"outcome", 1}}.dump()).first, 404);
+  auto report = json::parse(s.client->Get("/v2/experiments/fraud-ab")->body);
+  EXPECT_EQ(report["variants"][0]["requests"].get<int>() + report["variants"][1]["requests"].get<int>(), kKeys + 50);
+  EXPECT_LT(report["outcome_test"]["p"].get<double>(), 0.001);
+  EXPECT_EQ(report["verdict"], "promote") << report.dump();
+  // Promote: every default request now goes to the challenger.
+  EXPECT_EQ(Post(*s.client, "/v2/experiments/fraud-ab/promote", "").first, 200);
+  for (int k = 0; k < 20; ++k) {
+    json b = InferBody(torch::ones({1, 6}), "", {{"customer", "cust-" + std::to_string(k)}});
+    EXPECT_EQ(Post(*s.client, "/v2/models/fraud/infer", b.dump()).second["model_version"], "2");
+  }
+  EXPECT_NE(s.client->Get("/metrics")->body.find(R"(ronghe_experiment_requests_total{experiment="fraud-ab",variant="challenger",outcome="success"})"),
+            std::string::npos);
+}
+
+TEST_F(HttpTest, CascadeEscalatesExactlyTheLowConfidenceRows) {
+  std::string light = options_.repository.dir + "/light/1/model.rhm";
+  std::string full = options_.repository.dir + "/full/1/model.rhm";
+  WriteMlp(light, 5, 6, 3, {4});
+  WriteMlp(full, 6, 6, 3, {32});
+  for (const char* m : {"light", "full"}) {
+    WriteText(options_.repository.dir + "/" + m + "/config.toml", "[batching]\nmax_batch_size = 64\n");
+  }
+  WriteText(options_.repository.dir + "/route/config.toml",
+            "[cascade]\nlight = \"light\"\nfull = \"full:1\"\nthreshold = 0.5\n");
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  torch::manual_seed(9);
+  at::Tensor x = torch::randn({64, 6}) * 3;
+  at::Tensor lo = Offline(light, x), fo = Offline(full, x);
+  at::Tensor conf = std::get<0>(torch::softmax(lo, 1).max(1));
+  at::Tensor want_esc = conf < 0.5;
+  ASSERT_GT(want_esc.sum().item<int64_t>(), 0);
+  ASSERT_LT(want_esc.sum().item<int64_t>(), 64);
+  auto [code, resp] = Post(*s.client, "/v2/models/route/infer", InferBody(x, "c1").dump());
+  ASSERT_EQ(code, 200) << resp.dump();
+  std::vector<bool> esc = resp["parameters"]["escalated"].get<std::vector<bool>>();
+  at::Tensor logits = OutputTensor(resp, "logits");
+  for (int64_t i = 0; i < 64; ++i) {
+    bool e = want_esc[i].item<bool>();
+    EXPECT_EQ(esc[static_cast<size_t>(i)], e) << "row " << i;
+    EXPECT_TRUE(torch::allclose(logits[i], e ? fo[i] : lo[i], 1e-5, 1e-6)) << "row " << i;
+  }
+  EXPECT_EQ(resp["parameters"]["escalated_rows"], want_esc.sum().item<int64_t>());
+  // Labels fed back score the cascade.
+  std::vector<int64_t> labels(64, 0);
+  auto [fc, fr] = Post(*s.client, "/v2/models/route/feedback", json{{"id", "c1"}, {"labels", labels}}.dump());
+  EXPECT_EQ(fc, 200) << fr.dump();
+  std::string metrics = s.client->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("ronghe_cascade_escalated_rows_total{route=\"route\"} " + std::to_string(want_esc.sum().item<int64_t>())),
+            std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("ronghe_cascade_labeled_rows_total{route=\"route\",rows=\"labeled\"} 64"), std::string::npos);
+}
+
+TEST_F(HttpTest, BadInputGetsA4xxWithAMessageAndTheServerKeepsServing) {
+  WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 7);
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  auto expect = [&](const std::string& path, const std::string& body, int status, const std::string& words) {
+    auto [code, resp] = Post(*s.client, path, body);
+    EXPECT_EQ(code, status) << path << " " << body.substr(0, 80);
+    ASSERT_TRUE(resp.is_object() && resp.contains("error")) << body.substr(0, 80);
+    EXPECT_NE(resp["error"].get<std::string>().find(words), std::string::npos) << resp["error"];
+  };
+  std::string good = InferBody(torch::ones({1, 6})).dump();
+  expect("/v2/models/tab/infer", "{\"inputs\": [", 400, "not valid JSON");
+  expect("/v2/models/tab/infer", InferBody(torch::ones({1, 5})).dump(), 400, "shape [1, 5], the model takes FP32 [-1, 6]");
+  expect("/v2/models/tab/infer",
+         R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"INT64","data":[1,2,3,4,5,6]}]})", 400,
+         "datatype INT64, the model takes FP32");
+  expect("/v2/models/tab/infer",
+         R"({"inputs":[{"name":"image","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}]})", 400,
+         "unknown input 'image'");
+  expect("/v2/models/nope/infer", good, 404, "unknown model 'nope'");
+  expect("/v2/models/tab/versions/9/infer", good, 404, "no version 9");
+  expect("/v2/models/tab/versions/gold/infer", good, 404, "no version or alias 'gold'");
+  expect("/v2/models/tab/infer", R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}],"outputs":[{"name":"x"}]})",
+         400, "unknown output 'x'");
+  expect("/v2/models/tab/infer", std::string(2 << 20, ' '), 413, "too large");
+  expect("/v2/nothing", good, 404, "no such endpoint");
+  expect("/v2/models/tab/infer", R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}],"parameters":{"priority":3}})",
+         400, "priority");
+  // Still serving.
+  EXPECT_EQ(Post(*s.client, "/v2/models/tab/infer", good).first, 200);
+}
+
+TEST_F(HttpTest, RawInputsArePreprocessedAsInTraining) {
+  // An image model: raw UINT8 pixels are normalised with the manifest's statistics.
+  torch::manual_seed(4);
+  nn::ModelConfig c;
+  c.kind = "cnn";
+  c.input_shape = {1, 8, 8};
+  c.outputs = 3;
+  c.channels = {4};
+  c.pool_size = 2;
+  c.dense = 8;
+  auto m = nn::Model::Create(c);
+  ASSERT_TRUE(m.ok());
+  std::string art = options_.repository.dir + "/img/1/model.rhm";
+  fs::create_directories(fs::path(art).parent_path());
+  ASSERT_TRUE(nn::SaveArtifact(art, **m, {{"task", "multiclass"},
+                                          {"preprocessing", {{"kind", "image"}, {"mean", 0.3}, {"std", 0.4}, {"scale", 1.0 / 255}}}}).ok());
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  std::vector<int> pixels(64);
+  for (int i = 0; i < 64; ++i) pixels[static_cast<size_t>(i)] = (i * 37) % 256;
+  json b = {{"inputs", {{{"name", "pixels"}, {"datatype", "UINT8"}, {"shape", {1, 1, 8, 8}}, {"data", pixels}}}}};
+  auto [code, resp] = Post(*s.client, "/v2/models/img/infer", b.dump());
+  ASSERT_EQ(code, 200) << resp.dump();
+  at::Tensor x = (torch::tensor(pixels).to(torch::kFloat).view({1, 1, 8, 8}) / 255.0 - 0.3) / 0.4;
+  EXPECT_TRUE(torch::allclose(OutputTensor(resp, "logits"), Offline(art, x), 1e-5, 1e-5));
+}
+
+TEST_F(HttpTest, AStartWithABadRepositoryFailsNamingTheFile) {
+  WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 7);
+  WriteText(options_.repository.dir + "/tab/config.toml", "[batching]\nmax_batch_sise = 4\n");
+  auto s = InferenceServer::Create(options_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("tab/config.toml"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("max_batch_sise"), std::string::npos) << s.status().message();
+  WriteText(options_.repository.dir + "/tab/config.toml", "[aliases]\nchampion = 4\n");
+  s = InferenceServer::Create(options_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("alias 'champion' points at version 4"), std::string::npos) << s.status().message();
+}
+
+TEST(ExperimentStatsTest, MannWhitneyAndTwoProportionMatchReferenceValues) {
+  // Two-proportion: 45/100 vs 60/100 -> z = 2.1240 (pooled), p = 0.0337.
+  auto t = TwoProportionZ(45, 100, 60, 100);
+  EXPECT_NEAR(t.z, 2.1240, 1e-3);
+  EXPECT_NEAR(t.p, 0.0336, 1e-3);
+  // Mann-Whitney, no ties: a = {1..5}, b = {6..10}: U_a = 0, z = -2.611 (normal approximation
+  // without continuity correction), p = 0.00902.
+  auto u = MannWhitneyU({1, 2, 3, 4, 5}, {6, 7, 8, 9, 10});
+  EXPECT_NEAR(u.z, -2.6112, 1e-3);
+  EXPECT_NEAR(u.p, 0.00902, 1e-4);
+  // Identical samples: no difference.
+  EXPECT_NEAR(MannWhitneyU({1, 2, 2, 3}, {1, 2, 2, 3}).p, 1.0, 1e-9);
+}
+
+}  // namespace
+}  // namespace ronghe::serve

@@ -1,0 +1,34 @@
+// `ronghe serve` and `ronghe experiments ...`: what the CLI runs, kept out of cli.cc.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ronghe/base/status.h"
+
+namespace ronghe::serve {
+
+struct ServeJobRequest {
+  std::string repo;                  // model repository (required)
+  std::string host = "0.0.0.0";      // Default: every interface.
+  int http_port = 8000;              // Default: 8000; 0 = any free port (printed).
+  int grpc_port = -1;                // Default: -1 = no gRPC; 0 = any free port (printed).
+  int http_threads = 64;             // Default: 64 connection threads.
+  int64_t max_batch_size = -1;       // Default: -1 = each model's config; >= 0 overrides (0 = off).
+  int64_t max_queue_delay_us = -1;   // Default: -1 = each model's config.
+  double watch_s = 0;                // Default: 0 = no repository watch.
+  std::string access_log;            // Default: none; "-" = stdout.
+  int threads = 0;                   // Default: 0 = torch intra-op threads = cores.
+  std::string home;                  // run store: $home/ronghe.db
+};
+
+// Serves until SIGINT/SIGTERM, then stops accepting, lets requests in flight finish and exits.
+// Records a "serve" run in the run store. Prints "serving ... on http://HOST:PORT" when ready.
+Status RunServeJob(const ServeJobRequest& request);
+
+// `ronghe experiments list|show|promote|rollback` against the run store (no server needed: the
+// decision is a store row every server on that store picks up within a second).
+Status ExperimentsCommand(const std::string& home, const std::string& action, const std::string& name,
+                          const std::string& variant, bool json);
+
+}  // namespace ronghe::serve
