@@ -664,7 +664,7 @@ int RunCli(int argc, char** argv) {
     std::printf("%-11s %7s %10s %10s %10s %10s %10s\n", "split", "rows", "escalated", "cascade", "full-only",
                 "light-only", "cost");
     for (const auto& [name, q] : {std::pair<const char*, serve::CascadeQuality>{"validation", r->val}, {"test", r->test}}) {
-      std::printf("%-11s %7lld %9.1f%% %10.4f %10.4f %10.4f %9.2fx\n", name, static_cast<long long>(q.rows),
+      std::printf("%-11s %7lld %9.1f%% %10.4f %10.4f %10.4f %9.3fx\n", name, static_cast<long long>(q.rows),
                   100 * q.escalated, q.cascade_accuracy, q.full_accuracy, q.light_accuracy, q.relative_cost);
     }
     std::printf("cost: the cascade's forward time over the full model's alone, measured on these splits\n");

@@ -168,11 +168,14 @@ Result<CalibrateOutcome> Calibrate(const CalibrateRequest& req) {
     std::ostringstream t;
     t.precision(6);
     t << out.threshold;
-    std::regex line(R"((^|\n)(\s*threshold\s*=\s*)[^\n#]*)");
-    std::string updated = std::regex_replace(text, line, "$1$2" + t.str() + " ", std::regex_constants::format_first_only);
-    if (updated == text && text.find("threshold") == std::string::npos) {
-      return Internal(path + ": found no threshold line to update");
+    // Replaces the value of the first `threshold = ...` line, keeping comments and layout.
+    std::smatch m;
+    if (!std::regex_search(text, m, std::regex(R"((^|\n)([ \t]*threshold[ \t]*=[ \t]*)([^\n#]*))"))) {
+      return FailedPrecondition(path + ": found no `threshold = ...` line to update");
     }
+    std::string rest = text.substr(static_cast<size_t>(m.position(3) + m.length(3)));
+    std::string updated = text.substr(0, static_cast<size_t>(m.position(3))) + t.str() +
+                          (!rest.empty() && rest[0] == '#' ? " " : "") + rest;
     RETURN_IF_ERROR(WriteFileAtomic(path, updated));
   }
   return out;
