@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with Debian's clang (address + undefined sanitizers on the whole
-# crypto module) and runs each for a bounded time.
+# crypto module and the inference server's request decoding) and runs each for a bounded time.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,9 +10,9 @@ command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get instal
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRONGHE_FUZZ=ON -DRONGHE_WERROR=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-omit-frame-pointer" >/dev/null
-cmake --build "$build" --target keyfile_fuzz ciphertext_fuzz
+cmake --build "$build" --target keyfile_fuzz ciphertext_fuzz request_fuzz
 corpus="$build/corpus"
-mkdir -p "$corpus/keyfile" "$corpus/ciphertext"
+mkdir -p "$corpus/keyfile" "$corpus/ciphertext" "$corpus/request"
 # Seeds: real key files and a real ciphertext, so the fuzzer starts from valid structure.
 if [ ! -f "$corpus/keyfile/public.json" ]; then
   keys=$(mktemp -d)
@@ -21,7 +21,10 @@ if [ ! -f "$corpus/keyfile/public.json" ]; then
   rm -rf "$keys"
 fi
 echo "1" > "$corpus/ciphertext/one"
-for t in keyfile ciphertext; do
+# Seeds: the example request bodies (raw records, raw pixels) and a small FP32 one.
+cp "$root"/examples/serving/*.json "$corpus/request/"
+echo '{"inputs":[{"name":"input","shape":[1,5],"datatype":"FP32","data":[1,2,3,4,5]}]}' > "$corpus/request/fp32.json"
+for t in keyfile ciphertext request; do
   echo "fuzz: ${t}_fuzz for ${secs}s" >&2
   "$build/fuzz/${t}_fuzz" -max_total_time="$secs" -max_len=65536 -timeout=10 "$corpus/$t" 2>&1 | tail -3
 done

@@ -328,6 +328,7 @@ Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(InferenceServer* serve
   impl->service = std::make_unique<Service>(server);
   grpc::ServerBuilder b;
   b.AddListeningPort(o.host + ":" + std::to_string(o.port), grpc::InsecureServerCredentials(), &impl->port);
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a port in use is an error, not shared
   b.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   b.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
   b.RegisterService(impl->service.get());

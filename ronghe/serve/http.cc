@@ -192,6 +192,12 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
   impl->http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
   impl->http.set_keep_alive_max_count(1000000);
   impl->http.set_tcp_nodelay(true);
+  // cpp-httplib sets SO_REUSEPORT by default, which lets a second server bind a port in use and
+  // silently take half its connections; only SO_REUSEADDR (restart over TIME_WAIT) is wanted.
+  impl->http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   impl->Routes();
   if (options.port == 0) {
     impl->port = impl->http.bind_to_any_port(options.host);

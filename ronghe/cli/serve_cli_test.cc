@@ -1,0 +1,227 @@
+// `ronghe serve` as a user runs it: the committed example repository, the example request bodies,
+// SIGTERM draining a request in flight, experiments promoted from another shell, calibrate.
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ronghe/base/file.h"
+#include "ronghe/cli/test_util.h"
+
+namespace ronghe {
+namespace {
+
+using nlohmann::json;
+using testing::FreshHome;
+using testing::RunRonghe;
+using testing::SourcePath;
+using testing::SpawnRonghe;
+
+std::string Slurp(const std::string& path) {
+  auto r = ReadFile(path);
+  return r.ok() ? *r : "";
+}
+
+// Exit code, -signal when killed, or -1000 after the timeout.
+int WaitFor(pid_t pid, double seconds) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (std::chrono::steady_clock::now() < until) {
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1000;
+}
+
+// Starts `ronghe serve` on any free port and returns its port once it says it is serving.
+struct Server {
+  pid_t pid = -1;
+  int port = 0;
+  std::string home;
+  Server(const std::string& home_dir, std::vector<std::string> extra) : home(home_dir) {
+    std::vector<std::string> args = {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
+                                      "--http", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid = SpawnRonghe(home, args, "serve");
+    std::regex ready(R"(on http://127\.0\.0\.1:(\d+))");
+    for (int i = 0; i < 3000 && port == 0; ++i) {
+      std::string out = Slurp(home + "/serve.stdout");
+      std::smatch m;
+      if (std::regex_search(out, m, ready)) port = std::stoi(m[1]);
+      else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  ~Server() {
+    if (pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  std::unique_ptr<httplib::Client> Client() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+    c->set_read_timeout(60, 0);
+    return c;
+  }
+};
+
+std::pair<int, json> Post(httplib::Client& c, const std::string& path, const std::string& body) {
+  auto r = c.Post(path.c_str(), body, "application/json");
+  if (!r) return {-1, json()};
+  return {r->status, json::parse(r->body, nullptr, false)};
+}
+
+TEST(ServeCliTest, ExampleRepositoryAnswersTheExampleBodiesAndDrainsOnSigterm) {
+  std::string home = FreshHome("serve-example");
+  // A long queue delay keeps a lone request waiting in the batcher, so SIGTERM surely finds it
+  // in flight.
+  Server s(home, {"--grpc", "0", "--max-queue-delay-us", "1500000", "--access-log", home + "/access.log"});
+  ASSERT_GT(s.port, 0) << Slurp(home + "/serve.stderr");
+  auto c = s.Client();
+  EXPECT_EQ(c->Get("/v2/health/ready")->status, 200);
+  std::string out = Slurp(home + "/serve.stdout");
+  EXPECT_NE(out.find("grpc://127.0.0.1:"), std::string::npos) << out;
+  for (const char* model : {"fraud", "fashion", "fashion-cnn", "fashion-light"}) {
+    std::string body = ReadFile(SourcePath(std::string("examples/serving/") + model + ".json")).value();
+    auto [code, resp] = Post(*c, std::string("/v2/models/") + model + "/infer", body);
+    ASSERT_EQ(code, 200) << model << ": " << resp.dump();
+    bool has_class = false;
+    for (const auto& o : resp["outputs"]) {
+      if (o["name"] != "class") continue;
+      has_class = true;
+      // The example images are the test set's first two: an ankle boot (9) and a pullover (2).
+      if (std::string(model) != "fraud") EXPECT_EQ(o["data"], json({9, 2})) << model;
+      else EXPECT_EQ(o["data"].size(), 2u);
+    }
+    EXPECT_TRUE(has_class) << model;
+  }
+
+  // One request waits in the queue (1.5 s delay); SIGTERM arrives; the request is answered and the
+  // server exits 0.
+  json body = json::parse(ReadFile(SourcePath("examples/serving/fashion-cnn.json")).value());
+  std::thread inflight([&] {
+    auto c2 = s.Client();
+    auto [code, resp] = Post(*c2, "/v2/models/fashion-cnn/infer", body.dump());
+    EXPECT_EQ(code, 200) << resp.dump();
+  });
+  for (int i = 0; i < 500; ++i) {
+    std::string m = c->Get("/metrics")->body;
+    if (m.find("ronghe_inference_queue_size{model=\"fashion-cnn\",version=\"1\"} 1") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(s.pid, SIGTERM);
+  inflight.join();
+  EXPECT_EQ(WaitFor(s.pid, 30), 0);
+  std::string err = Slurp(home + "/serve.stderr");
+  EXPECT_NE(err.find("draining"), std::string::npos) << err;
+  EXPECT_NE(err.find("stopped"), std::string::npos) << err;
+  // The access log has one JSON line per request with its route and status.
+  std::ifstream log(home + "/access.log");
+  std::string line;
+  int infers = 0;
+  while (std::getline(log, line)) {
+    json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    if (j["route"] == "infer" && j["status"] == 200) ++infers;
+  }
+  EXPECT_EQ(infers, 5);
+  auto runs = RunRonghe(home, {"runs", "list", "--kind", "serve"});
+  EXPECT_NE(runs.out.find("succeeded"), std::string::npos) << runs.out;
+}
+
+TEST(ServeCliTest, ExperimentPromotedFromAnotherShellReachesTheServer) {
+  std::string home = FreshHome("serve-experiment");
+  Server s(home, {});
+  ASSERT_GT(s.port, 0) << Slurp(home + "/serve.stderr");
+  auto c = s.Client();
+  json body = json::parse(ReadFile(SourcePath("examples/serving/fraud.json")).value());
+  std::set<std::string> versions;
+  for (int k = 0; k < 40; ++k) {
+    body["parameters"]["customer"] = "c" + std::to_string(k);
+    body["id"] = "q" + std::to_string(k);
+    auto [code, resp] = Post(*c, "/v2/models/fraud/infer", body.dump());
+    ASSERT_EQ(code, 200) << resp.dump();
+    versions.insert(resp["model_version"].get<std::string>());
+  }
+  EXPECT_EQ(versions, (std::set<std::string>{"1", "2"}));  // 80/20 over 40 customers
+  auto list = RunRonghe(home, {"experiments", "list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("fraud-v2"), std::string::npos) << list.out;
+  auto promote = RunRonghe(home, {"experiments", "promote", "fraud-v2"});
+  ASSERT_EQ(promote.exit_code, 0) << promote.err;
+  EXPECT_NE(promote.out.find("'challenger'"), std::string::npos) << promote.out;
+  // The server reads decisions from the store every second.
+  bool all_challenger = false;
+  for (int attempt = 0; attempt < 100 && !all_challenger; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    all_challenger = true;
+    for (int k = 0; k < 10; ++k) {
+      body["parameters"]["customer"] = "c" + std::to_string(k);
+      auto [code, resp] = Post(*c, "/v2/models/fraud/infer", body.dump());
+      if (code != 200 || resp["model_version"] != "2") all_challenger = false;
+    }
+  }
+  EXPECT_TRUE(all_challenger);
+  auto show = RunRonghe(home, {"experiments", "show", "fraud-v2"});
+  EXPECT_NE(show.out.find("promoted (challenger)"), std::string::npos) << show.out;
+  EXPECT_NE(RunRonghe(home, {"experiments", "promote", "fraud-v2", "--variant", "gold"}).err.find("no variant 'gold'"),
+            std::string::npos);
+  EXPECT_NE(RunRonghe(home, {"experiments", "show", "nope"}).err.find("no experiment 'nope'"), std::string::npos);
+}
+
+TEST(ServeCliTest, BadRepositoryOrBusyPortFailsClearly) {
+  std::string home = FreshHome("serve-bad");
+  std::string repo = home + "/repo";
+  ASSERT_TRUE(MakeDirs(repo + "/m/1").ok());
+  ASSERT_TRUE(WriteFileAtomic(repo + "/m/1/model.rhm", "garbage").ok());
+  auto r = RunRonghe(home, {"serve", "--repo", repo, "--http", "0"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("m/1/model.rhm"), std::string::npos) << r.err;
+
+  Server s(home, {});
+  ASSERT_GT(s.port, 0);
+  auto busy = RunRonghe(home, {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
+                               "--http", std::to_string(s.port)});
+  EXPECT_EQ(busy.exit_code, 1);
+  EXPECT_NE(busy.err.find("cannot listen on 127.0.0.1:" + std::to_string(s.port)), std::string::npos) << busy.err;
+  // Same for gRPC: a port in use is refused, never shared.
+  auto grpc_busy = RunRonghe(home, {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
+                                    "--http", "0", "--grpc", std::to_string(s.port)});
+  EXPECT_EQ(grpc_busy.exit_code, 1);
+  EXPECT_NE(grpc_busy.err.find("cannot listen for gRPC"), std::string::npos) << grpc_busy.err;
+}
+
+TEST(ServeCliTest, CalibratePicksAThresholdOnValidationAndReportsTest) {
+  std::string home = FreshHome("calibrate");
+  auto r = RunRonghe(home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route", "fashion",
+                            "--max-drop", "0.01"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(threshold ([0-9.]+))"))) << r.out;
+  double t = std::stod(m[1]);
+  EXPECT_GT(t, 0.0);
+  EXPECT_LT(t, 1.0);
+  // validation  6000  xx.x%  cascade  full  light
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(validation\s+6000\s+([0-9.]+)%\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+))"))) << r.out;
+  double escalated = std::stod(m[1]), cascade = std::stod(m[2]), full = std::stod(m[3]), light = std::stod(m[4]);
+  EXPECT_GE(cascade, full - 0.01 - 1e-9);
+  EXPECT_GT(escalated, 0.0);
+  EXPECT_LT(escalated, 100.0);
+  EXPECT_GE(cascade, light);
+  EXPECT_NE(r.out.find("test "), std::string::npos);
+  auto bad = RunRonghe(home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route", "fraud"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("no [cascade] section"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ronghe
