@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/json.h"
 #include "ronghe/crypto/bigint.h"
 
 namespace ronghe::crypto {
@@ -32,7 +33,7 @@ Result<std::shared_ptr<const ThresholdPublicKey>> PublicFromObject(const nlohman
   auto bad = [&](const std::string& why) { return DataLoss(source + ": " + why); };
   try {
     if (!j.is_object()) return bad("not a JSON object");
-    if (j.value("format", "") != kPublicFormat) return bad("not a ronghe threshold Paillier public key");
+    if (JsonString(j, "format") != kPublicFormat) return bad("not a ronghe threshold Paillier public key");
     if (!j.contains("version") || !j["version"].is_number_integer()) return bad("missing version");
     if (j["version"].get<int>() != kKeyFileVersion) {
       return bad("key file version " + j["version"].dump() + " is not supported (this ronghe reads " +
@@ -63,7 +64,7 @@ Result<std::shared_ptr<const ThresholdPublicKey>> PublicFromObject(const nlohman
                                                std::to_string((*paillier)->bits()));
     auto pub = ThresholdPublicKey::Create(*paillier, parties, threshold, v, vk);
     if (!pub.ok()) return bad(pub.status().message());
-    if (j.value("fingerprint", "") != (*pub)->fingerprint()) {
+    if (JsonString(j, "fingerprint") != (*pub)->fingerprint()) {
       return bad("fingerprint does not match the key's contents (modified or corrupt file)");
     }
     return *pub;
@@ -110,7 +111,7 @@ Result<LoadedShare> ParseShare(const std::string& text, const std::string& sourc
   auto bad = [&](const std::string& why) { return DataLoss(source + ": " + why); };
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) return bad("not valid JSON (truncated or corrupt)");
-  if (!j.is_object() || j.value("format", "") != kShareFormat) return bad("not a ronghe key share");
+  if (!j.is_object() || JsonString(j, "format") != kShareFormat) return bad("not a ronghe key share");
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kKeyFileVersion) {
     return bad("unsupported key share version");
   }

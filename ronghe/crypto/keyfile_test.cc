@@ -52,6 +52,17 @@ TEST(KeyFileTest, WriteLoadRoundTripAndModes) {
   EXPECT_EQ(text.find(KeysA().shares[0].s.get_str(16)), std::string::npos);
 }
 
+// Found by keyfile_fuzz: a known key holding the wrong JSON type threw out of the parser.
+TEST(KeyFileTest, FieldsOfTheWrongTypeAreRefusedNotThrown) {
+  for (const char* text : {R"({"format": {"bits": 2048}, "index": 3})", R"({"format": 7})", R"([1, 2])"}) {
+    auto share = ParseShare(text, "share.json");
+    ASSERT_FALSE(share.ok()) << text;
+    EXPECT_NE(share.status().message().find("share.json"), std::string::npos);
+    auto pub = ParsePublicKey(text, "public.json");
+    ASSERT_FALSE(pub.ok()) << text;
+  }
+}
+
 TEST(KeyFileTest, BadFilesAreRefusedWithTheFileNamed) {
   std::string dir = Dir("bad");
   ASSERT_TRUE(WriteThresholdKeys(dir, KeysA()).ok());

@@ -1,5 +1,6 @@
 #include "ronghe/data/batch.h"
 
+#include "ronghe/base/json.h"
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -40,8 +41,8 @@ int64_t MaxSize(const TensorData& d) {
 }
 
 float BlankValue(const nlohmann::json& preprocessing) {
-  if (!preprocessing.is_object() || preprocessing.value("kind", "") != "image") return 0;
-  double mean = preprocessing.value("mean", 0.0), sd = preprocessing.value("std", 1.0);
+  if (!preprocessing.is_object() || JsonString(preprocessing, "kind") != "image") return 0;
+  double mean = JsonNumber(preprocessing, "mean", 0.0), sd = JsonNumber(preprocessing, "std", 1.0);
   return static_cast<float>(sd > 0 ? -mean / sd : 0);
 }
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "ronghe/base/json.h"
 #include "ronghe/nn/tensor_file.h"
 
 namespace ronghe::nn {
@@ -25,7 +26,7 @@ Result<LoadedArtifact> LoadArtifact(const std::string& path) {
   ASSIGN_OR_RETURN(TensorFile f, ReadTensorFile(path));
   auto bad = [&](const std::string& why) { return DataLoss(path + ": " + why); };
   const auto& m = f.meta;
-  if (!m.is_object() || m.value("format", "") != kArtifactFormat) {
+  if (!m.is_object() || JsonString(m, "format") != kArtifactFormat) {
     return bad("not a ronghe model artifact (manifest format is not '" + std::string(kArtifactFormat) + "')");
   }
   if (!m.contains("format_version") || !m["format_version"].is_number_integer() ||

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "ronghe/base/json.h"
+
 namespace ronghe::serve {
 
 using nlohmann::json;
@@ -63,7 +65,7 @@ Result<Signature> Signature::FromManifest(const json& manifest) {
   }
   if (manifest.contains("preprocessing") && manifest["preprocessing"].is_object()) {
     s.preprocessing_ = manifest["preprocessing"];
-    s.kind_ = s.preprocessing_.value("kind", "");
+    s.kind_ = JsonString(s.preprocessing_, "kind");
   }
   if (s.kind_ == "table") {
     auto prep = data::TablePreprocessing::FromJson(s.preprocessing_);
@@ -105,8 +107,8 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
                              ", raw pixels are UINT8");
     }
     RETURN_IF_ERROR(want_shape("UINT8"));
-    double scale = preprocessing_.value("scale", 1.0 / 255), mean = preprocessing_.value("mean", 0.0),
-           sd = preprocessing_.value("std", 1.0);
+    double scale = JsonNumber(preprocessing_, "scale", 1.0 / 255), mean = JsonNumber(preprocessing_, "mean", 0.0),
+           sd = JsonNumber(preprocessing_, "std", 1.0);
     return ((in.tensor.to(at::kFloat) * scale - mean) / sd).contiguous();
   }
   if (in.name == "record" && kind_ == "table") {
@@ -173,7 +175,7 @@ Result<std::vector<InferTensor>> Signature::FromOutput(const at::Tensor& logits,
     if (n == "logits") result.push_back(MakeTensor(n, out));
     if (n == "prediction") {
       at::Tensor p = out;
-      if (kind_ == "series") p = out * preprocessing_.value("std", 1.0) + preprocessing_.value("mean", 0.0);
+      if (kind_ == "series") p = out * JsonNumber(preprocessing_, "std", 1.0) + JsonNumber(preprocessing_, "mean", 0.0);
       result.push_back(MakeTensor(n, p));
     }
   }

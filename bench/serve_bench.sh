@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Inference server throughput and latency under load from a separate process (wrk, Debian's):
+# one-row requests at concurrency 1, 8, 32 and 64, dynamic batching off (--max-batch-size 0) and
+# on (the model's config.toml), for the Fashion-MNIST CNN (raw pixels) and the fraud MLP (a raw
+# record) of examples/serving/repo. Appends one JSON line per run to OUT.
+#   bench/serve_bench.sh BUILD OUT.jsonl [SECONDS]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$1
+out=$2
+secs=${3:-10}
+ronghe="$build/ronghe/cli/ronghe"
+command -v wrk >/dev/null || { echo "serve_bench: wrk not found (apt-get install wrk)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+export RONGHE_HOME="$work/home"
+
+# One-row bodies: the first example image; the first example loan record.
+first_image() {
+  # examples/serving/fashion-cnn.json holds two images [2,1,28,28]; keep the first 784 values.
+  local data
+  data=$(sed -e 's/.*"data":\[//' -e 's/\].*//' "$root/examples/serving/fashion-cnn.json" | tr ',' '\n' | head -784 | paste -sd, -)
+  printf '{"inputs":[{"name":"pixels","datatype":"UINT8","shape":[1,1,28,28],"data":[%s]}]}\n' "$data"
+}
+first_image > "$work/fashion-cnn.json"
+record=$(grep -m1 '"{' "$root/examples/serving/fraud.json" | sed -e 's/^ *//' -e 's/,$//')
+printf '{"inputs":[{"name":"record","datatype":"BYTES","shape":[1],"data":[%s]}]}\n' "$record" > "$work/fraud.json"
+
+# "rows batches" executed so far by a model's versions, from /metrics.
+batch_sums() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '
+    index($0, "ronghe_inference_batch_size_sum{model=\"" m "\"") == 1 { s += $2 }
+    index($0, "ronghe_inference_batch_size_count{model=\"" m "\"") == 1 { c += $2 }
+    END { printf "%d %d", s, c }'
+}
+
+for model in fashion-cnn fraud; do
+  for mode in off on; do
+    port=$(( 20000 + RANDOM % 20000 ))
+    flags=()
+    [ "$mode" = off ] && flags=(--max-batch-size 0)
+    "$ronghe" serve --repo "$root/examples/serving/repo" --host 127.0.0.1 --http "$port" "${flags[@]}" \
+      > "$work/serve.out" 2> "$work/serve.err" &
+    pid=$!
+    for _ in $(seq 1 300); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+    path=/v2/models/$model/infer
+    [ "$model" = fraud ] && path=/v2/models/fraud/versions/1/infer  # the MLP itself, not the A/B split
+    for conc in 1 8 32 64; do
+      echo "serve_bench: $model batching $mode concurrency $conc" >&2
+      # Warm-up, then the measured run.
+      BODY="$work/$model.json" wrk -t1 -c"$conc" -d2s -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" >/dev/null
+      before=$(batch_sums "$port" "$model")
+      line=$(BODY="$work/$model.json" wrk -t1 -c"$conc" -d"${secs}s" --timeout 10s -s "$root/bench/serve_wrk.lua" \
+             "http://127.0.0.1:$port$path" | grep '^{')
+      after=$(batch_sums "$port" "$model")
+      batches=$(echo "$before $after" | awk '{ c = $4 - $2; printf "%.2f", (c > 0 ? ($3 - $1) / c : 0) }')
+      echo "{\"model\":\"$model\",\"batching\":\"$mode\",\"concurrency\":$conc,\"mean_batch_rows\":$batches,\"result\":$line}" >> "$out"
+    done
+    kill -TERM "$pid"
+    wait "$pid" || true
+  done
+done
