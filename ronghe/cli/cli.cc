@@ -502,7 +502,8 @@ int RunCli(int argc, char** argv) {
   serve_cmd->add_option("--watch", sreq.watch_s, "Poll the repository every SECONDS and reload what changed (default off)")
       ->check(CLI::Range(0.05, 3600.0));
   serve_cmd->add_option("--access-log", sreq.access_log, "Write a JSON line per request to FILE ('-' = stdout)");
-  serve_cmd->add_option("--threads", sreq.threads, "Torch intra-op threads (default: all cores)")->check(CLI::Range(1, 1024));
+  serve_cmd->add_option("--threads", sreq.threads, "Intra-op threads per model instance, LibTorch and OpenBLAS (default 1)")
+      ->check(CLI::Range(1, 1024));
 
   // calibrate
   auto* cal_cmd = app.add_subcommand("calibrate", "Pick a cascade route's confidence threshold on the validation split");

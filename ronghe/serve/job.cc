@@ -1,6 +1,7 @@
 #include "ronghe/serve/job.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -27,7 +28,13 @@ Status RunServeJob(const ServeJobRequest& req) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  if (req.threads > 0) at::set_num_threads(req.threads);
+  if (req.threads > 0) {
+    at::set_num_threads(req.threads);
+    // Debian's LibTorch calls BLAS through libblas.so.3, which is OpenBLAS when installed; its
+    // thread count is separate from LibTorch's and only settable through its own call.
+    using SetThreads = void (*)(int);
+    if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(req.threads);
+  }
 
   RETURN_IF_ERROR(MakeDirs(req.home, 0700));
   std::string db = req.home + "/ronghe.db";

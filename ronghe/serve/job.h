@@ -18,7 +18,12 @@ struct ServeJobRequest {
   int64_t max_queue_delay_us = -1;   // Default: -1 = each model's config.
   double watch_s = 0;                // Default: 0 = no repository watch.
   std::string access_log;            // Default: none; "-" = stdout.
-  int threads = 0;                   // Default: 0 = torch intra-op threads = cores.
+  int threads = 1;                   // Default: 1 intra-op thread (LibTorch and OpenBLAS) per model
+                                     // instance: a server's parallelism comes from concurrent
+                                     // requests and instances, and idle BLAS threads spinning in
+                                     // sched_yield took a quarter of the CPU from the request
+                                     // threads (docs/benchmarks.md: 2.4x the throughput at 32
+                                     // connections with 1 thread instead of 2).
   std::string home;                  // run store: $home/ronghe.db
 };
 
