@@ -27,6 +27,9 @@ if [ "${RONGHE_BENCH_REUSE:-0}" != 1 ]; then
   "$build/bench/fed_bench" > "$results/fed_rounds.json"
   echo "bench: data-parallel and mixed-size batching (about 12 minutes)" >&2
   "$root/bench/dist_bench.sh" "$build" "$results/dist.jsonl"
+  echo "bench: inference server under wrk, batching off/on, concurrency 1-64 (about 4 minutes)" >&2
+  rm -f "$results/serve.jsonl"
+  "$root/bench/serve_bench.sh" "$build" "$results/serve.jsonl"
 fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
@@ -86,6 +89,29 @@ for line in open(sys.argv[1]):
     px = [f"{t[k]:.3f}" if k in t else "" for k in ("accuracy_28px", "accuracy_56px", "accuracy_112px")]
     print(f"| {r['name']} | {p} | {threads} | {batching} | {prec} | {r['samples_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
           f"{r['wall_s']:.0f} | {q:.3f} | " + " | ".join(px) + " |")
+PY
+  echo
+  echo "## Inference server: dynamic batching off vs on"
+  echo
+  echo "\`bench/serve_bench.sh\`: \`ronghe serve --repo examples/serving/repo\` (defaults: 1 intra-op thread, 256 HTTP"
+  echo "threads) in one process, load from \`wrk -t1 -cN\` in another on the same machine (both share the 2 vCPUs), 10 s"
+  echo "after a 2 s warm-up, one-row requests: the CNN gets one test image as raw UINT8 pixels, the fraud MLP one loan"
+  echo "as a raw JSON record (version 1 addressed directly, no A/B split). Batching on = the model's config.toml"
+  echo "(CNN: max 32 rows, 1,000 us delay; MLP: max 64 rows, 500 us); off = \`--max-batch-size 0\`. Rows/batch from"
+  echo "\`/metrics\` over the measured run."
+  echo
+  echo "| model | batching | connections | requests/s | p50 ms | p99 ms | rows/batch | non-2xx |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  python3 - "$results/serve.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    x = r["result"]
+    if "rps" not in x:
+        print(f"| {r['model']} | {r['batching']} | {r['concurrency']} | {x.get('error', '?')} | | | | |")
+        continue
+    print(f"| {r['model']} | {r['batching']} | {r['concurrency']} | {x['rps']:.0f} | {x['p50_ms']:.2f} | "
+          f"{x['p99_ms']:.2f} | {r['mean_batch_rows']:.1f} | {x['non2xx']} |")
 PY
   echo
   echo "## Paillier and threshold Paillier, one core"

@@ -51,7 +51,7 @@ for model in fashion-cnn fraud; do
       BODY="$work/$model.json" wrk -t1 -c"$conc" -d2s -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" >/dev/null
       before=$(batch_sums "$port" "$model")
       line=$(BODY="$work/$model.json" wrk -t1 -c"$conc" -d"${secs}s" --timeout 10s -s "$root/bench/serve_wrk.lua" \
-             "http://127.0.0.1:$port$path" | grep '^{')
+             "http://127.0.0.1:$port$path" | grep '^{' || echo '{"error":"wrk gave no result"}')
       after=$(batch_sums "$port" "$model")
       batches=$(echo "$before $after" | awk '{ c = $4 - $2; printf "%.2f", (c > 0 ? ($3 - $1) / c : 0) }')
       echo "{\"model\":\"$model\",\"batching\":\"$mode\",\"concurrency\":$conc,\"mean_batch_rows\":$batches,\"result\":$line}" >> "$out"

@@ -494,7 +494,7 @@ int RunCli(int argc, char** argv) {
   serve_cmd->add_option("--host", sreq.host, "Address to listen on (default 0.0.0.0)");
   serve_cmd->add_option("--http", sreq.http_port, "HTTP port (default 8000; 0 = any free port)")->check(CLI::Range(0, 65535));
   serve_cmd->add_option("--grpc", sreq.grpc_port, "gRPC port (default: no gRPC; 0 = any free port)")->check(CLI::Range(0, 65535));
-  serve_cmd->add_option("--http-threads", sreq.http_threads, "Connection threads (default 64)")->check(CLI::Range(1, 4096));
+  serve_cmd->add_option("--http-threads", sreq.http_threads, "Connection threads: the most open connections served at once (default 256)")->check(CLI::Range(1, 4096));
   serve_cmd->add_option("--max-batch-size", sreq.max_batch_size,
                         "Override every model's batching.max_batch_size (0 = batching off)")->check(CLI::NonNegativeNumber);
   serve_cmd->add_option("--max-queue-delay-us", sreq.max_queue_delay_us,

@@ -20,7 +20,9 @@ namespace ronghe::serve {
 struct HttpOptions {
   std::string host = "0.0.0.0";   // Default: every interface.
   int port = 8000;                // Default: 8000 (Triton's). 0 = any free port (tests).
-  int threads = 64;               // Default: 64 connection threads (one per open connection).
+  int threads = 256;              // Default: 256 connection threads. cpp-httplib holds a thread
+                                  // per open connection (until it closes or idles 5 s), so more
+                                  // open connections than threads queue for seconds.
   int64_t max_body_bytes = 16 << 20;  // Default: 16 MiB; larger bodies get 413.
 };
 
