@@ -53,6 +53,7 @@ struct HttpFrontend::Impl {
   httplib::Server http;
   std::thread listener;
   int port = 0;
+  int listen_fd = -1;
   bool stopped = false;
 
   // Wraps a handler with the access log line and a guard against exceptions.
@@ -194,9 +195,11 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
   impl->http.set_tcp_nodelay(true);
   // cpp-httplib sets SO_REUSEPORT by default, which lets a second server bind a port in use and
   // silently take half its connections; only SO_REUSEADDR (restart over TIME_WAIT) is wanted.
-  impl->http.set_socket_options([](socket_t sock) {
+  Impl* self = impl.get();
+  impl->http.set_socket_options([self](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    self->listen_fd = sock;
   });
   impl->Routes();
   if (options.port == 0) {
@@ -206,6 +209,10 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
   } else {
     impl->port = -1;
   }
+  // cpp-httplib listens with a backlog of 5: a burst of new connections overflowed it and some
+  // clients' first request failed (seen in the concurrency test). listen() again on the bound
+  // socket raises the backlog.
+  if (impl->port > 0 && impl->listen_fd >= 0) ::listen(impl->listen_fd, SOMAXCONN);
   if (impl->port <= 0) {
     return Unavailable("cannot listen on " + options.host + ":" + std::to_string(options.port) +
                        " (in use, or not an address of this host)");

@@ -112,7 +112,7 @@ struct Served {
 
 std::pair<int, json> Post(httplib::Client& c, const std::string& path, const std::string& body) {
   auto r = c.Post(path.c_str(), body, "application/json");
-  if (!r) return {-1, json()};
+  if (!r) return {-1, json(httplib::to_string(r.error()))};
   return {r->status, json::parse(r->body, nullptr, false)};
 }
 
@@ -186,6 +186,7 @@ TEST_F(HttpTest, ConcurrentRequestsAreBatchedAsMetricsShow) {
         at::Tensor x = torch::full({1, 6}, static_cast<float>(c * 100 + i));
         auto [code, resp] = Post(*client, "/v2/models/tab/infer", InferBody(x).dump());
         if (code == 200) ++ok;
+        else ADD_FAILURE() << "client " << c << " request " << i << ": HTTP " << code << ": " << resp.dump();
         // Each client gets its own row's answer back, whatever batch it rode in.
         if (code == 200 && !torch::allclose(OutputTensor(resp, "logits"), Offline(art, x), 1e-5, 1e-6)) wrong = true;
       }
