@@ -22,28 +22,12 @@ namespace {
 
 using testing::FreshHome;
 using testing::RunRonghe;
+using testing::Slurp;
 using testing::SourcePath;
 using testing::SpawnRonghe;
-
-std::string Slurp(const std::string& path) {
-  auto r = ReadFile(path);
-  return r.ok() ? *r : "";
-}
+using testing::WaitForExit;
 
 int FreePort() { return FreeLoopbackPort().value(); }
-
-// Exit code, -signal when killed, or -1000 after the timeout.
-int WaitFor(pid_t pid, double seconds) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-  while (std::chrono::steady_clock::now() < until) {
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  return -1000;
-}
 
 const std::vector<std::string> kBanks = {"bank-northeast", "bank-midwest", "bank-south", "bank-west", "bank-central"};
 
@@ -85,17 +69,17 @@ TEST(FedCliTest, CoordinatorKilledMidRunResumesAndParticipantsReconnectByThemsel
   }
   ASSERT_TRUE(round2) << Slurp(home + "/coordinator-1.stderr");
   ::kill(c1, SIGKILL);
-  EXPECT_EQ(WaitFor(c1, 10), -SIGKILL);
+  EXPECT_EQ(WaitForExit(c1, 10), -SIGKILL);
   EXPECT_EQ((*store)->GetRun(run_id)->status, "interrupted");
 
   // The same command again: it finds the interrupted run and resumes after round 2.
   pid_t c2 = SpawnRonghe(home, coord, "coordinator-2");
-  int rc = WaitFor(c2, 300);
+  int rc = WaitForExit(c2, 300);
   std::string out = Slurp(home + "/coordinator-2.stdout");
   ASSERT_EQ(rc, 0) << Slurp(home + "/coordinator-2.stderr");
   EXPECT_NE(out.find("run " + std::to_string(run_id) + ": 4 rounds (resumed)"), std::string::npos) << out;
   for (const auto& [name, pid] : banks) {
-    int prc = WaitFor(pid, 60);
+    int prc = WaitForExit(pid, 60);
     if (name == "bank-central") {
       EXPECT_EQ(prc, -SIGKILL) << name;  // its crash drill
     } else {

@@ -22,26 +22,10 @@ namespace {
 using nlohmann::json;
 using testing::FreshHome;
 using testing::RunRonghe;
+using testing::Slurp;
 using testing::SourcePath;
 using testing::SpawnRonghe;
-
-std::string Slurp(const std::string& path) {
-  auto r = ReadFile(path);
-  return r.ok() ? *r : "";
-}
-
-// Exit code, -signal when killed, or -1000 after the timeout.
-int WaitFor(pid_t pid, double seconds) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-  while (std::chrono::steady_clock::now() < until) {
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  return -1000;
-}
+using testing::WaitForExit;
 
 // Starts `ronghe serve` on any free port and returns its port once it says it is serving.
 struct Server {
@@ -120,7 +104,7 @@ TEST(ServeCliTest, ExampleRepositoryAnswersTheExampleBodiesAndDrainsOnSigterm) {
   }
   ::kill(s.pid, SIGTERM);
   inflight.join();
-  EXPECT_EQ(WaitFor(s.pid, 30), 0);
+  EXPECT_EQ(WaitForExit(s.pid, 30), 0);
   std::string err = Slurp(home + "/serve.stderr");
   EXPECT_NE(err.find("draining"), std::string::npos) << err;
   EXPECT_NE(err.find("stopped"), std::string::npos) << err;

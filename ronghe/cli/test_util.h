@@ -20,5 +20,9 @@ CmdResult RunRonghe(const std::string& home, const std::vector<std::string>& arg
 // (home/stdout and home/stderr when `log` is empty).
 pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args, const std::string& log = "");
 std::string SourcePath(const std::string& rel);
+// A file's contents, or "" when it cannot be read (for failure messages).
+std::string Slurp(const std::string& path);
+// Exit code, -signal when killed, or -1000 after `seconds` (the process is then SIGKILLed).
+int WaitForExit(pid_t pid, double seconds);
 
 }  // namespace ronghe::testing

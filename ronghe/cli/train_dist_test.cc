@@ -100,11 +100,6 @@ TEST(DataParallelTest, TwoProcessesEqualOneProcessOnMixedLengthSeries) {
                          2);
 }
 
-std::string Slurp(const std::string& path) {
-  auto s = ReadFile(path);
-  return s.ok() ? *s : "";
-}
-
 // Waits for `pid` at most `seconds`; returns its wait status or -1 when it is still running.
 int WaitFor(pid_t pid, double seconds) {
   auto until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
