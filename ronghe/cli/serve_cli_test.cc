@@ -41,8 +41,14 @@ struct Server {
     for (int i = 0; i < 3000 && port == 0; ++i) {
       std::string out = Slurp(home + "/serve.stdout");
       std::smatch m;
-      if (std::regex_search(out, m, ready)) port = std::stoi(m[1]);
-      else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (std::regex_search(out, m, ready)) {
+        port = std::stoi(m[1]);
+      } else if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+        pid = -1;  // it exited (the test reads why from serve.stderr)
+        break;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
     }
   }
   ~Server() {
