@@ -339,7 +339,10 @@ sticky_key = "customer"
   auto report = json::parse(s.client->Get("/v2/experiments/fraud-ab")->body);
   EXPECT_EQ(report["variants"][0]["requests"].get<int>() + report["variants"][1]["requests"].get<int>(), kKeys + 50);
   EXPECT_LT(report["outcome_test"]["p"].get<double>(), 0.001);
-  EXPECT_EQ(report["verdict"], "promote") << report.dump();
+  EXPECT_GT(report["outcome_test"]["z"].get<double>(), 0);
+  // The verdict also weighs latency, which depends on this machine's load: its rules are tested
+  // on fixed records in ExperimentVerdictTest; here it must at least not roll back a better variant.
+  EXPECT_NE(report["verdict"], "rollback") << report.dump();
   // Promote: every default request now goes to the challenger.
   EXPECT_EQ(Post(*s.client, "/v2/experiments/fraud-ab/promote", "").first, 200);
   for (int k = 0; k < 20; ++k) {
@@ -459,6 +462,61 @@ TEST_F(HttpTest, AStartWithABadRepositoryFailsNamingTheFile) {
   s = InferenceServer::Create(options_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("alias 'champion' points at version 4"), std::string::npos) << s.status().message();
+}
+
+// The verdict's rules on fixed records (no timing involved): latency and outcomes as given.
+TEST(ExperimentVerdictTest, PromoteRollbackOrContinueByTheStatedTests) {
+  std::string db = TempDir("verdict") + "/ronghe.db";
+  auto ex = Experiments::Open(db);
+  ASSERT_TRUE(ex.ok()) << ex.status().message();
+  auto run = [&](const std::string& name, double challenger_ms, int control_pos, int challenger_pos, int labels) {
+    ExperimentSettings e;
+    e.name = name;
+    e.variants = {"champion", "challenger"};
+    e.weights = {1, 1};
+    EXPECT_TRUE((*ex)->Register("m", e).ok());
+    for (int i = 0; i < 100; ++i) {
+      std::string a = "a" + std::to_string(i), b = "b" + std::to_string(i);
+      (*ex)->Record(name, "champion", a, (1.0 + 0.01 * (i % 10)) / 1000, true);
+      (*ex)->Record(name, "challenger", b, (challenger_ms + 0.01 * (i % 10)) / 1000, true);
+    }
+    for (int i = 0; i < labels; ++i) {
+      EXPECT_TRUE((*ex)->Feedback(name, "a" + std::to_string(i), i < control_pos ? 1 : 0).ok());
+      EXPECT_TRUE((*ex)->Feedback(name, "b" + std::to_string(i), i < challenger_pos ? 1 : 0).ok());
+    }
+    auto r = (*ex)->Report(name);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : ExperimentReport{};
+  };
+  // Better outcomes (80% vs 50% of 100), same latency: promote.
+  ExperimentReport r = run("better", 1.0, 50, 80, 100);
+  EXPECT_EQ(r.verdict, "promote") << r.reason;
+  EXPECT_LT(r.outcome_p, 0.001);
+  EXPECT_GT(r.latency_p, 0.05);
+  // Better outcomes but twice as slow: a trade-off, continue.
+  r = run("slower", 2.0, 50, 80, 100);
+  EXPECT_EQ(r.verdict, "continue") << r.reason;
+  EXPECT_LT(r.latency_p, 0.001);
+  EXPECT_NE(r.reason.find("slower"), std::string::npos);
+  // Worse outcomes: rollback.
+  r = run("worse", 1.0, 80, 50, 100);
+  EXPECT_EQ(r.verdict, "rollback") << r.reason;
+  // Too few labels: continue, whatever they say.
+  r = run("early", 1.0, 0, 20, 20);
+  EXPECT_EQ(r.verdict, "continue");
+  EXPECT_NE(r.reason.find("at least 30"), std::string::npos);
+  // Feedback for an unknown request or with a bad outcome is refused.
+  EXPECT_EQ((*ex)->Feedback("better", "zzz", 1).code(), StatusCode::kNotFound);
+  EXPECT_EQ((*ex)->Feedback("better", "a1", 0.5).code(), StatusCode::kInvalidArgument);
+  // A decision reaches Pick at once in this process.
+  ASSERT_TRUE((*ex)->Decide("better", "promoted", "challenger").ok());
+  ExperimentSettings e;
+  e.name = "better";
+  e.variants = {"champion", "challenger"};
+  e.weights = {1, 0};
+  EXPECT_EQ((*ex)->Pick(e, "anyone"), 1);
+  ex->reset();
+  fs::remove_all(fs::path(db).parent_path());
 }
 
 TEST(ExperimentStatsTest, MannWhitneyAndTwoProportionMatchReferenceValues) {
