@@ -1,4 +1,4 @@
-// The gRPC front end over loopback with the generated KServe v2 stub.
+// The gRPC front end over loopback, called through the client class gRPC generates from inference.proto.
 #include "ronghe/serve/grpc.h"
 
 #include <grpcpp/grpcpp.h>
@@ -46,7 +46,7 @@ class GrpcTest : public ::testing::Test {
     auto f = GrpcFrontend::Start(server_.get(), g);
     ASSERT_TRUE(f.ok()) << f.status().message();
     frontend_ = std::move(f).value();
-    stub_ = inference::GRPCInferenceService::NewStub(
+    client_ = inference::GRPCInferenceService::NewStub(
         grpc::CreateChannel("127.0.0.1:" + std::to_string(frontend_->port()), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
@@ -62,14 +62,14 @@ class GrpcTest : public ::testing::Test {
   std::string dir_, art_;
   std::unique_ptr<InferenceServer> server_;
   std::unique_ptr<GrpcFrontend> frontend_;
-  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> client_;
 };
 
 TEST_F(GrpcTest, InferEqualsOfflinePredictionsWithTypedAndRawContents) {
   {
     grpc::ClientContext ctx;
     inference::ServerReadyResponse r;
-    ASSERT_TRUE(stub_->ServerReady(&ctx, {}, &r).ok());
+    ASSERT_TRUE(client_->ServerReady(&ctx, {}, &r).ok());
     EXPECT_TRUE(r.ready());
   }
   torch::manual_seed(1);
@@ -93,7 +93,7 @@ TEST_F(GrpcTest, InferEqualsOfflinePredictionsWithTypedAndRawContents) {
     q.add_outputs()->set_name("logits");
     grpc::ClientContext ctx;
     inference::ModelInferResponse r;
-    grpc::Status st = stub_->ModelInfer(&ctx, q, &r);
+    grpc::Status st = client_->ModelInfer(&ctx, q, &r);
     ASSERT_TRUE(st.ok()) << st.error_message();
     EXPECT_EQ(r.model_name(), "tab");
     EXPECT_EQ(r.model_version(), "1");
@@ -108,7 +108,7 @@ TEST_F(GrpcTest, InferEqualsOfflinePredictionsWithTypedAndRawContents) {
   inference::ModelMetadataRequest mq;
   mq.set_name("tab");
   inference::ModelMetadataResponse mr;
-  ASSERT_TRUE(stub_->ModelMetadata(&ctx, mq, &mr).ok());
+  ASSERT_TRUE(client_->ModelMetadata(&ctx, mq, &mr).ok());
   EXPECT_EQ(mr.inputs(0).shape(1), 4);
 }
 
@@ -116,7 +116,7 @@ TEST_F(GrpcTest, BadRequestsGetTheirCodes) {
   auto call = [&](inference::ModelInferRequest q) {
     grpc::ClientContext ctx;
     inference::ModelInferResponse r;
-    return stub_->ModelInfer(&ctx, q, &r);
+    return client_->ModelInfer(&ctx, q, &r);
   };
   inference::ModelInferRequest q;
   q.set_model_name("tab");
