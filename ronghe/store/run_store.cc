@@ -4,8 +4,10 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <thread>
 
 namespace ronghe::store {
 
@@ -182,9 +184,18 @@ Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& path,
   }
   std::unique_ptr<RunStore> store(new RunStore(db, path));
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
-  // journal_mode=WAL is persistent; setting it needs a moment of exclusivity, which the busy
-  // timeout covers when several processes open a new database at once.
-  Status st = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  // journal_mode=WAL is persistent; switching a new database to it needs a moment of exclusivity.
+  // When several processes open a new database at once, SQLite sees two readers each wanting the
+  // exclusive lock as a deadlock and answers SQLITE_BUSY at once, without calling the busy
+  // handler, so the switch is retried here with backoff, bounded by the same busy timeout.
+  Status st = store->Exec("PRAGMA journal_mode=WAL");
+  for (int waited_ms = 0, pause_ms = 1;
+       !st.ok() && sqlite3_errcode(db) == SQLITE_BUSY && waited_ms < options.busy_timeout_ms;
+       waited_ms += pause_ms, pause_ms = std::min(pause_ms * 2, 50)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    st = store->Exec("PRAGMA journal_mode=WAL");
+  }
+  if (st.ok()) st = store->Exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
   if (!st.ok()) {
     if (st.message().find("not a database") != std::string::npos ||
         st.message().find("malformed") != std::string::npos) {

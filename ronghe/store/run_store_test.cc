@@ -116,7 +116,7 @@ TEST(RunStoreTest, ConcurrentProcessesLoseNothing) {
     pid_t pid = fork();
     if (pid == 0) {
       auto store = RunStore::Open(path);
-      if (!store.ok()) _exit(2);
+      if (!store.ok()) { fprintf(stderr, "open: %s\n", store.status().ToString().c_str()); _exit(2); }
       for (int r = 0; r < kRuns; ++r) {
         auto job = Job::Start(store->get(), "train", "p" + std::to_string(p), "{}");
         if (!job.ok()) _exit(3);
