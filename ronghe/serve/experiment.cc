@@ -147,8 +147,8 @@ struct Experiments::Impl {
   std::condition_variable cv;
   std::vector<Row> queue;
   bool stop = false;
-  bool writing = false;
-  bool flush = false;    // someone waits in Flush(): write now rather than at the next tick  // the writer holds rows taken from the queue and not yet committed
+  bool writing = false;  // the writer holds rows taken from the queue and not yet committed
+  bool flush = false;    // someone waits in Flush(): write now rather than at the next tick
   std::map<std::string, std::string> decided;  // experiment -> decided variant label
   std::map<std::string, std::map<std::string, std::pair<int64_t, int64_t>>> counters;
   std::thread writer;
@@ -320,6 +320,9 @@ void Experiments::Record(const std::string& experiment, const std::string& varia
   auto& c = impl_->counters[experiment][variant];
   ++c.first;
   if (!ok) ++c.second;
+  // A decided experiment is over: its evidence stays as it was when decided, and the store does
+  // not grow by a row per request for as long as the winner serves.
+  if (impl_->decided.count(experiment)) return;
   impl_->queue.push_back({experiment, variant, request_id, static_cast<int64_t>(latency_s * 1e6), ok, UnixNow()});
   if (impl_->queue.size() >= 1000) impl_->cv.notify_all();
 }

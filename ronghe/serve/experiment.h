@@ -66,7 +66,8 @@ class Experiments {
   // The variant index to use for a request: the decided variant once decided, else weighted by
   // a hash of (experiment, key) when the key is given (sticky), else at random.
   int Pick(const ExperimentSettings& e, const std::string& key);
-  // Queues one answered request; written in batches by a background thread.
+  // Queues one answered request; written in batches by a background thread. Once the experiment
+  // is decided, requests only count in Counters(): the stored evidence ends with the decision.
   void Record(const std::string& experiment, const std::string& variant, const std::string& request_id,
               double latency_s, bool ok);
   // An outcome label (0 or 1) for an earlier request of the experiment.

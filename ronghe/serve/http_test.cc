@@ -515,6 +515,10 @@ TEST(ExperimentVerdictTest, PromoteRollbackOrContinueByTheStatedTests) {
   e.variants = {"champion", "challenger"};
   e.weights = {1, 0};
   EXPECT_EQ((*ex)->Pick(e, "anyone"), 1);
+  // Requests after the decision are not added to the experiment's evidence.
+  (*ex)->Record("better", "challenger", "after", 0.001, true);
+  r = *(*ex)->Report("better");
+  EXPECT_EQ(r.stats[0].requests + r.stats[1].requests, 200);
   ex->reset();
   fs::remove_all(fs::path(db).parent_path());
 }
