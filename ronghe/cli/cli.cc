@@ -501,6 +501,12 @@ int RunCli(int argc, char** argv) {
                         "Override every model's batching.max_queue_delay_us")->check(CLI::NonNegativeNumber);
   serve_cmd->add_option("--watch", sreq.watch_s, "Poll the repository every SECONDS and reload what changed (default off)")
       ->check(CLI::Range(0.05, 3600.0));
+  serve_cmd->add_option("--tls-cert", sreq.tls_cert, "PEM certificate (chain): serve HTTPS and gRPC over TLS")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--tls-key", sreq.tls_key, "PEM private key of --tls-cert (mode 0600)")->check(CLI::ExistingFile);
+  serve_cmd->add_option("--tls-client-ca", sreq.tls_client_ca,
+                        "PEM CA bundle: require client certificates it signed (mutual TLS)")
+      ->check(CLI::ExistingFile);
   serve_cmd->add_option("--access-log", sreq.access_log, "Write a JSON line per request to FILE ('-' = stdout)");
   serve_cmd->add_option("--threads", sreq.threads, "Intra-op threads per model instance, LibTorch and OpenBLAS (default 1)")
       ->check(CLI::Range(1, 1024));

@@ -1,11 +1,13 @@
 // `ronghe serve` as a user runs it: the committed example repository, the example request bodies,
-// SIGTERM draining a request in flight, experiments promoted from another shell, calibrate.
+// SIGTERM draining a request in flight, experiments promoted from another shell, calibrate, TLS.
 #include <httplib.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -15,6 +17,7 @@
 
 #include "ronghe/base/file.h"
 #include "ronghe/cli/test_util.h"
+#include "ronghe/fed/pki.h"
 
 namespace ronghe {
 namespace {
@@ -37,7 +40,7 @@ struct Server {
                                       "--http", "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid = SpawnRonghe(home, args, "serve");
-    std::regex ready(R"(on http://127\.0\.0\.1:(\d+))");
+    std::regex ready(R"(on https?://127\.0\.0\.1:(\d+))");
     for (int i = 0; i < 3000 && port == 0; ++i) {
       std::string out = Slurp(home + "/serve.stdout");
       std::smatch m;
@@ -211,6 +214,61 @@ TEST(ServeCliTest, CalibratePicksAThresholdOnValidationAndReportsTest) {
   auto bad = RunRonghe(home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route", "fraud"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("no [cascade] section"), std::string::npos) << bad.err;
+}
+
+TEST(ServeCliTest, TlsFlagsServeHttpsToClientsOfTheCaOnly) {
+  // This process is the client: a client the server refuses may write to a socket the server has
+  // closed, and OpenSSL's write() then raises SIGPIPE here.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::string home = FreshHome("serve-tls");
+  auto ca = fed::MakeCa("serving");
+  ASSERT_TRUE(ca.ok());
+  auto server = fed::MakeLeaf(*ca, {"serving", "server", {"localhost"}, {"127.0.0.1"}, true});
+  auto client = fed::MakeLeaf(*ca, {"serving", "app"});
+  ASSERT_TRUE(server.ok() && client.ok());
+  ASSERT_TRUE(WriteFileAtomic(home + "/ca.pem", ca->cert_pem).ok());
+  ASSERT_TRUE(WriteFileAtomic(home + "/server.pem", server->cert_pem).ok());
+  ASSERT_TRUE(WriteFileAtomic(home + "/server.key", server->key_pem, 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(home + "/app.pem", client->cert_pem).ok());
+  ASSERT_TRUE(WriteFileAtomic(home + "/app.key", client->key_pem, 0600).ok());
+  std::vector<std::string> tls = {"--tls-cert", home + "/server.pem", "--tls-key", home + "/server.key",
+                                  "--tls-client-ca", home + "/ca.pem"};
+  {
+    Server s(home, tls);
+    ASSERT_GT(s.port, 0) << Slurp(home + "/serve.stderr");
+    EXPECT_NE(Slurp(home + "/serve.stdout").find("on https://127.0.0.1:"), std::string::npos);
+    EXPECT_NE(Slurp(home + "/serve.stdout").find("client certificates required"), std::string::npos);
+    httplib::SSLClient c("127.0.0.1", s.port, home + "/app.pem", home + "/app.key");
+    c.set_ca_cert_path((home + "/ca.pem").c_str());
+    c.enable_server_certificate_verification(true);
+    c.set_read_timeout(60, 0);
+    auto body = Slurp(SourcePath("examples/serving/fraud.json"));
+    auto r = c.Post("/v2/models/fraud/versions/1/infer", body, "application/json");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, 200) << r->body;
+    httplib::SSLClient anonymous("127.0.0.1", s.port);
+    anonymous.set_ca_cert_path((home + "/ca.pem").c_str());
+    anonymous.enable_server_certificate_verification(true);
+    EXPECT_FALSE(anonymous.Get("/v2/health/ready"));
+    ::kill(s.pid, SIGTERM);
+    EXPECT_EQ(WaitForExit(s.pid, 30), 0);
+  }
+  // A key others can read, or a client CA without a certificate, is refused before serving.
+  ASSERT_EQ(::chmod((home + "/server.key").c_str(), 0644), 0);
+  std::vector<std::string> args = {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
+                                   "--http", "0"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = args;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return RunRonghe(home, a);
+  };
+  auto open_key = with(tls);
+  EXPECT_NE(open_key.exit_code, 0);
+  EXPECT_NE(open_key.err.find(home + "/server.key: the TLS key is readable by others (mode 0644)"),
+            std::string::npos) << open_key.err;
+  auto ca_only = with({"--tls-client-ca", home + "/ca.pem"});
+  EXPECT_NE(ca_only.exit_code, 0);
+  EXPECT_NE(ca_only.err.find("--tls-client-ca needs --tls-cert and --tls-key"), std::string::npos) << ca_only.err;
 }
 
 }  // namespace

@@ -10,27 +10,17 @@
 
 #include <memory>
 
+#include "ronghe/base/openssl.h"
+
 namespace ronghe::fed {
 
 namespace {
 
-template <typename T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using PKey = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using Cert = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using Bio = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
-using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
-
-std::string OpenSslError(const std::string& what) {
-  unsigned long e = ERR_get_error();
-  char buf[256] = {0};
-  if (e) ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return what + (e ? std::string(": ") + buf : "");
-}
+using PKey = OpenSslPtr<EVP_PKEY, EVP_PKEY_free>;
+using Cert = OpenSslPtr<X509, X509_free>;
+using Bio = OpenSslPtr<BIO, BIO_free_all>;
+using Store = OpenSslPtr<X509_STORE, X509_STORE_free>;
+using StoreCtx = OpenSslPtr<X509_STORE_CTX, X509_STORE_CTX_free>;
 
 Result<PKey> NewKey() {
   PKey k(EVP_EC_gen("P-256"));

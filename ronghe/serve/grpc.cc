@@ -326,8 +326,18 @@ GrpcFrontend::GrpcFrontend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(InferenceServer* server, const GrpcOptions& o) {
   auto impl = std::make_unique<Impl>();
   impl->service = std::make_unique<Service>(server);
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (o.tls.enabled()) {
+    ASSIGN_OR_RETURN(TlsMaterial tls, LoadTls(o.tls));
+    grpc::SslServerCredentialsOptions ssl(tls.client_ca_pem.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = tls.client_ca_pem;
+    ssl.pem_key_cert_pairs.push_back({tls.key_pem, tls.cert_pem});
+    creds = grpc::SslServerCredentials(ssl);
+  }
   grpc::ServerBuilder b;
-  b.AddListeningPort(o.host + ":" + std::to_string(o.port), grpc::InsecureServerCredentials(), &impl->port);
+  b.AddListeningPort(o.host + ":" + std::to_string(o.port), creds, &impl->port);
   b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a port in use is an error, not shared
   b.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   b.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));

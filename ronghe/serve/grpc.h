@@ -8,6 +8,7 @@
 
 #include "ronghe/base/status.h"
 #include "ronghe/serve/server.h"
+#include "ronghe/serve/tls.h"
 
 namespace ronghe::serve {
 
@@ -15,6 +16,8 @@ struct GrpcOptions {
   std::string host = "0.0.0.0";       // Default: every interface.
   int port = 8001;                    // Default: 8001 (Triton's). 0 = any free port.
   int64_t max_message_bytes = 16 << 20;  // Default: 16 MiB; larger: RESOURCE_EXHAUSTED.
+  TlsOptions tls;                     // Default: plaintext. With a certificate: TLS, and with a
+                                      // client CA, mutual TLS.
 };
 
 class GrpcFrontend {

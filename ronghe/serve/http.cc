@@ -1,10 +1,12 @@
 #include "ronghe/serve/http.h"
 
 #include <httplib.h>
+#include <openssl/ssl.h>
 
 #include <chrono>
 #include <thread>
 
+#include "ronghe/base/openssl.h"
 #include "ronghe/serve/experiment.h"
 
 namespace ronghe::serve {
@@ -50,7 +52,7 @@ json ReportJson(const ExperimentReport& r) {
 struct HttpFrontend::Impl {
   InferenceServer* server = nullptr;
   HttpOptions options;
-  httplib::Server http;
+  std::unique_ptr<httplib::Server> http;  // httplib::SSLServer with TLS
   std::thread listener;
   int port = 0;
   int listen_fd = -1;
@@ -80,23 +82,23 @@ struct HttpFrontend::Impl {
   }
 
   void Routes() {
-    http.Get("/v2/health/live", Logged("live", [](const httplib::Request&, httplib::Response& res) {
+    http->Get("/v2/health/live", Logged("live", [](const httplib::Request&, httplib::Response& res) {
       Reply(res, 200, R"({"live":true})");
     }));
-    http.Get("/v2/health/ready", Logged("ready", [this](const httplib::Request&, httplib::Response& res) {
+    http->Get("/v2/health/ready", Logged("ready", [this](const httplib::Request&, httplib::Response& res) {
       bool ready = server->Ready();
       Reply(res, ready ? 200 : 503, ready ? R"({"ready":true})" : R"({"ready":false})");
     }));
-    http.Get("/v2", Logged("server", [](const httplib::Request&, httplib::Response& res) {
+    http->Get("/v2", Logged("server", [](const httplib::Request&, httplib::Response& res) {
       Reply(res, 200, json{{"name", "ronghe"}, {"version", "0.1.0"},
                            {"extensions", {"model_repository", "statistics", "experiments", "cascade"}}}.dump());
     }));
-    http.Get("/metrics", Logged("metrics", [this](const httplib::Request&, httplib::Response& res) {
+    http->Get("/metrics", Logged("metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.status = 200;
       res.set_content(server->Metrics(), "text/plain; version=0.0.4");
     }));
     const std::string model = R"(/v2/models/([A-Za-z0-9_.\-]+)(?:/versions/([A-Za-z0-9_.\-]+))?)";
-    http.Post(model + "/infer", Logged("infer", [this](const httplib::Request& req, httplib::Response& res) {
+    http->Post(model + "/infer", Logged("infer", [this](const httplib::Request& req, httplib::Response& res) {
       auto msg = DecodeInferRequest(req.body);
       if (!msg.ok()) return ReplyError(res, msg.status());
       auto r = server->Infer(Group(req, 1), Group(req, 2), *msg);
@@ -104,17 +106,17 @@ struct HttpFrontend::Impl {
       res.set_header("x-ronghe-version", r->model + ":" + r->version);
       Reply(res, 200, EncodeInferResponse(r->model, r->version, msg->id, r->outputs, r->parameters));
     }));
-    http.Get(model + "/ready", Logged("model_ready", [this](const httplib::Request& req, httplib::Response& res) {
+    http->Get(model + "/ready", Logged("model_ready", [this](const httplib::Request& req, httplib::Response& res) {
       Status st = server->ModelReady(Group(req, 1), Group(req, 2));
       if (!st.ok()) return ReplyError(res, st);
       Reply(res, 200, R"({"ready":true})");
     }));
-    http.Get(model, Logged("model_metadata", [this](const httplib::Request& req, httplib::Response& res) {
+    http->Get(model, Logged("model_metadata", [this](const httplib::Request& req, httplib::Response& res) {
       auto j = server->ModelMetadata(Group(req, 1), Group(req, 2));
       if (!j.ok()) return ReplyError(res, j.status());
       Reply(res, 200, j->dump());
     }));
-    http.Post(R"(/v2/models/([A-Za-z0-9_.\-]+)/feedback)", Logged("feedback", [this](const httplib::Request& req, httplib::Response& res) {
+    http->Post(R"(/v2/models/([A-Za-z0-9_.\-]+)/feedback)", Logged("feedback", [this](const httplib::Request& req, httplib::Response& res) {
       if (req.body.size() > 1 << 20) return ReplyError(res, InvalidArgument("feedback body over 1 MiB"));
       json body = json::parse(req.body, nullptr, false);
       if (body.is_discarded()) return ReplyError(res, InvalidArgument("feedback body is not valid JSON"));
@@ -125,24 +127,24 @@ struct HttpFrontend::Impl {
     auto index = Logged("repository_index", [this](const httplib::Request&, httplib::Response& res) {
       Reply(res, 200, server->RepositoryIndex().dump());
     });
-    http.Post("/v2/repository/index", index);
-    http.Get("/v2/repository/index", index);
-    http.Post(R"(/v2/repository/models/([A-Za-z0-9_.\-]+)/(load|unload))",
+    http->Post("/v2/repository/index", index);
+    http->Get("/v2/repository/index", index);
+    http->Post(R"(/v2/repository/models/([A-Za-z0-9_.\-]+)/(load|unload))",
               Logged("repository_load", [this](const httplib::Request& req, httplib::Response& res) {
                 std::string m = Group(req, 1);
                 Status st = Group(req, 2) == "load" ? server->Load(m) : server->Unload(m);
                 if (!st.ok()) return ReplyError(res, st);
                 Reply(res, 200, "{}");
               }));
-    http.Get("/v2/experiments", Logged("experiments", [this](const httplib::Request&, httplib::Response& res) {
+    http->Get("/v2/experiments", Logged("experiments", [this](const httplib::Request&, httplib::Response& res) {
       Reply(res, 200, json(server->experiments()->List()).dump());
     }));
-    http.Get(R"(/v2/experiments/([A-Za-z0-9_.\-]+))", Logged("experiment", [this](const httplib::Request& req, httplib::Response& res) {
+    http->Get(R"(/v2/experiments/([A-Za-z0-9_.\-]+))", Logged("experiment", [this](const httplib::Request& req, httplib::Response& res) {
       auto r = server->experiments()->Report(Group(req, 1));
       if (!r.ok()) return ReplyError(res, r.status());
       Reply(res, 200, ReportJson(*r).dump());
     }));
-    http.Post(R"(/v2/experiments/([A-Za-z0-9_.\-]+)/(promote|rollback))",
+    http->Post(R"(/v2/experiments/([A-Za-z0-9_.\-]+)/(promote|rollback))",
               Logged("experiment_decide", [this](const httplib::Request& req, httplib::Response& res) {
                 auto r = server->experiments()->Report(Group(req, 1));
                 if (!r.ok()) return ReplyError(res, r.status());
@@ -162,14 +164,14 @@ struct HttpFrontend::Impl {
               }));
     // Unrouted paths (404), bodies over the limit (413) and other library-made errors get the
     // protocol's {"error": ...} body instead of an empty one.
-    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    http->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       std::string why = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path
                         : res.status == 413 ? "request body too large"
                                             : "HTTP " + std::to_string(res.status);
       res.set_content(ErrorBody(why), kJson);
     });
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    http->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
       std::string why = "internal error";
       try {
         if (ep) std::rethrow_exception(ep);
@@ -188,23 +190,53 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
   auto impl = std::make_unique<Impl>();
   impl->server = server;
   impl->options = options;
+  if (options.tls.enabled()) {
+    // Checked here so that a bad file is named now rather than failing every handshake.
+    RETURN_IF_ERROR(LoadTls(options.tls).status());
+    const TlsOptions tls = options.tls;
+    auto ssl = std::make_unique<httplib::SSLServer>([tls](SSL_CTX& ctx) {
+      SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+      if (SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION) != 1 ||
+          SSL_CTX_use_certificate_chain_file(&ctx, tls.cert_file.c_str()) != 1 ||
+          SSL_CTX_use_PrivateKey_file(&ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+          SSL_CTX_check_private_key(&ctx) != 1) {
+        return false;
+      }
+      if (!tls.client_ca_file.empty()) {
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str());
+        if (!names || SSL_CTX_load_verify_locations(&ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
+          if (names) sk_X509_NAME_pop_free(names, X509_NAME_free);
+          return false;
+        }
+        SSL_CTX_set_client_CA_list(&ctx, names);  // takes ownership
+        SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+      }
+      return true;
+    });
+    if (!ssl->is_valid()) {
+      return InvalidArgument(OpenSslError(options.tls.cert_file + ": OpenSSL refused the TLS set-up"));
+    }
+    impl->http = std::move(ssl);
+  } else {
+    impl->http = std::make_unique<httplib::Server>();
+  }
   int threads = std::max(1, options.threads);
-  impl->http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  impl->http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
-  impl->http.set_keep_alive_max_count(1000000);
-  impl->http.set_tcp_nodelay(true);
+  impl->http->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  impl->http->set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
+  impl->http->set_keep_alive_max_count(1000000);
+  impl->http->set_tcp_nodelay(true);
   // cpp-httplib sets SO_REUSEPORT by default, which lets a second server bind a port in use and
   // silently take half its connections; only SO_REUSEADDR (restart over TIME_WAIT) is wanted.
   Impl* self = impl.get();
-  impl->http.set_socket_options([self](socket_t sock) {
+  impl->http->set_socket_options([self](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     self->listen_fd = sock;
   });
   impl->Routes();
   if (options.port == 0) {
-    impl->port = impl->http.bind_to_any_port(options.host);
-  } else if (impl->http.bind_to_port(options.host, options.port)) {
+    impl->port = impl->http->bind_to_any_port(options.host);
+  } else if (impl->http->bind_to_port(options.host, options.port)) {
     impl->port = options.port;
   } else {
     impl->port = -1;
@@ -218,7 +250,7 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
                        " (in use, or not an address of this host)");
   }
   Impl* raw = impl.get();
-  impl->listener = std::thread([raw] { raw->http.listen_after_bind(); });
+  impl->listener = std::thread([raw] { raw->http->listen_after_bind(); });
   return std::unique_ptr<HttpFrontend>(new HttpFrontend(std::move(impl)));
 }
 
@@ -229,7 +261,7 @@ int HttpFrontend::port() const { return impl_->port; }
 void HttpFrontend::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
-  impl_->http.stop();
+  impl_->http->stop();
   if (impl_->listener.joinable()) impl_->listener.join();
 }
 

@@ -14,6 +14,7 @@
 
 #include "ronghe/base/status.h"
 #include "ronghe/serve/server.h"
+#include "ronghe/serve/tls.h"
 
 namespace ronghe::serve {
 
@@ -24,6 +25,8 @@ struct HttpOptions {
                                   // per open connection (until it closes or idles 5 s), so more
                                   // open connections than threads queue for seconds.
   int64_t max_body_bytes = 16 << 20;  // Default: 16 MiB; larger bodies get 413.
+  TlsOptions tls;                 // Default: plaintext. With a certificate: HTTPS (TLS 1.2+), and
+                                  // with a client CA, mutual TLS.
 };
 
 class HttpFrontend {

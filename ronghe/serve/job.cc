@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 
+#include <csignal>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "ronghe/serve/grpc.h"
 #include "ronghe/serve/http.h"
 #include "ronghe/serve/server.h"
+#include "ronghe/serve/tls.h"
 #include "ronghe/store/run_store.h"
 
 namespace ronghe::serve {
@@ -28,6 +30,10 @@ Status RunServeJob(const ServeJobRequest& req) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A client that hangs up mid-response makes a write fail with EPIPE; over TLS OpenSSL writes
+  // with write(), which also raises SIGPIPE, and that must not end the server. (cpp-httplib's
+  // Server constructor ignores it too; this does not depend on that.)
+  std::signal(SIGPIPE, SIG_IGN);
   if (req.threads > 0) {
     at::set_num_threads(req.threads);
     // Debian's LibTorch calls BLAS through libblas.so.3, which is OpenBLAS when installed; its
@@ -36,12 +42,19 @@ Status RunServeJob(const ServeJobRequest& req) {
     if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(req.threads);
   }
 
+  TlsOptions tls{req.tls_cert, req.tls_key, req.tls_client_ca};
+  if (!tls.enabled() && !tls.client_ca_file.empty()) {
+    return InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  // Bad TLS files fail here, before the store records a run or a model is loaded.
+  if (tls.enabled()) RETURN_IF_ERROR(LoadTls(tls).status());
+
   RETURN_IF_ERROR(MakeDirs(req.home, 0700));
   std::string db = req.home + "/ronghe.db";
   ASSIGN_OR_RETURN(auto store, store::RunStore::Open(db));
   json config = {{"repo", req.repo}, {"host", req.host}, {"http_port", req.http_port}, {"grpc_port", req.grpc_port},
                  {"max_batch_size", req.max_batch_size}, {"max_queue_delay_us", req.max_queue_delay_us},
-                 {"watch_s", req.watch_s}};
+                 {"watch_s", req.watch_s}, {"tls", tls.enabled()}, {"mutual_tls", !tls.client_ca_file.empty()}};
   ASSIGN_OR_RETURN(auto job, store::Job::Start(store.get(), "serve", req.repo, config.dump()));
 
   ServerOptions so;
@@ -60,6 +73,7 @@ Status RunServeJob(const ServeJobRequest& req) {
   ho.host = req.host;
   ho.port = req.http_port;
   ho.threads = req.http_threads;
+  ho.tls = tls;
   auto http = HttpFrontend::Start(server->get(), ho);
   if (!http.ok()) {
     (void)job->Finish(http.status());
@@ -70,6 +84,7 @@ Status RunServeJob(const ServeJobRequest& req) {
     GrpcOptions go;
     go.host = req.host;
     go.port = req.grpc_port;
+    go.tls = tls;
     auto g = GrpcFrontend::Start(server->get(), go);
     if (!g.ok()) {
       (void)job->Finish(g.status());
@@ -79,9 +94,13 @@ Status RunServeJob(const ServeJobRequest& req) {
   }
   std::string models;
   for (const auto& m : (*server)->repository().LoadedModels()) models += (models.empty() ? "" : ", ") + m;
-  std::string grpc_where = grpc ? " and grpc://" + req.host + ":" + std::to_string(grpc->port()) : "";
-  std::printf("serving %s on http://%s:%d%s (run %lld)\n", models.c_str(), req.host.c_str(), (*http)->port(),
-              grpc_where.c_str(), static_cast<long long>(job->id()));
+  std::string grpc_where = grpc ? " and grpc" + std::string(tls.enabled() ? "s" : "") + "://" + req.host + ":" +
+                                       std::to_string(grpc->port())
+                                 : "";
+  std::printf("serving %s on http%s://%s:%d%s%s (run %lld)\n", models.c_str(), tls.enabled() ? "s" : "",
+              req.host.c_str(), (*http)->port(), grpc_where.c_str(),
+              tls.client_ca_file.empty() ? "" : ", client certificates required",
+              static_cast<long long>(job->id()));
   std::fflush(stdout);
 
   int sig = 0;

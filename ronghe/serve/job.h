@@ -24,11 +24,14 @@ struct ServeJobRequest {
                                      // sched_yield took a quarter of the CPU from the request
                                      // threads (docs/benchmarks.md: 2.4x the throughput at 32
                                      // connections with 1 thread instead of 2).
+  std::string tls_cert, tls_key;     // Default: none = plaintext. Both: HTTPS and gRPC over TLS.
+  std::string tls_client_ca;         // Default: none. With it, clients need a certificate it signed.
   std::string home;                  // run store: $home/ronghe.db
 };
 
 // Serves until SIGINT/SIGTERM, then stops accepting, lets requests in flight finish and exits.
-// Records a "serve" run in the run store. Prints "serving ... on http://HOST:PORT" when ready.
+// Records a "serve" run in the run store. Prints "serving ... on http://HOST:PORT" (https://
+// with TLS) when ready.
 Status RunServeJob(const ServeJobRequest& request);
 
 // `ronghe experiments list|show|promote|rollback` against the run store (no server needed: the

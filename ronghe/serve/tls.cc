@@ -1,0 +1,81 @@
+#include "ronghe/serve/tls.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "ronghe/base/file.h"
+#include "ronghe/base/openssl.h"
+
+namespace ronghe::serve {
+
+namespace {
+
+using BioPtr = OpenSslPtr<BIO, BIO_free_all>;
+using X509Ptr = OpenSslPtr<X509, X509_free>;
+using KeyPtr = OpenSslPtr<EVP_PKEY, EVP_PKEY_free>;
+
+BioPtr MemBio(const std::string& s) { return BioPtr(BIO_new_mem_buf(s.data(), static_cast<int>(s.size()))); }
+
+// Every certificate in a PEM text, in order.
+Result<std::vector<X509Ptr>> Certificates(const std::string& pem, const std::string& file) {
+  std::vector<X509Ptr> out;
+  BioPtr bio = MemBio(pem);
+  while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.emplace_back(c);
+  ERR_clear_error();  // the read past the last certificate leaves "no start line"
+  if (out.empty()) return InvalidArgument(file + ": no PEM certificate in the file");
+  return out;
+}
+
+}  // namespace
+
+Result<TlsMaterial> LoadTls(const TlsOptions& o) {
+  if (o.cert_file.empty() || o.key_file.empty()) {
+    return InvalidArgument("TLS needs both a certificate (--tls-cert) and its key (--tls-key)");
+  }
+  TlsMaterial m;
+  // The key's mode first: a key others can read is compromised whatever else holds.
+  struct stat st {};
+  if (::stat(o.key_file.c_str(), &st) != 0) {
+    if (errno == ENOENT) return NotFound(o.key_file + ": no such file");
+    return IoError(o.key_file + ": cannot read the TLS key: " + std::strerror(errno));
+  }
+  bool root_group_readable = st.st_uid == 0 && (st.st_mode & 037) == 0;
+  if ((st.st_mode & 077) != 0 && !root_group_readable) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return FailedPrecondition(o.key_file + ": the TLS key is readable by others (mode " + mode +
+                              "); chmod 600 it");
+  }
+  ASSIGN_OR_RETURN(m.cert_pem, ReadFile(o.cert_file));
+  ASSIGN_OR_RETURN(m.key_pem, ReadFile(o.key_file));
+  ASSIGN_OR_RETURN(auto chain, Certificates(m.cert_pem, o.cert_file));
+  BioPtr kb = MemBio(m.key_pem);
+  KeyPtr key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+  if (!key) return InvalidArgument(OpenSslError(o.key_file + ": not a PEM private key"));
+  if (X509_check_private_key(chain[0].get(), key.get()) != 1) {
+    ERR_clear_error();
+    return InvalidArgument(o.key_file + ": is not the key of the certificate in " + o.cert_file);
+  }
+  if (X509_cmp_current_time(X509_get0_notAfter(chain[0].get())) <= 0) {
+    return FailedPrecondition(o.cert_file + ": the certificate has expired");
+  }
+  if (X509_cmp_current_time(X509_get0_notBefore(chain[0].get())) > 0) {
+    return FailedPrecondition(o.cert_file + ": the certificate is not valid yet");
+  }
+  if (!o.client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(m.client_ca_pem, ReadFile(o.client_ca_file));
+    RETURN_IF_ERROR(Certificates(m.client_ca_pem, o.client_ca_file).status());
+  }
+  return m;
+}
+
+}  // namespace ronghe::serve
