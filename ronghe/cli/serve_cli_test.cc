@@ -264,7 +264,7 @@ TEST(ServeCliTest, TlsFlagsServeHttpsToClientsOfTheCaOnly) {
   };
   auto open_key = with(tls);
   EXPECT_NE(open_key.exit_code, 0);
-  EXPECT_NE(open_key.err.find(home + "/server.key: the TLS key is readable by others (mode 0644)"),
+  EXPECT_NE(open_key.err.find(home + "/server.key: group or others can access the TLS key (mode 0644)"),
             std::string::npos) << open_key.err;
   auto ca_only = with({"--tls-client-ca", home + "/ca.pem"});
   EXPECT_NE(ca_only.exit_code, 0);

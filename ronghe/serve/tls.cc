@@ -52,14 +52,22 @@ Result<TlsMaterial> LoadTls(const TlsOptions& o) {
   if ((st.st_mode & 077) != 0 && !root_group_readable) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return FailedPrecondition(o.key_file + ": the TLS key is readable by others (mode " + mode +
+    return FailedPrecondition(o.key_file + ": group or others can access the TLS key (mode " + mode +
                               "); chmod 600 it");
   }
   ASSIGN_OR_RETURN(m.cert_pem, ReadFile(o.cert_file));
   ASSIGN_OR_RETURN(m.key_pem, ReadFile(o.key_file));
   ASSIGN_OR_RETURN(auto chain, Certificates(m.cert_pem, o.cert_file));
+  if (m.key_pem.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string::npos ||  // PKCS#8
+      m.key_pem.find("Proc-Type: 4,ENCRYPTED") != std::string::npos) {                  // traditional
+    // OpenSSL's default would prompt on the terminal for a passphrase and hang a server.
+    return InvalidArgument(o.key_file + ": the TLS key is encrypted; a server reads it unattended, "
+                           "so store it decrypted with mode 0600 (openssl pkey -in KEY -out KEY.plain)");
+  }
   BioPtr kb = MemBio(m.key_pem);
-  KeyPtr key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+  // A callback that supplies no passphrase, so nothing ever prompts on the terminal.
+  pem_password_cb* no_passphrase = [](char*, int, int, void*) { return -1; };
+  KeyPtr key(PEM_read_bio_PrivateKey(kb.get(), nullptr, no_passphrase, nullptr));
   if (!key) return InvalidArgument(OpenSslError(o.key_file + ": not a PEM private key"));
   if (X509_check_private_key(chain[0].get(), key.get()) != 1) {
     ERR_clear_error();

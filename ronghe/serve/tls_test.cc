@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <openssl/pem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/openssl.h"
 #include "ronghe/fed/pki.h"
 #include "ronghe/serve/grpc.h"
 #include "ronghe/serve/http.h"
@@ -179,12 +181,28 @@ TEST_F(TlsTest, BadFilesAreRefusedWithTheFileNamed) {
   Write("cert-as-key.pem", *ReadFile(F("server.pem")), 0600);
   refused({F("server.pem"), F("cert-as-key.pem")}, StatusCode::kInvalidArgument,
           F("cert-as-key.pem") + ": not a PEM private key");
+  {
+    // The same key, encrypted with a passphrase: refused at once, never a terminal prompt.
+    std::string plain = *ReadFile(F("server.key"));
+    OpenSslPtr<BIO, BIO_free_all> in(BIO_new_mem_buf(plain.data(), static_cast<int>(plain.size())));
+    OpenSslPtr<EVP_PKEY, EVP_PKEY_free> k(PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr));
+    OpenSslPtr<BIO, BIO_free_all> out(BIO_new(BIO_s_mem()));
+    ASSERT_TRUE(k && out);
+    char pass[] = "secret";
+    ASSERT_EQ(PEM_write_bio_PrivateKey(out.get(), k.get(), EVP_aes_256_cbc(), reinterpret_cast<unsigned char*>(pass),
+                                       6, nullptr, nullptr), 1);
+    char* data = nullptr;
+    long n = BIO_get_mem_data(out.get(), &data);
+    Write("encrypted.key", std::string(data, static_cast<size_t>(n)), 0600);
+  }
+  refused({F("server.pem"), F("encrypted.key")}, StatusCode::kInvalidArgument,
+          F("encrypted.key") + ": the TLS key is encrypted");
   refused({F("expired.pem"), F("expired.key")}, StatusCode::kFailedPrecondition, F("expired.pem") + ": the certificate has expired");
   refused({F("server.pem"), F("server.key"), F("client.key")}, StatusCode::kInvalidArgument,
           F("client.key") + ": no PEM certificate");
   // A key others can read is refused, naming its mode; 0640 is accepted only from root.
   ASSERT_EQ(::chmod(F("server.key").c_str(), 0644), 0);
-  refused(Tls(false), StatusCode::kFailedPrecondition, F("server.key") + ": the TLS key is readable by others (mode 0644)");
+  refused(Tls(false), StatusCode::kFailedPrecondition, F("server.key") + ": group or others can access the TLS key (mode 0644)");
   ASSERT_EQ(::chmod(F("server.key").c_str(), 0640), 0);
   EXPECT_EQ(LoadTls(Tls(false)).ok(), ::geteuid() == 0);
 }
