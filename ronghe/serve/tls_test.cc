@@ -143,12 +143,12 @@ TEST_F(TlsTest, MutualTlsOverGrpc) {
       ssl.pem_cert_chain = *ReadFile(F(cert));
       ssl.pem_private_key = *ReadFile(F(key));
     }
-    auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(target, grpc::SslCredentials(ssl)));
+    auto client = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(target, grpc::SslCredentials(ssl)));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     inference::ServerLiveRequest req;
     inference::ServerLiveResponse resp;
-    grpc::Status st = stub->ServerLive(&ctx, req, &resp);
+    grpc::Status st = client->ServerLive(&ctx, req, &resp);
     return st.ok() && resp.live();
   };
   EXPECT_TRUE(live("client.pem", "client.key"));
