@@ -2,6 +2,7 @@
 #   make demo   set-up, build, fetch data, run the 5-bank federated fraud consortium (fed demo)
 #   make test   set-up, build, fetch data, run the whole test suite
 #   make bench  set-up, build, fetch data, run the benchmarks and rewrite docs/benchmarks.md
+#   make lint   clang-format check and clang's thread-safety analysis (scripts/lint.sh)
 # Variables: BUILD (build folder, default build), CTEST_ARGS (e.g. -LE slow to skip slow tests).
 
 BUILD ?= build
@@ -10,7 +11,7 @@ export RONGHE_HOME ?= $(if $(HOME),$(HOME)/.ronghe,$(CURDIR)/.ronghe)
 CTEST_ARGS ?=
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all setup data build demo test bench clean
+.PHONY: all setup data build demo test bench lint clean
 
 all: build
 
@@ -31,6 +32,12 @@ demo: build data
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure $(CTEST_ARGS)
+
+# The generated protocol headers are all lint needs from the build: no full build first.
+lint: setup $(BUILD)/CMakeCache.txt
+	@scripts/setup.sh lint
+	cmake --build $(BUILD) --target ronghe_fed_proto ronghe_serve_proto -j $$(nproc)
+	scripts/lint.sh $(BUILD)
 
 bench: build data
 	bench/run.sh $(BUILD)

@@ -41,13 +41,15 @@ Fixture& Get(int bits) {
 void BM_Encrypt(benchmark::State& s) {
   auto& f = Get(s.range(0));
   size_t i = 0;
-  for (auto _ : s) benchmark::DoNotOptimize(f.keys.public_key->paillier().Encrypt(f.m[i++ % f.m.size()]));
+  for (auto _ : s)
+    benchmark::DoNotOptimize(f.keys.public_key->paillier().Encrypt(f.m[i++ % f.m.size()]));
 }
 void BM_TextbookEncrypt(benchmark::State& s) {  // (1 + m n) r^n mod n^2, for reference
   auto& f = Get(s.range(0));
   const auto& pk = f.keys.public_key->paillier();
   mpz_class r = RandomUnit(pk.n());
-  for (auto _ : s) benchmark::DoNotOptimize(mpz_class((1 + f.m[0] * pk.n()) * Pow(r, pk.n(), pk.n2()) % pk.n2()));
+  for (auto _ : s)
+    benchmark::DoNotOptimize(mpz_class((1 + f.m[0] * pk.n()) * Pow(r, pk.n(), pk.n2()) % pk.n2()));
 }
 void BM_Decrypt(benchmark::State& s) {
   auto& f = Get(s.range(0));
@@ -59,7 +61,8 @@ void BM_PartialDecrypt(benchmark::State& s) {
   const auto& pub = *f.keys.public_key;
   mpz_class e = 2 * pub.delta() * f.keys.shares[0].s;
   size_t i = 0;
-  for (auto _ : s) benchmark::DoNotOptimize(PowSecret(f.c[i++ % f.c.size()], e, pub.paillier().n2()));
+  for (auto _ : s)
+    benchmark::DoNotOptimize(PowSecret(f.c[i++ % f.c.size()], e, pub.paillier().n2()));
 }
 void BM_ProveVerify(benchmark::State& s, bool verify) {
   auto& f = Get(s.range(0));
@@ -101,13 +104,15 @@ void BM_VerifyBatch10k(benchmark::State& s) {
   for (auto _ : s) {
     if (!VerifyPartial(pub, cs, p, 1).ok()) s.SkipWithError("batch did not verify");
   }
-  s.counters["shares_per_s"] = benchmark::Counter(kN, benchmark::Counter::kIsIterationInvariantRate);
+  s.counters["shares_per_s"] =
+      benchmark::Counter(kN, benchmark::Counter::kIsIterationInvariantRate);
 }
 void BM_Combine(benchmark::State& s) {
   auto& f = Get(s.range(0));
   const auto& pub = *f.keys.public_key;
   std::vector<mpz_class> sh;
-  for (int i = 0; i < 3; ++i) sh.push_back(PowSecret(f.c[0], 2 * pub.delta() * f.keys.shares[i].s, pub.paillier().n2()));
+  for (int i = 0; i < 3; ++i)
+    sh.push_back(PowSecret(f.c[0], 2 * pub.delta() * f.keys.shares[i].s, pub.paillier().n2()));
   for (auto _ : s) benchmark::DoNotOptimize(Combine(pub, {1, 2, 3}, sh));
 }
 
@@ -145,7 +150,11 @@ BENCHMARK(BM_Prove)->Arg(2048)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Verify)->Arg(2048)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VerifyBatch10k)->Arg(2048)->Unit(benchmark::kMillisecond)->Iterations(2);
 BENCHMARK(BM_Combine)->Arg(2048)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_SecureAggregation)->Arg(1000000)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_SecureAggregation)
+    ->Arg(1000000)
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1)
+    ->UseRealTime();
 
 }  // namespace
 

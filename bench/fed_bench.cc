@@ -4,13 +4,13 @@
 // message, so the byte counts are what gRPC would carry, before HTTP/2 and TLS framing).
 // Prints JSON: [{name, params, mode, round_s, max_party_bytes}].
 //   build/bench/fed_bench [--quick | --only NAME]   (--quick: skip the 1M model)
-#include <cstdio>
-#include <cstring>
-#include <thread>
-
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "ronghe/crypto/threshold.h"
 #include "ronghe/fed/coordinator.h"
@@ -72,9 +72,10 @@ int main(int argc, char** argv) {
       // Round 1 warms up (first connections, allocations) and round 2 is measured; the 1M model's
       // round is long enough that one round says it all.
       o.rounds = row.name == "1M" ? 1 : 2;
-      o.round_deadline_s = 3600;  // the default 300 s is shorter than a 1M-parameter round on 2 cores
+      o.round_deadline_s =
+          3600;  // the default 300 s is shorter than a 1M-parameter round on 2 cores
       o.min_participants = kParties;
-      o.secure_aggregation = mode;
+      o.secure_aggregation = fed::ParseSecureAggregation(mode).value();
       o.local.set_epochs(1);
       o.local.set_batch_size(64);
       o.local.set_lr(1e-3);
@@ -96,7 +97,9 @@ int main(int argc, char** argv) {
           (void)p.Run([&, i]() -> Result<std::unique_ptr<fed::Connection>> {
             auto [mine, theirs] = fed::MakePipe();
             std::lock_guard<std::mutex> lock(mu);
-            serves.emplace_back([&coord, i, c = std::move(theirs)]() mutable { coord->Serve("p" + std::to_string(i + 1), *c); });
+            serves.emplace_back([&coord, i, c = std::move(theirs)]() mutable {
+              coord->Serve("p" + std::to_string(i + 1), *c);
+            });
             return std::move(mine);
           });
         });
@@ -106,14 +109,19 @@ int main(int argc, char** argv) {
       coord->Stop();
       for (auto& t : serves) t.join();
       if (!r.ok()) {
-        std::fprintf(stderr, "%s %s: %s\n", row.name.c_str(), mode.c_str(), r.status().ToString().c_str());
+        std::fprintf(stderr, "%s %s: %s\n", row.name.c_str(), mode.c_str(),
+                     r.status().ToString().c_str());
         return 1;
       }
       const auto& rep = r->rounds.back();
-      out.push_back({{"name", row.name}, {"params", r->weights.size()}, {"mode", mode}, {"round_s", rep.seconds},
+      out.push_back({{"name", row.name},
+                     {"params", r->weights.size()},
+                     {"mode", mode},
+                     {"round_s", rep.seconds},
                      {"max_party_bytes", rep.max_party_bytes}});
-      std::fprintf(stderr, "%s (%zu params) %s: round %.2f s, %lld bytes per party\n", row.name.c_str(), r->weights.size(),
-                   mode.c_str(), rep.seconds, static_cast<long long>(rep.max_party_bytes));
+      std::fprintf(stderr, "%s (%zu params) %s: round %.2f s, %lld bytes per party\n",
+                   row.name.c_str(), r->weights.size(), mode.c_str(), rep.seconds,
+                   static_cast<long long>(rep.max_party_bytes));
     }
   }
   std::remove(db.c_str());

@@ -70,10 +70,22 @@ void BM_Train(benchmark::State& state, const std::string& example, int64_t limit
   state.counters["torch_threads"] = torch::get_num_threads();
 }
 
-BENCHMARK_CAPTURE(BM_Train, cnn_fp32, "fashion_mnist/cnn.toml", 6400, "fp32")->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-BENCHMARK_CAPTURE(BM_Train, cnn_bf16, "fashion_mnist/cnn.toml", 6400, "bf16")->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK_CAPTURE(BM_Train, mlp_fp32, "lending_club/mlp.toml", 0, "fp32")->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
-BENCHMARK_CAPTURE(BM_Train, mlp_bf16, "lending_club/mlp.toml", 0, "bf16")->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK_CAPTURE(BM_Train, cnn_fp32, "fashion_mnist/cnn.toml", 6400, "fp32")
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+BENCHMARK_CAPTURE(BM_Train, cnn_bf16, "fashion_mnist/cnn.toml", 6400, "bf16")
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_Train, mlp_fp32, "lending_club/mlp.toml", 0, "fp32")
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(5);
+BENCHMARK_CAPTURE(BM_Train, mlp_bf16, "lending_club/mlp.toml", 0, "bf16")
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(5);
 
 }  // namespace
 

@@ -15,7 +15,8 @@ const ronghe::crypto::ThresholdKeys& Keys() {
     o.parties = 3;
     o.threshold = 2;
     o.insecure_for_testing = true;
-    return new ronghe::crypto::ThresholdKeys(std::move(ronghe::crypto::DealThresholdKeys(o)).value());
+    return new ronghe::crypto::ThresholdKeys(
+        std::move(ronghe::crypto::DealThresholdKeys(o)).value());
   }();
   return *k;
 }
@@ -23,7 +24,8 @@ const ronghe::crypto::ThresholdKeys& Keys() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto& k = Keys();
-  auto c = ronghe::crypto::FromHex(std::string(reinterpret_cast<const char*>(data), size), "ciphertext");
+  auto c =
+      ronghe::crypto::FromHex(std::string(reinterpret_cast<const char*>(data), size), "ciphertext");
   if (!c.ok()) return 0;
   if (!k.public_key->paillier().Validate(*c, "ciphertext").ok()) return 0;
   auto p = ronghe::crypto::PartialDecrypt(*k.public_key, k.shares[0], {*c}, 1);

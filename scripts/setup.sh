@@ -15,6 +15,15 @@ packages=(
   ca-certificates
 )
 
+# Optional groups, installed only for what needs them:
+#   lint  clang and clang-format (`make lint`)
+for group in "$@"; do
+  case "$group" in
+    lint) packages+=(clang clang-format) ;;
+    *) echo "setup: unknown group '$group' (known: lint)" >&2; exit 2 ;;
+  esac
+done
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

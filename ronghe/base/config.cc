@@ -1,10 +1,10 @@
 #include "ronghe/base/config.h"
 
+#include <toml++/toml.h>
+
 #include <functional>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 #include "ronghe/base/file.h"
 
@@ -42,13 +42,20 @@ const toml::node* Find(const toml::table& root, const std::string& key) {
 
 const char* TypeName(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    default: return "a date/time";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    default:
+      return "a date/time";
   }
 }
 
@@ -91,8 +98,8 @@ Result<Config> Config::Parse(const std::string& text, const std::string& source)
     impl->root = toml::parse(text, source);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
-    return InvalidArgument(source + ":" + std::to_string(b.line) + ":" +
-                           std::to_string(b.column) + ": " + std::string(e.description()));
+    return InvalidArgument(source + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
+                           ": " + std::string(e.description()));
   }
   return Config(std::move(impl));
 }
@@ -213,8 +220,8 @@ Status ReadArray(const Config& cfg, const toml::node* n, const std::string& key,
   for (size_t i = 0; i < a->size(); ++i) {
     std::optional<T> v = conv((*a)[i]);
     if (!v) {
-      return cfg.ValueError(key, "element " + std::to_string(i) + ": expected " + want +
-                                     ", got " + TypeName((*a)[i]));
+      return cfg.ValueError(key, "element " + std::to_string(i) + ": expected " + want + ", got " +
+                                     TypeName((*a)[i]));
     }
     vals.push_back(*v);
   }
@@ -258,7 +265,8 @@ Status Config::CheckNoUnknownKeys() const {
       [&](const toml::table& t, const std::string& prefix) {
         for (const auto& [k, v] : t) {
           if (!bad.empty()) return;
-          std::string path = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+          std::string path =
+              prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
           if (impl_->known.count(path)) continue;
           if (const toml::table* sub = v.as_table()) {
             walk(*sub, path);

@@ -82,7 +82,7 @@ TEST(ConfigTest, OverridesWinAndAreTyped) {
   ASSERT_TRUE(cfg.ok());
   ASSERT_TRUE(cfg->ApplyOverride("train.lr=0.5").ok());
   ASSERT_TRUE(cfg->ApplyOverride("train.optimizer=sgd").ok());  // bare string
-  ASSERT_TRUE(cfg->ApplyOverride("model.kind=\"mlp\"").ok());    // new table
+  ASSERT_TRUE(cfg->ApplyOverride("model.kind=\"mlp\"").ok());   // new table
   double lr = 0;
   std::string opt, kind;
   ASSERT_TRUE(cfg->Get("train.lr", &lr).ok());

@@ -1,8 +1,9 @@
 // Small file helpers that report failures as Status with the path and the OS reason.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 
 #include "ronghe/base/status.h"
 

@@ -1,8 +1,7 @@
 #include "ronghe/base/file.h"
 
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 namespace ronghe {
 namespace {

@@ -3,13 +3,13 @@
 // file could crash the reader; these return the default instead and never throw.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace ronghe {
 
-inline std::string JsonString(const nlohmann::json& j, const char* key, const std::string& dflt = "") {
+inline std::string JsonString(const nlohmann::json& j, const char* key,
+                              const std::string& dflt = "") {
   if (!j.is_object()) return dflt;
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : dflt;

@@ -9,8 +9,7 @@ namespace ronghe {
 
 namespace {
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 double Seconds(const timeval& tv) { return tv.tv_sec + tv.tv_usec * 1e-6; }
 }  // namespace

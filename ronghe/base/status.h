@@ -15,8 +15,8 @@ namespace ronghe {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,     // bad flag, config key or value: the caller's input is wrong
-  kNotFound,            // a file, run, model or data set does not exist
+  kInvalidArgument,  // bad flag, config key or value: the caller's input is wrong
+  kNotFound,         // a file, run, model or data set does not exist
   kAlreadyExists,
   kFailedPrecondition,  // the system is not in a state to do this (e.g. data not fetched)
   kDataLoss,            // a file is corrupt, truncated or tampered with
@@ -26,7 +26,7 @@ enum class StatusCode {
   kPermissionDenied,
   kResourceExhausted,
   kCancelled,
-  kInternal,            // a bug or an unexpected library failure
+  kInternal,  // a bug or an unexpected library failure
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -53,7 +53,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status FailedPrecondition(std::string m) {
@@ -78,7 +80,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "Result built from an OK status");
   }
@@ -101,16 +103,32 @@ class [[nodiscard]] Result {
   std::variant<Status, T> v_;
 };
 
+// An exception that escaped to a boundary (a command, an RPC handler) as Internal: "unexpected
+// error: <first line of what()>". LibTorch's c10::Error appends its C++ backtrace after the first
+// line; the boundary reports one line and the process lives on.
+Status StatusFromCurrentException();
+
+// Runs `fn` (returning a Status) and turns any exception it throws into
+// StatusFromCurrentException(), for the outermost layer of a command or a handler.
+template <typename Fn>
+Status CatchAll(Fn&& fn) {
+  try {
+    return fn();
+  } catch (...) {
+    return StatusFromCurrentException();
+  }
+}
+
 }  // namespace ronghe
 
 #define RONGHE_CONCAT_INNER_(a, b) a##b
 #define RONGHE_CONCAT_(a, b) RONGHE_CONCAT_INNER_(a, b)
 
 // Returns from the current function when `expr` (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                      \
-  do {                                             \
-    ::ronghe::Status _st = (expr);                 \
-    if (!_st.ok()) return _st;                     \
+#define RETURN_IF_ERROR(expr)      \
+  do {                             \
+    ::ronghe::Status _st = (expr); \
+    if (!_st.ok()) return _st;     \
   } while (0)
 
 // ASSIGN_OR_RETURN(auto x, MakeX()): declares x from a Result or returns its error.

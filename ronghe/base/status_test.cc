@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 namespace ronghe {
 namespace {
 
@@ -29,6 +31,19 @@ TEST(StatusTest, ResultPropagates) {
   auto r = Quarter(6);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "odd: 3");
+}
+
+TEST(StatusTest, CatchAllTurnsExceptionsIntoOneLine) {
+  EXPECT_TRUE(CatchAll([] { return Status::OK(); }).ok());
+  EXPECT_EQ(CatchAll([] { return NotFound("x"); }).message(), "x");
+  // LibTorch's errors carry a backtrace after the first line: only the first line is kept.
+  Status st = CatchAll([]() -> Status {
+    throw std::runtime_error("shape mismatch [2] vs [3]\nException raised from ...");
+  });
+  EXPECT_EQ(st.code(), StatusCode::kInternal);
+  EXPECT_EQ(st.message(), "unexpected error: shape mismatch [2] vs [3]");
+  st = CatchAll([]() -> Status { throw 42; });
+  EXPECT_EQ(st.message(), "unexpected error of unknown type");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // End-to-end tests of the `ronghe` binary: exit codes, one-line errors, and a training run that
 // is killed with SIGKILL and resumed to the same final weights as an uninterrupted run.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -7,22 +8,19 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/file.h"
 #include "ronghe/cli/test_util.h"
 #include "ronghe/nn/artifact.h"
+#include "ronghe/store/run_store.h"
 
 namespace ronghe::testing {
 namespace {
 
-bool OneLine(const std::string& s) {
-  return !s.empty() && s.find('\n') == s.size() - 1;
-}
+bool OneLine(const std::string& s) { return !s.empty() && s.find('\n') == s.size() - 1; }
 
 TEST(CliTest, HelpAndUsageErrors) {
   std::string home = FreshHome("usage");
@@ -32,7 +30,10 @@ TEST(CliTest, HelpAndUsageErrors) {
   EXPECT_EQ(RunRonghe(home, {}).exit_code, 2);
   EXPECT_EQ(RunRonghe(home, {"train", "--bogus"}).exit_code, 2);
   EXPECT_EQ(RunRonghe(home, {"train", "--config", "/no/such.toml"}).exit_code, 2);
-  EXPECT_EQ(RunRonghe(home, {"train", "--precision", "fp8", "--config", SourcePath("examples/breast_cancer/mlp.toml")}).exit_code, 2);
+  EXPECT_EQ(RunRonghe(home, {"train", "--precision", "fp8", "--config",
+                             SourcePath("examples/breast_cancer/mlp.toml")})
+                .exit_code,
+            2);
   auto r = RunRonghe(home, {"train"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--config"), std::string::npos) << r.err;
@@ -51,9 +52,11 @@ TEST(CliTest, ConfigErrorsNameKeyAndFile) {
   EXPECT_TRUE(OneLine(r.err)) << r.err;
   EXPECT_NE(r.err.find(cfg + ": unknown key 'extra.learning_rate'"), std::string::npos) << r.err;
 
-  r = RunRonghe(home, {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"), "--set", "train.epochs=\"many\""});
+  r = RunRonghe(home, {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"), "--set",
+                       "train.epochs=\"many\""});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("train.epochs: expected an integer, got a string"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("train.epochs: expected an integer, got a string"), std::string::npos)
+      << r.err;
   // Nothing half-made: the run store holds no training run for these refusals.
   auto list = RunRonghe(home, {"runs", "list"});
   EXPECT_EQ(list.exit_code, 0);
@@ -72,7 +75,8 @@ TEST(CliTest, TrainEvalAndRunRecords) {
   auto loaded = nn::LoadArtifact(home + "/bc.rhm");
   ASSERT_TRUE(loaded.ok());
   char want[64];
-  std::snprintf(want, sizeof want, "roc_auc=%.4f", loaded->manifest["metrics"]["test"]["roc_auc"].get<double>());
+  std::snprintf(want, sizeof want, "roc_auc=%.4f",
+                loaded->manifest["metrics"]["test"]["roc_auc"].get<double>());
   EXPECT_NE(e.out.find(want), std::string::npos) << e.out << " vs " << want;
 
   auto show = RunRonghe(home, {"runs", "show", "1", "--json"});
@@ -113,11 +117,11 @@ TEST(CliTest, BadInputGivesOneLineErrors) {
   // A corrupt run store is refused, not overwritten.
   std::string broken = home + "/broken";
   ASSERT_TRUE(MakeDirs(broken).ok());
-  ASSERT_TRUE(WriteFileAtomic(broken + "/ronghe.db", std::string(8192, 'z')).ok());
+  ASSERT_TRUE(WriteFileAtomic(store::HomeStorePath(broken), std::string(8192, 'z')).ok());
   r = RunRonghe(broken, {"runs", "list"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("ronghe.db"), std::string::npos) << r.err;
-  EXPECT_EQ(*ReadFile(broken + "/ronghe.db"), std::string(8192, 'z'));
+  EXPECT_EQ(*ReadFile(store::HomeStorePath(broken)), std::string(8192, 'z'));
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> Weights(const std::string& path) {
@@ -127,9 +131,15 @@ std::vector<std::pair<std::string, torch::Tensor>> Weights(const std::string& pa
 }
 
 TEST(CliTest, SigkilledRunResumesToTheSameWeights) {
-  const std::vector<std::string> job = {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"),
-                                        "--epochs", "150", "--set", "train.checkpoint_every=7",
-                                        "--progress", "off"};
+  const std::vector<std::string> job = {"train",
+                                        "--config",
+                                        SourcePath("examples/breast_cancer/mlp.toml"),
+                                        "--epochs",
+                                        "150",
+                                        "--set",
+                                        "train.checkpoint_every=7",
+                                        "--progress",
+                                        "off"};
   std::string ref_home = FreshHome("resume-ref");
   auto ref = RunRonghe(ref_home, job);
   ASSERT_EQ(ref.exit_code, 0) << ref.err;
@@ -183,7 +193,8 @@ namespace {
 TEST(CliKeysTest, InitInspectAndRefusals) {
   std::string home = FreshHome("keys");
   std::string dir = home + "/consortium";
-  auto r = RunRonghe(home, {"keys", "init", "--parties", "5", "--threshold", "3", "--bits", "2048", "--out", dir});
+  auto r = RunRonghe(
+      home, {"keys", "init", "--parties", "5", "--threshold", "3", "--bits", "2048", "--out", dir});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   struct stat st;
   ASSERT_EQ(::stat((dir + "/party-3.json").c_str(), &st), 0);
@@ -208,7 +219,10 @@ TEST(CliKeysTest, InitInspectAndRefusals) {
   EXPECT_NE(again.err.find("refusing to overwrite"), std::string::npos);
   // Bad sizes and thresholds are usage errors.
   EXPECT_EQ(RunRonghe(home, {"keys", "init", "--bits", "1024", "--out", home + "/x"}).exit_code, 2);
-  EXPECT_EQ(RunRonghe(home, {"keys", "init", "--parties", "3", "--threshold", "4", "--out", home + "/x"}).exit_code, 2);
+  EXPECT_EQ(
+      RunRonghe(home, {"keys", "init", "--parties", "3", "--threshold", "4", "--out", home + "/x"})
+          .exit_code,
+      2);
   // A truncated key file is a one-line error naming it.
   std::string text = *ReadFile(dir + "/public.json");
   ASSERT_TRUE(WriteFileAtomic(home + "/cut.json", text.substr(0, 100)).ok());
@@ -220,7 +234,8 @@ TEST(CliKeysTest, InitInspectAndRefusals) {
 
 TEST(CliKeysTest, CryptoSpeedJson) {
   std::string home = FreshHome("speed");
-  auto r = RunRonghe(home, {"crypto", "speed", "--bits", "2048", "--json", "--seconds", "0.02", "--no-keygen"});
+  auto r = RunRonghe(
+      home, {"crypto", "speed", "--bits", "2048", "--json", "--seconds", "0.02", "--no-keygen"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.is_array());
@@ -231,8 +246,8 @@ TEST(CliKeysTest, CryptoSpeedJson) {
     EXPECT_GT(x["ops_per_s"].get<double>(), 0);
     EXPECT_GE(x["threads"].get<int>(), 1);
   }
-  EXPECT_EQ(ops, (std::set<std::string>{"encrypt", "decrypt", "add", "partial_decrypt", "prove", "verify",
-                                        "verify_batch", "combine"}));
+  EXPECT_EQ(ops, (std::set<std::string>{"encrypt", "decrypt", "add", "partial_decrypt", "prove",
+                                        "verify", "verify_batch", "combine"}));
   EXPECT_EQ(RunRonghe(home, {"crypto", "speed", "--bits", "1024"}).exit_code, 2);
 }
 
@@ -245,9 +260,11 @@ namespace {
 TEST(CliFedTest, InitWritesBundlesAndRefusesToOverwrite) {
   std::string home = FreshHome("fedinit");
   std::string out = home + "/consortium";
-  auto r = RunRonghe(home, {"fed", "init", "--config", SourcePath("examples/fraud/consortium.toml"), "--out", out});
+  auto r = RunRonghe(home, {"fed", "init", "--config", SourcePath("examples/fraud/consortium.toml"),
+                            "--out", out});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* f : {"ca/ca.pem", "coordinator/cert.pem", "bank-south/share.json", "bank-west/key.pem"}) {
+  for (const char* f :
+       {"ca/ca.pem", "coordinator/cert.pem", "bank-south/share.json", "bank-west/key.pem"}) {
     EXPECT_TRUE(FileExists(out + "/" + f)) << f;
   }
   struct stat st;
@@ -255,10 +272,13 @@ TEST(CliFedTest, InitWritesBundlesAndRefusesToOverwrite) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   auto ins = RunRonghe(home, {"keys", "inspect", out + "/bank-south/share.json"});
   EXPECT_NE(ins.out.find("party:       3"), std::string::npos) << ins.out;
-  auto again = RunRonghe(home, {"fed", "init", "--config", SourcePath("examples/fraud/consortium.toml"), "--out", out});
+  auto again = RunRonghe(home, {"fed", "init", "--config",
+                                SourcePath("examples/fraud/consortium.toml"), "--out", out});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("refusing to overwrite"), std::string::npos);
-  ASSERT_TRUE(WriteFileAtomic(home + "/bad.toml", "[consortium]\nid = \"x\"\nparties = [\"a\"]\nthreshold = 2\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(home + "/bad.toml",
+                              "[consortium]\nid = \"x\"\nparties = [\"a\"]\nthreshold = 2\n")
+                  .ok());
   auto bad = RunRonghe(home, {"fed", "init", "--config", home + "/bad.toml", "--out", home + "/y"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("consortium.threshold"), std::string::npos) << bad.err;

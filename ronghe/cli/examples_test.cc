@@ -1,5 +1,6 @@
 // The examples reach their stated quality (slow: label "slow"; `ctest -LE slow` skips them).
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "ronghe/cli/test_util.h"
@@ -16,7 +17,8 @@ nlohmann::json TestMetrics(const std::string& home) {
 
 TEST(ExamplesTest, FashionMnistCnnReaches88Percent) {
   std::string home = FreshHome("fashion");
-  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/fashion_mnist/cnn.toml"), "--progress", "off"});
+  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/fashion_mnist/cnn.toml"),
+                            "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   double acc = TestMetrics(home)["accuracy"].get<double>();
   RecordProperty("test_accuracy", std::to_string(acc));
@@ -25,7 +27,8 @@ TEST(ExamplesTest, FashionMnistCnnReaches88Percent) {
 
 TEST(ExamplesTest, LendingClubMlpBeatsAConstantPredictor) {
   std::string home = FreshHome("lending");
-  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/lending_club/mlp.toml"), "--progress", "off"});
+  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/lending_club/mlp.toml"),
+                            "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto m = TestMetrics(home);
   double auc = m["roc_auc"].get<double>();
@@ -37,7 +40,8 @@ TEST(ExamplesTest, LendingClubMlpBeatsAConstantPredictor) {
 
 TEST(ExamplesTest, TaylorLstmForecastsWithinFivePercent) {
   std::string home = FreshHome("taylor");
-  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/taylor/lstm.toml"), "--progress", "off"});
+  auto r = RunRonghe(
+      home, {"train", "--config", SourcePath("examples/taylor/lstm.toml"), "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LT(TestMetrics(home)["mape"].get<double>(), 5.0);
 }
@@ -46,8 +50,8 @@ TEST(ExamplesTest, TaylorLstmForecastsWithinFivePercent) {
 // resolutions in one CNN. Every resolution must be learned, not just the native one.
 TEST(ExamplesTest, ImagingMixedResolutionsTwoProcessesBf16) {
   std::string home = FreshHome("imaging");
-  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/imaging/multires.toml"), "--nproc", "2",
-                            "--precision", "bf16", "--progress", "off"});
+  auto r = RunRonghe(home, {"train", "--config", SourcePath("examples/imaging/multires.toml"),
+                            "--nproc", "2", "--precision", "bf16", "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("over 2 processes"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("resolution   test accuracy\n  28 px"), std::string::npos) << r.out;

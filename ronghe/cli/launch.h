@@ -25,10 +25,10 @@
 namespace ronghe::cli {
 
 struct LaunchOptions {
-  int nproc = 1;              // workers on this node
+  int nproc = 1;  // workers on this node
   int nnodes = 1;
   int node_rank = 0;
-  std::string host;           // rank 0's address
+  std::string host;  // rank 0's address
   int port = 0;
   double timeout_s = 120;
 };

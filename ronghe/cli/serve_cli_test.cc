@@ -1,5 +1,6 @@
 // `ronghe serve` as a user runs it: the committed example repository, the example request bodies,
 // SIGTERM draining a request in flight, experiments promoted from another shell, calibrate, TLS.
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,15 +10,13 @@
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "ronghe/base/file.h"
 #include "ronghe/cli/test_util.h"
-#include "ronghe/fed/pki.h"
+#include "ronghe/tls/x509.h"
 
 namespace ronghe {
 namespace {
@@ -36,8 +35,9 @@ struct Server {
   int port = 0;
   std::string home;
   Server(const std::string& home_dir, std::vector<std::string> extra) : home(home_dir) {
-    std::vector<std::string> args = {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
-                                      "--http", "0"};
+    std::vector<std::string> args = {"serve",  "--repo",    SourcePath("examples/serving/repo"),
+                                     "--host", "127.0.0.1", "--http",
+                                     "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid = SpawnRonghe(home, args, "serve");
     std::regex ready(R"(on https?://127\.0\.0\.1:(\d+))");
@@ -77,14 +77,16 @@ TEST(ServeCliTest, ExampleRepositoryAnswersTheExampleBodiesAndDrainsOnSigterm) {
   std::string home = FreshHome("serve-example");
   // A long queue delay keeps a lone request waiting in the batcher, so SIGTERM surely finds it
   // in flight.
-  Server s(home, {"--grpc", "0", "--max-queue-delay-us", "1500000", "--access-log", home + "/access.log"});
+  Server s(home, {"--grpc", "0", "--max-queue-delay-us", "1500000", "--access-log",
+                  home + "/access.log"});
   ASSERT_GT(s.port, 0) << Slurp(home + "/serve.stderr");
   auto c = s.Client();
   EXPECT_EQ(c->Get("/v2/health/ready")->status, 200);
   std::string out = Slurp(home + "/serve.stdout");
   EXPECT_NE(out.find("grpc://127.0.0.1:"), std::string::npos) << out;
   for (const char* model : {"fraud", "fashion", "fashion-cnn", "fashion-light"}) {
-    std::string body = ReadFile(SourcePath(std::string("examples/serving/") + model + ".json")).value();
+    std::string body =
+        ReadFile(SourcePath(std::string("examples/serving/") + model + ".json")).value();
     auto [code, resp] = Post(*c, std::string("/v2/models/") + model + "/infer", body);
     ASSERT_EQ(code, 200) << model << ": " << resp.dump();
     bool has_class = false;
@@ -92,8 +94,10 @@ TEST(ServeCliTest, ExampleRepositoryAnswersTheExampleBodiesAndDrainsOnSigterm) {
       if (o["name"] != "class") continue;
       has_class = true;
       // The example images are the test set's first two: an ankle boot (9) and a pullover (2).
-      if (std::string(model) != "fraud") EXPECT_EQ(o["data"], json({9, 2})) << model;
-      else EXPECT_EQ(o["data"].size(), 2u);
+      if (std::string(model) != "fraud")
+        EXPECT_EQ(o["data"], json({9, 2})) << model;
+      else
+        EXPECT_EQ(o["data"].size(), 2u);
     }
     EXPECT_TRUE(has_class) << model;
   }
@@ -108,7 +112,9 @@ TEST(ServeCliTest, ExampleRepositoryAnswersTheExampleBodiesAndDrainsOnSigterm) {
   });
   for (int i = 0; i < 500; ++i) {
     std::string m = c->Get("/metrics")->body;
-    if (m.find("ronghe_inference_queue_size{model=\"fashion-cnn\",version=\"1\"} 1") != std::string::npos) break;
+    if (m.find("ronghe_inference_queue_size{model=\"fashion-cnn\",version=\"1\"} 1") !=
+        std::string::npos)
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ::kill(s.pid, SIGTERM);
@@ -166,9 +172,11 @@ TEST(ServeCliTest, ExperimentPromotedFromAnotherShellReachesTheServer) {
   EXPECT_TRUE(all_challenger);
   auto show = RunRonghe(home, {"experiments", "show", "fraud-v2"});
   EXPECT_NE(show.out.find("promoted (challenger)"), std::string::npos) << show.out;
-  EXPECT_NE(RunRonghe(home, {"experiments", "promote", "fraud-v2", "--variant", "gold"}).err.find("no variant 'gold'"),
+  EXPECT_NE(RunRonghe(home, {"experiments", "promote", "fraud-v2", "--variant", "gold"})
+                .err.find("no variant 'gold'"),
             std::string::npos);
-  EXPECT_NE(RunRonghe(home, {"experiments", "show", "nope"}).err.find("no experiment 'nope'"), std::string::npos);
+  EXPECT_NE(RunRonghe(home, {"experiments", "show", "nope"}).err.find("no experiment 'nope'"),
+            std::string::npos);
 }
 
 TEST(ServeCliTest, BadRepositoryOrBusyPortFailsClearly) {
@@ -182,21 +190,24 @@ TEST(ServeCliTest, BadRepositoryOrBusyPortFailsClearly) {
 
   Server s(home, {});
   ASSERT_GT(s.port, 0);
-  auto busy = RunRonghe(home, {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
-                               "--http", std::to_string(s.port)});
+  auto busy = RunRonghe(home, {"serve", "--repo", SourcePath("examples/serving/repo"), "--host",
+                               "127.0.0.1", "--http", std::to_string(s.port)});
   EXPECT_EQ(busy.exit_code, 1);
-  EXPECT_NE(busy.err.find("cannot listen on 127.0.0.1:" + std::to_string(s.port)), std::string::npos) << busy.err;
+  EXPECT_NE(busy.err.find("cannot listen on 127.0.0.1:" + std::to_string(s.port)),
+            std::string::npos)
+      << busy.err;
   // Same for gRPC: a port in use is refused, never shared.
-  auto grpc_busy = RunRonghe(home, {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
-                                    "--http", "0", "--grpc", std::to_string(s.port)});
+  auto grpc_busy =
+      RunRonghe(home, {"serve", "--repo", SourcePath("examples/serving/repo"), "--host",
+                       "127.0.0.1", "--http", "0", "--grpc", std::to_string(s.port)});
   EXPECT_EQ(grpc_busy.exit_code, 1);
   EXPECT_NE(grpc_busy.err.find("cannot listen for gRPC"), std::string::npos) << grpc_busy.err;
 }
 
 TEST(ServeCliTest, CalibratePicksAThresholdOnValidationAndReportsTest) {
   std::string home = FreshHome("calibrate");
-  auto r = RunRonghe(home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route", "fashion",
-                            "--max-drop", "0.01"});
+  auto r = RunRonghe(home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route",
+                            "fashion", "--max-drop", "0.01"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(threshold ([0-9.]+))"))) << r.out;
@@ -204,14 +215,19 @@ TEST(ServeCliTest, CalibratePicksAThresholdOnValidationAndReportsTest) {
   EXPECT_GT(t, 0.0);
   EXPECT_LT(t, 1.0);
   // validation  6000  xx.x%  cascade  full  light
-  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(validation\s+6000\s+([0-9.]+)%\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+))"))) << r.out;
-  double escalated = std::stod(m[1]), cascade = std::stod(m[2]), full = std::stod(m[3]), light = std::stod(m[4]);
+  ASSERT_TRUE(std::regex_search(
+      r.out, m,
+      std::regex(R"(validation\s+6000\s+([0-9.]+)%\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+))")))
+      << r.out;
+  double escalated = std::stod(m[1]), cascade = std::stod(m[2]), full = std::stod(m[3]),
+         light = std::stod(m[4]);
   EXPECT_GE(cascade, full - 0.01 - 1e-9);
   EXPECT_GT(escalated, 0.0);
   EXPECT_LT(escalated, 100.0);
   EXPECT_GE(cascade, light);
   EXPECT_NE(r.out.find("test "), std::string::npos);
-  auto bad = RunRonghe(home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route", "fraud"});
+  auto bad = RunRonghe(
+      home, {"calibrate", "--repo", SourcePath("examples/serving/repo"), "--route", "fraud"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("no [cascade] section"), std::string::npos) << bad.err;
 }
@@ -221,23 +237,24 @@ TEST(ServeCliTest, TlsFlagsServeHttpsToClientsOfTheCaOnly) {
   // closed, and OpenSSL's write() then raises SIGPIPE here.
   std::signal(SIGPIPE, SIG_IGN);
   std::string home = FreshHome("serve-tls");
-  auto ca = fed::MakeCa("serving");
+  auto ca = tls::MakeCa("serving");
   ASSERT_TRUE(ca.ok());
-  auto server = fed::MakeLeaf(*ca, {"serving", "server", {"localhost"}, {"127.0.0.1"}, true});
-  auto client = fed::MakeLeaf(*ca, {"serving", "app"});
+  auto server = tls::MakeLeaf(*ca, {"serving", "server", {"localhost"}, {"127.0.0.1"}, true});
+  auto client = tls::MakeLeaf(*ca, {"serving", "app"});
   ASSERT_TRUE(server.ok() && client.ok());
   ASSERT_TRUE(WriteFileAtomic(home + "/ca.pem", ca->cert_pem).ok());
   ASSERT_TRUE(WriteFileAtomic(home + "/server.pem", server->cert_pem).ok());
   ASSERT_TRUE(WriteFileAtomic(home + "/server.key", server->key_pem, 0600).ok());
   ASSERT_TRUE(WriteFileAtomic(home + "/app.pem", client->cert_pem).ok());
   ASSERT_TRUE(WriteFileAtomic(home + "/app.key", client->key_pem, 0600).ok());
-  std::vector<std::string> tls = {"--tls-cert", home + "/server.pem", "--tls-key", home + "/server.key",
-                                  "--tls-client-ca", home + "/ca.pem"};
+  std::vector<std::string> tls = {"--tls-cert",         home + "/server.pem", "--tls-key",
+                                  home + "/server.key", "--tls-client-ca",    home + "/ca.pem"};
   {
     Server s(home, tls);
     ASSERT_GT(s.port, 0) << Slurp(home + "/serve.stderr");
     EXPECT_NE(Slurp(home + "/serve.stdout").find("on https://127.0.0.1:"), std::string::npos);
-    EXPECT_NE(Slurp(home + "/serve.stdout").find("client certificates required"), std::string::npos);
+    EXPECT_NE(Slurp(home + "/serve.stdout").find("client certificates required"),
+              std::string::npos);
     httplib::SSLClient c("127.0.0.1", s.port, home + "/app.pem", home + "/app.key");
     c.set_ca_cert_path((home + "/ca.pem").c_str());
     c.enable_server_certificate_verification(true);
@@ -255,8 +272,8 @@ TEST(ServeCliTest, TlsFlagsServeHttpsToClientsOfTheCaOnly) {
   }
   // A key others can read, or a client CA without a certificate, is refused before serving.
   ASSERT_EQ(::chmod((home + "/server.key").c_str(), 0644), 0);
-  std::vector<std::string> args = {"serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1",
-                                   "--http", "0"};
+  std::vector<std::string> args = {
+      "serve", "--repo", SourcePath("examples/serving/repo"), "--host", "127.0.0.1", "--http", "0"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = args;
     a.insert(a.end(), extra.begin(), extra.end());
@@ -264,11 +281,14 @@ TEST(ServeCliTest, TlsFlagsServeHttpsToClientsOfTheCaOnly) {
   };
   auto open_key = with(tls);
   EXPECT_NE(open_key.exit_code, 0);
-  EXPECT_NE(open_key.err.find(home + "/server.key: group or others can access the TLS key (mode 0644)"),
-            std::string::npos) << open_key.err;
+  EXPECT_NE(
+      open_key.err.find(home + "/server.key: group or others can access the TLS key (mode 0644)"),
+      std::string::npos)
+      << open_key.err;
   auto ca_only = with({"--tls-client-ca", home + "/ca.pem"});
   EXPECT_NE(ca_only.exit_code, 0);
-  EXPECT_NE(ca_only.err.find("--tls-client-ca needs --tls-cert and --tls-key"), std::string::npos) << ca_only.err;
+  EXPECT_NE(ca_only.err.find("--tls-client-ca needs --tls-cert and --tls-key"), std::string::npos)
+      << ca_only.err;
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include "ronghe/cli/test_util.h"
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,40 +9,34 @@
 #include <thread>
 
 #include "ronghe/base/file.h"
-
-extern char** environ;
+#include "ronghe/base/subprocess.h"
 
 namespace ronghe::testing {
 
 std::string RongheBinary() { return std::string(RONGHE_BINARY_DIR) + "/ronghe/cli/ronghe"; }
-std::string SourcePath(const std::string& rel) { return std::string(RONGHE_SOURCE_DIR) + "/" + rel; }
+std::string SourcePath(const std::string& rel) {
+  return std::string(RONGHE_SOURCE_DIR) + "/" + rel;
+}
 
 std::string FreshHome(const std::string& name) {
   std::string shared_data = ResolveHome() + "/data";
-  std::string home = std::filesystem::temp_directory_path().string() + "/ronghe-test-" + name + "-" +
-                     std::to_string(::getpid());
+  std::string home = std::filesystem::temp_directory_path().string() + "/ronghe-test-" + name +
+                     "-" + std::to_string(::getpid());
   std::filesystem::remove_all(home);
   std::filesystem::create_directories(home);
   std::filesystem::create_directory_symlink(shared_data, home + "/data");
   return home;
 }
 
-pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args, const std::string& log) {
-  const std::string out = log.empty() ? home + "/stdout" : home + "/" + log + ".stdout";
-  const std::string err = log.empty() ? home + "/stderr" : home + "/" + log + ".stderr";
-  std::vector<std::string> full = {RongheBinary(), "--home", home};
-  full.insert(full.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : full) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
+pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args,
+                  const std::string& log) {
+  SpawnOptions o;
+  o.stdout_path = log.empty() ? home + "/stdout" : home + "/" + log + ".stdout";
+  o.stderr_path = log.empty() ? home + "/stderr" : home + "/" + log + ".stderr";
+  o.argv = {RongheBinary(), "--home", home};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  auto p = Subprocess::Spawn(o);
+  return p.ok() ? p->pid() : -1;
 }
 
 CmdResult RunRonghe(const std::string& home, const std::vector<std::string>& args) {
@@ -64,7 +56,8 @@ std::string Slurp(const std::string& path) {
 }
 
 int WaitForExit(pid_t pid, double seconds) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   while (std::chrono::steady_clock::now() < until) {
     int st = 0;
     if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);

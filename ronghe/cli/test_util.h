@@ -1,8 +1,9 @@
 // Runs the real `ronghe` binary for end-to-end tests.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 #include <vector>
 
 namespace ronghe::testing {
@@ -18,7 +19,8 @@ std::string FreshHome(const std::string& name);
 CmdResult RunRonghe(const std::string& home, const std::vector<std::string>& args);
 // Starts the binary without waiting; output goes to home/<log>.stdout and .stderr
 // (home/stdout and home/stderr when `log` is empty).
-pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args, const std::string& log = "");
+pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args,
+                  const std::string& log = "");
 std::string SourcePath(const std::string& rel);
 // A file's contents, or "" when it cannot be read (for failure messages).
 std::string Slurp(const std::string& path);

@@ -1,6 +1,7 @@
 // Data-parallel training end to end, with real processes over Gloo on loopback: the weights of an
 // N-process run equal a one-process run with the same global batch, a killed rank makes its peers
 // fail with a message within the timeout (never hang), and the run resumes from its checkpoint.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -8,11 +9,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/net.h"
@@ -49,7 +48,8 @@ nlohmann::json Show(const std::string& home, int run) {
 }
 
 void ExpectSameAsOneProcess(const std::vector<std::string>& job, int nproc) {
-  std::string one = FreshHome("dp-one-" + std::to_string(nproc)), many = FreshHome("dp-many-" + std::to_string(nproc));
+  std::string one = FreshHome("dp-one-" + std::to_string(nproc)),
+              many = FreshHome("dp-many-" + std::to_string(nproc));
   auto a = RunRonghe(one, job);
   ASSERT_EQ(a.exit_code, 0) << a.err;
   std::vector<std::string> dp = job;
@@ -78,25 +78,43 @@ void ExpectSameAsOneProcess(const std::vector<std::string>& job, int nproc) {
 // Binary, Adam, pos_weight, and 341 examples in batches of 32: the last global batch (21) is cut
 // 7/7/7 and the others 10/11/11 over three processes.
 TEST(DataParallelTest, ThreeProcessesEqualOneProcessWithTheSameGlobalBatch) {
-  ExpectSameAsOneProcess({"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"), "--epochs", "6",
-                          "--set", "model.dropout=0", "--set", "train.class_weights=\"balanced\"", "--progress", "off"},
-                         3);
+  ExpectSameAsOneProcess(
+      {"train", "--config", SourcePath("examples/breast_cancer/mlp.toml"), "--epochs", "6", "--set",
+       "model.dropout=0", "--set", "train.class_weights=\"balanced\"", "--progress", "off"},
+      3);
 }
 
 // Multi-class with class weights (the weighted mean's denominator comes from the global batch),
 // SGD with momentum, two processes.
 TEST(DataParallelTest, TwoProcessesEqualOneProcessOnWeightedMulticlass) {
-  ExpectSameAsOneProcess({"train", "--config", SourcePath("examples/fashion_mnist/cnn.toml"), "--epochs", "1",
-                          "--set", "model.kind=\"mlp\"", "--set", "model.dropout=0", "--set", "data.limit_train=3000",
-                          "--set", "train.class_weights=\"balanced\"", "--set", "train.optimizer=\"sgd\"",
-                          "--set", "train.lr=0.05", "--batch-size", "100", "--progress", "off"},
+  ExpectSameAsOneProcess({"train",
+                          "--config",
+                          SourcePath("examples/fashion_mnist/cnn.toml"),
+                          "--epochs",
+                          "1",
+                          "--set",
+                          "model.kind=\"mlp\"",
+                          "--set",
+                          "model.dropout=0",
+                          "--set",
+                          "data.limit_train=3000",
+                          "--set",
+                          "train.class_weights=\"balanced\"",
+                          "--set",
+                          "train.optimizer=\"sgd\"",
+                          "--set",
+                          "train.lr=0.05",
+                          "--batch-size",
+                          "100",
+                          "--progress",
+                          "off"},
                          2);
 }
 
 // Series windows of mixed lengths in an LSTM: bucketed batches (one length each) shared out.
 TEST(DataParallelTest, TwoProcessesEqualOneProcessOnMixedLengthSeries) {
-  ExpectSameAsOneProcess({"train", "--config", SourcePath("examples/taylor/lstm.toml"), "--epochs", "2",
-                          "--set", "data.window.lengths=[12, 24, 48]", "--progress", "off"},
+  ExpectSameAsOneProcess({"train", "--config", SourcePath("examples/taylor/lstm.toml"), "--epochs",
+                          "2", "--set", "data.window.lengths=[12, 24, 48]", "--progress", "off"},
                          2);
 }
 
@@ -120,10 +138,19 @@ bool WaitForFile(const std::string& path, double seconds) {
   return false;
 }
 
-const std::vector<std::string> kImaging = {
-    "train", "--config", SourcePath("examples/imaging/multires.toml"), "--epochs", "3",
-    "--set", "data.limit_train=1500", "--set", "data.val_fraction=0.02", "--set", "train.checkpoint_every=5",
-    "--progress", "off"};
+const std::vector<std::string> kImaging = {"train",
+                                           "--config",
+                                           SourcePath("examples/imaging/multires.toml"),
+                                           "--epochs",
+                                           "3",
+                                           "--set",
+                                           "data.limit_train=1500",
+                                           "--set",
+                                           "data.val_fraction=0.02",
+                                           "--set",
+                                           "train.checkpoint_every=5",
+                                           "--progress",
+                                           "off"};
 
 // Two "hosts" (one process each) meet at a rendezvous; host 1 is SIGKILLed mid-training. Host 0
 // fails with a message naming the collective within the timeout; the run is resumable.
@@ -131,13 +158,16 @@ TEST(DataParallelTest, KilledRankMakesThePeerFailWithinTheTimeoutAndTheRunResume
   std::string home = FreshHome("dp-kill");
   const std::string rdzv = "127.0.0.1:" + std::to_string(FreeLoopbackPort().value());
   std::vector<std::string> node0 = kImaging;
-  node0.insert(node0.end(), {"--nnodes", "2", "--node-rank", "0", "--rdzv", rdzv, "--timeout", "20"});
+  node0.insert(node0.end(),
+               {"--nnodes", "2", "--node-rank", "0", "--rdzv", rdzv, "--timeout", "20"});
   // Host 1 has no config: it trains what rank 0 sends it.
-  std::vector<std::string> node1 = {"train", "--nnodes", "2", "--node-rank", "1", "--rdzv", rdzv, "--timeout", "20"};
+  std::vector<std::string> node1 = {"train",  "--nnodes", "2",         "--node-rank", "1",
+                                    "--rdzv", rdzv,       "--timeout", "20"};
   pid_t p0 = SpawnRonghe(home, node0, "node0");
   pid_t p1 = SpawnRonghe(home, node1, "node1");
   // Kill once a checkpoint exists, i.e. mid-training.
-  ASSERT_TRUE(WaitForFile(home + "/runs/1/checkpoint.rhc", 240)) << Slurp(home + "/node0.stderr") << Slurp(home + "/node1.stderr");
+  ASSERT_TRUE(WaitForFile(home + "/runs/1/checkpoint.rhc", 240))
+      << Slurp(home + "/node0.stderr") << Slurp(home + "/node1.stderr");
   ASSERT_EQ(::kill(p1, SIGKILL), 0);
   waitpid(p1, nullptr, 0);
   auto killed_at = Clock::now();
@@ -168,7 +198,8 @@ TEST(DataParallelTest, KilledRankMakesThePeerFailWithinTheTimeoutAndTheRunResume
 
 std::vector<pid_t> Children(pid_t pid) {
   std::vector<pid_t> out;
-  std::istringstream in(Slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children"));
+  std::istringstream in(
+      Slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children"));
   pid_t c;
   while (in >> c) out.push_back(c);
   return out;
@@ -207,15 +238,20 @@ TEST(DataParallelTest, LauncherReportsAKilledWorker) {
   std::string err = Slurp(home + "/stderr");
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_NE(WEXITSTATUS(st), 0);
-  EXPECT_NE(err.find("rank 1 (pid " + std::to_string(kids[1]) + ") was killed by signal 9"), std::string::npos) << err;
-  EXPECT_NE(err.find("rank 0 (pid " + std::to_string(kids[0]) + ") exited with code 1"), std::string::npos) << err;
+  EXPECT_NE(err.find("rank 1 (pid " + std::to_string(kids[1]) + ") was killed by signal 9"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("rank 0 (pid " + std::to_string(kids[0]) + ") exited with code 1"),
+            std::string::npos)
+      << err;
 }
 
 bool Gone(pid_t pid) {
   std::string stat = Slurp("/proc/" + std::to_string(pid) + "/stat");
   if (stat.empty()) return true;
   auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
+  return close != std::string::npos && close + 2 < stat.size() &&
+         (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
 }
 
 // Workers never outlive their launcher: SIGTERM is forwarded to them; after a SIGKILL the kernel
@@ -233,7 +269,10 @@ TEST(DataParallelTest, WorkersDieWithTheirLauncher) {
     int st = WaitFor(launcher, 60);
     ASSERT_NE(st, -1) << "launcher still running after signal " << sig;
     auto until = Clock::now() + std::chrono::seconds(60);
-    auto reaped = [&](pid_t k) { return waitpid(k, nullptr, WNOHANG) == k || (Gone(k) && !FileExists("/proc/" + std::to_string(k))); };
+    auto reaped = [&](pid_t k) {
+      return waitpid(k, nullptr, WNOHANG) == k ||
+             (Gone(k) && !FileExists("/proc/" + std::to_string(k)));
+    };
     bool gone0 = false, gone1 = false;
     while (Clock::now() < until && !(gone0 && gone1)) {
       gone0 = gone0 || reaped(kids[0]);
@@ -255,7 +294,8 @@ TEST(DataParallelTest, LaunchErrorsAreClear) {
   auto r = RunRonghe(home, {"train", "--config", cfg, "--nnodes", "2"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--rdzv"), std::string::npos) << r.err;
-  r = RunRonghe(home, {"train", "--config", cfg, "--nnodes", "2", "--node-rank", "2", "--rdzv", "127.0.0.1:1"});
+  r = RunRonghe(home, {"train", "--config", cfg, "--nnodes", "2", "--node-rank", "2", "--rdzv",
+                       "127.0.0.1:1"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--node-rank 2 is outside --nnodes 2"), std::string::npos) << r.err;
   r = RunRonghe(home, {"train", "--config", cfg, "--nnodes", "2", "--rdzv", "nohost"});
@@ -264,12 +304,15 @@ TEST(DataParallelTest, LaunchErrorsAreClear) {
   // A host whose rank 0 never comes gives up after its timeout, saying where it waited.
   const std::string rdzv = "127.0.0.1:" + std::to_string(FreeLoopbackPort().value());
   auto start = Clock::now();
-  r = RunRonghe(home, {"train", "--nnodes", "2", "--node-rank", "1", "--rdzv", rdzv, "--timeout", "3"});
+  r = RunRonghe(home,
+                {"train", "--nnodes", "2", "--node-rank", "1", "--rdzv", rdzv, "--timeout", "3"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("rendezvous at " + rdzv + " failed for rank 1 of 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rendezvous at " + rdzv + " failed for rank 1 of 2"), std::string::npos)
+      << r.err;
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
   // Mixed resolutions with a fixed-input model is refused before training.
-  r = RunRonghe(home, {"train", "--config", SourcePath("examples/imaging/multires.toml"), "--set", "model.kind=\"mlp\""});
+  r = RunRonghe(home, {"train", "--config", SourcePath("examples/imaging/multires.toml"), "--set",
+                       "model.kind=\"mlp\""});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("model.kind: images of mixed resolutions"), std::string::npos) << r.err;
 }

@@ -17,7 +17,8 @@ double Now() {
 
 SecureAggregator::SecureAggregator(SecureAggregatorOptions options) : o_(options) {}
 
-Result<std::unique_ptr<SecureAggregator>> SecureAggregator::Create(SecureAggregatorOptions options) {
+Result<std::unique_ptr<SecureAggregator>> SecureAggregator::Create(
+    SecureAggregatorOptions options) {
   auto a = std::make_unique<SecureAggregator>(options);
   RETURN_IF_ERROR(a->Init());
   return a;
@@ -47,16 +48,15 @@ Result<double> SecureAggregator::ErrorBound(int summands) const {
   return packer.MaxAbsErrorOfSum(summands);
 }
 
-Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::vector<float>>& updates,
-                                                       const std::vector<double>& weights) {
+Result<std::vector<float>> SecureAggregator::Aggregate(
+    const std::vector<std::vector<float>>& updates, const std::vector<double>& weights) {
   AggregateStats stats;
   return Aggregate(updates, weights, RoundControl{}, &stats);
 }
 
-Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::vector<float>>& updates,
-                                                       const std::vector<double>& weights,
-                                                       const RoundControl& control,
-                                                       AggregateStats* stats) {
+Result<std::vector<float>> SecureAggregator::Aggregate(
+    const std::vector<std::vector<float>>& updates, const std::vector<double>& weights,
+    const RoundControl& control, AggregateStats* stats) {
   RETURN_IF_ERROR(Init());
   if (updates.empty()) return InvalidArgument("aggregate: no updates");
   if (static_cast<int>(updates.size()) > o_.participant_count) {
@@ -67,7 +67,8 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   for (size_t i = 0; i < updates.size(); ++i) {
     if (static_cast<int64_t>(updates[i].size()) != len) {
       return InvalidArgument("aggregate: update " + std::to_string(i) + " has " +
-                             std::to_string(updates[i].size()) + " values, update 0 has " + std::to_string(len));
+                             std::to_string(updates[i].size()) + " values, update 0 has " +
+                             std::to_string(len));
     }
   }
   if (!weights.empty() && weights.size() != updates.size()) {
@@ -75,7 +76,8 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   }
   double wsum = 0;
   for (double w : weights) {
-    if (!(w > 0) || !std::isfinite(w)) return InvalidArgument("aggregate: weights must be positive");
+    if (!(w > 0) || !std::isfinite(w))
+      return InvalidArgument("aggregate: weights must be positive");
     wsum += w;
   }
   // Weighted: each participant scales by w_i / sum(w), so the decoded sum is the average.
@@ -103,7 +105,8 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   std::vector<std::vector<mpz_class>> uploads(updates.size());
   double t0 = Now();
   for (size_t i = 0; i < updates.size(); ++i) {
-    std::vector<mpz_class> plain = packer.Encode(updates[i].data(), len, weights.empty() ? 1.0 : scale(i));
+    std::vector<mpz_class> plain =
+        packer.Encode(updates[i].data(), len, weights.empty() ? 1.0 : scale(i));
     uploads[i] = EncryptVector(pk, plain, o_.threads);
   }
   stats->encrypt_seconds = (Now() - t0) / updates.size();
@@ -112,14 +115,18 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   t0 = Now();
   for (size_t i = 0; i < uploads.size(); ++i) {
     for (int64_t j = 0; j < count; ++j) {
-      RETURN_IF_ERROR(pk.Validate(uploads[i][j], "update " + std::to_string(i) + " ciphertext " + std::to_string(j)));
+      RETURN_IF_ERROR(pk.Validate(
+          uploads[i][j], "update " + std::to_string(i) + " ciphertext " + std::to_string(j)));
     }
   }
   std::vector<mpz_class> sum = uploads[0];
-  ParallelFor(count, [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j)
-      for (size_t i = 1; i < uploads.size(); ++i) sum[j] = pk.Add(sum[j], uploads[i][j]);
-  }, o_.threads);
+  ParallelFor(
+      count,
+      [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j)
+          for (size_t i = 1; i < uploads.size(); ++i) sum[j] = pk.Add(sum[j], uploads[i][j]);
+      },
+      o_.threads);
   stats->add_seconds = Now() - t0;
 
   // Decrypting parties: partial decryptions of the aggregate only.
@@ -129,9 +136,11 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   }
   std::vector<PartialDecryption> valid;
   for (int idx : responders) {
-    if (idx < 1 || idx > pub.parties()) return InvalidArgument("aggregate: no party " + std::to_string(idx));
+    if (idx < 1 || idx > pub.parties())
+      return InvalidArgument("aggregate: no party " + std::to_string(idx));
     t0 = Now();
-    ASSIGN_OR_RETURN(PartialDecryption part, PartialDecrypt(pub, keys_->shares[idx - 1], sum, o_.threads));
+    ASSIGN_OR_RETURN(PartialDecryption part,
+                     PartialDecrypt(pub, keys_->shares[idx - 1], sum, o_.threads));
     stats->partial_decrypt_seconds = std::max(stats->partial_decrypt_seconds, Now() - t0);
     if (control.tamper) control.tamper(part);
     t0 = Now();
@@ -148,12 +157,14 @@ Result<std::vector<float>> SecureAggregator::Aggregate(const std::vector<std::ve
   if (static_cast<int>(valid.size()) < o_.threshold) {
     std::string why;
     for (const auto& r : stats->rejected) why += "; " + r;
-    return FailedPrecondition("aggregate: only " + std::to_string(valid.size()) + " parties gave valid shares, " +
-                              std::to_string(o_.threshold) + " are needed" + why);
+    return FailedPrecondition("aggregate: only " + std::to_string(valid.size()) +
+                              " parties gave valid shares, " + std::to_string(o_.threshold) +
+                              " are needed" + why);
   }
   t0 = Now();
   ASSIGN_OR_RETURN(std::vector<mpz_class> plain_sum, CombineVector(pub, valid, o_.threads));
-  ASSIGN_OR_RETURN(std::vector<float> out, packer.DecodeSum(plain_sum, len, static_cast<int>(updates.size())));
+  ASSIGN_OR_RETURN(std::vector<float> out,
+                   packer.DecodeSum(plain_sum, len, static_cast<int>(updates.size())));
   if (weights.empty()) {
     for (auto& v : out) v /= static_cast<float>(updates.size());
   }

@@ -42,11 +42,11 @@ struct SecureAggregatorOptions {
 // Where the time and bytes of a round went.
 struct AggregateStats {
   int64_t ciphertexts_per_party = 0;
-  int64_t bytes_per_party = 0;        // one party's upload (ciphertexts at |n^2| bytes each)
-  double encrypt_seconds = 0;         // per participant (mean)
-  double add_seconds = 0;             // coordinator
-  double partial_decrypt_seconds = 0; // per decrypting party (max), proof included
-  double verify_seconds = 0;          // coordinator, all parties
+  int64_t bytes_per_party = 0;         // one party's upload (ciphertexts at |n^2| bytes each)
+  double encrypt_seconds = 0;          // per participant (mean)
+  double add_seconds = 0;              // coordinator
+  double partial_decrypt_seconds = 0;  // per decrypting party (max), proof included
+  double verify_seconds = 0;           // coordinator, all parties
   double combine_seconds = 0;
   std::vector<int> decrypting_parties;
   std::vector<std::string> rejected;  // one line per party whose shares failed
@@ -68,8 +68,8 @@ class SecureAggregator {
   Result<std::vector<float>> Aggregate(const std::vector<std::vector<float>>& updates,
                                        const std::vector<double>& weights = {});
   Result<std::vector<float>> Aggregate(const std::vector<std::vector<float>>& updates,
-                                       const std::vector<double>& weights, const RoundControl& control,
-                                       AggregateStats* stats);
+                                       const std::vector<double>& weights,
+                                       const RoundControl& control, AggregateStats* stats);
 
   // The stated bound on |Paillier result - kNone result| per element for `summands` updates.
   Result<double> ErrorBound(int summands) const;

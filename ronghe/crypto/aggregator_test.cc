@@ -1,8 +1,8 @@
 #include "ronghe/crypto/aggregator.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "ronghe/crypto/bigint.h"
 #include "ronghe/crypto/packing.h"
@@ -29,7 +29,7 @@ TEST(PackingTest, RoundTripWithinTheStatedBound) {
       EXPECT_EQ(p->slots(), 2047 / 20);
       const int len = 1000;
       auto ups = RandomUpdates(summands, len, 3.0f, 7 + summands);  // some beyond the clip range
-      ups[0][0] = 2.0f;   // the extremes of the range
+      ups[0][0] = 2.0f;                                             // the extremes of the range
       ups[0][1] = -2.0f;
       ups[0][2] = 0.0f;
       std::vector<mpz_class> acc(p->PlaintextCount(len), 0);
@@ -44,7 +44,8 @@ TEST(PackingTest, RoundTripWithinTheStatedBound) {
       double bound = p->MaxAbsErrorOfSum(summands), worst = 0;
       for (int j = 0; j < len; ++j) worst = std::max(worst, std::fabs((*got)[j] - want[j]));
       // float32 output adds at most |sum| * 2^-24.
-      EXPECT_LE(worst, bound + summands * 2.0 * 6e-8) << "summands " << summands << " stochastic " << stochastic;
+      EXPECT_LE(worst, bound + summands * 2.0 * 6e-8)
+          << "summands " << summands << " stochastic " << stochastic;
     }
   }
   auto p = Packer::Create({16, 1.0, 5, false}, 2048);
@@ -106,7 +107,8 @@ TEST(SecureAggregatorTest, BadSharesAreRejectedAndNamed) {
   };
   auto fail = agg.Aggregate(ups, {}, ctl, &stats);
   ASSERT_FALSE(fail.ok());
-  EXPECT_NE(fail.status().message().find("only 2 parties gave valid shares, 3 are needed"), std::string::npos)
+  EXPECT_NE(fail.status().message().find("only 2 parties gave valid shares, 3 are needed"),
+            std::string::npos)
       << fail.status().message();
   EXPECT_NE(fail.status().message().find("party 3"), std::string::npos);
 }
@@ -133,8 +135,10 @@ namespace {
 
 // The mission's spelling of the API compiles and runs as written (2048-bit keys).
 TEST(SecureAggregatorTest, MissionSpelling) {
-  std::vector<std::vector<float>> updates = {{0.5f, -0.25f}, {0.1f, 0.2f}, {-0.3f, 0.0f}, {0.0f, 0.9f}, {0.2f, 0.2f}};
-  auto mean = SecureAggregator({.encryption = kPaillier, .participant_count = 5, .threshold = 3}).Aggregate(updates);
+  std::vector<std::vector<float>> updates = {
+      {0.5f, -0.25f}, {0.1f, 0.2f}, {-0.3f, 0.0f}, {0.0f, 0.9f}, {0.2f, 0.2f}};
+  auto mean = SecureAggregator({.encryption = kPaillier, .participant_count = 5, .threshold = 3})
+                  .Aggregate(updates);
   ASSERT_TRUE(mean.ok()) << mean.status().message();
   EXPECT_NEAR((*mean)[0], 0.1f, 1e-4);
   EXPECT_NEAR((*mean)[1], 0.21f, 1e-4);

@@ -91,7 +91,8 @@ using Bn = std::unique_ptr<BIGNUM, void (*)(BIGNUM*)>;
 
 Bn ToBn(const mpz_class& x) {
   std::string bytes = ToBytes(x, ByteLength(x));
-  Bn b(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()), nullptr),
+  Bn b(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.data()),
+                 static_cast<int>(bytes.size()), nullptr),
        BN_clear_free);
   std::fill(bytes.begin(), bytes.end(), '\0');
   return b;

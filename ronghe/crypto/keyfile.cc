@@ -16,16 +16,11 @@ constexpr const char* kShareFormat = "ronghe.threshold-paillier.share";
 nlohmann::json PublicObject(const ThresholdPublicKey& pub) {
   nlohmann::json vk = nlohmann::json::array();
   for (const auto& v : pub.verification_keys()) vk.push_back(ToHex(v));
-  return {{"format", kPublicFormat},
-          {"version", kKeyFileVersion},
-          {"bits", pub.paillier().bits()},
-          {"parties", pub.parties()},
-          {"threshold", pub.threshold()},
-          {"n", ToHex(pub.paillier().n())},
-          {"hs", ToHex(pub.paillier().hs())},
-          {"v", ToHex(pub.v())},
-          {"verification_keys", vk},
-          {"fingerprint", pub.fingerprint()}};
+  return {{"format", kPublicFormat},          {"version", kKeyFileVersion},
+          {"bits", pub.paillier().bits()},    {"parties", pub.parties()},
+          {"threshold", pub.threshold()},     {"n", ToHex(pub.paillier().n())},
+          {"hs", ToHex(pub.paillier().hs())}, {"v", ToHex(pub.v())},
+          {"verification_keys", vk},          {"fingerprint", pub.fingerprint()}};
 }
 
 Result<std::shared_ptr<const ThresholdPublicKey>> PublicFromObject(const nlohmann::json& j,
@@ -33,14 +28,16 @@ Result<std::shared_ptr<const ThresholdPublicKey>> PublicFromObject(const nlohman
   auto bad = [&](const std::string& why) { return DataLoss(source + ": " + why); };
   try {
     if (!j.is_object()) return bad("not a JSON object");
-    if (JsonString(j, "format") != kPublicFormat) return bad("not a ronghe threshold Paillier public key");
+    if (JsonString(j, "format") != kPublicFormat)
+      return bad("not a ronghe threshold Paillier public key");
     if (!j.contains("version") || !j["version"].is_number_integer()) return bad("missing version");
     if (j["version"].get<int>() != kKeyFileVersion) {
-      return bad("key file version " + j["version"].dump() + " is not supported (this ronghe reads " +
-                 std::to_string(kKeyFileVersion) + ")");
+      return bad("key file version " + j["version"].dump() +
+                 " is not supported (this ronghe reads " + std::to_string(kKeyFileVersion) + ")");
     }
     auto hex = [&](const char* field) -> Result<mpz_class> {
-      if (!j.contains(field) || !j[field].is_string()) return bad(std::string("missing field '") + field + "'");
+      if (!j.contains(field) || !j[field].is_string())
+        return bad(std::string("missing field '") + field + "'");
       auto r = FromHex(j[field].get<std::string>(), field);
       if (!r.ok()) return bad(r.status().message());
       return r;
@@ -60,8 +57,9 @@ Result<std::shared_ptr<const ThresholdPublicKey>> PublicFromObject(const nlohman
     }
     auto paillier = PublicKey::Create(n, hs);
     if (!paillier.ok()) return bad(paillier.status().message());
-    if ((*paillier)->bits() != bits) return bad("'bits' says " + std::to_string(bits) + " but n has " +
-                                               std::to_string((*paillier)->bits()));
+    if ((*paillier)->bits() != bits)
+      return bad("'bits' says " + std::to_string(bits) + " but n has " +
+                 std::to_string((*paillier)->bits()));
     auto pub = ThresholdPublicKey::Create(*paillier, parties, threshold, v, vk);
     if (!pub.ok()) return bad(pub.status().message());
     if (JsonString(j, "fingerprint") != (*pub)->fingerprint()) {
@@ -75,7 +73,9 @@ Result<std::shared_ptr<const ThresholdPublicKey>> PublicFromObject(const nlohman
 
 }  // namespace
 
-std::string PublicKeyJson(const ThresholdPublicKey& pub) { return PublicObject(pub).dump(2) + "\n"; }
+std::string PublicKeyJson(const ThresholdPublicKey& pub) {
+  return PublicObject(pub).dump(2) + "\n";
+}
 
 std::string ShareJson(const ThresholdPublicKey& pub, const KeyShare& share) {
   nlohmann::json j = {{"format", kShareFormat},
@@ -89,13 +89,15 @@ std::string ShareJson(const ThresholdPublicKey& pub, const KeyShare& share) {
 Status WriteThresholdKeys(const std::string& dir, const ThresholdKeys& keys) {
   RETURN_IF_ERROR(MakeDirs(dir, 0700));
   std::vector<std::string> paths = {dir + "/public.json"};
-  for (const auto& s : keys.shares) paths.push_back(dir + "/party-" + std::to_string(s.index) + ".json");
+  for (const auto& s : keys.shares)
+    paths.push_back(dir + "/party-" + std::to_string(s.index) + ".json");
   for (const auto& p : paths) {
     if (FileExists(p)) return AlreadyExists(p + ": key file exists; refusing to overwrite it");
   }
   RETURN_IF_ERROR(WriteFileAtomic(paths[0], PublicKeyJson(*keys.public_key), 0644));
   for (size_t i = 0; i < keys.shares.size(); ++i) {
-    RETURN_IF_ERROR(WriteFileAtomic(paths[i + 1], ShareJson(*keys.public_key, keys.shares[i]), 0600));
+    RETURN_IF_ERROR(
+        WriteFileAtomic(paths[i + 1], ShareJson(*keys.public_key, keys.shares[i]), 0600));
   }
   return Status::OK();
 }
@@ -111,8 +113,10 @@ Result<LoadedShare> ParseShare(const std::string& text, const std::string& sourc
   auto bad = [&](const std::string& why) { return DataLoss(source + ": " + why); };
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) return bad("not valid JSON (truncated or corrupt)");
-  if (!j.is_object() || JsonString(j, "format") != kShareFormat) return bad("not a ronghe key share");
-  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kKeyFileVersion) {
+  if (!j.is_object() || JsonString(j, "format") != kShareFormat)
+    return bad("not a ronghe key share");
+  if (!j.contains("version") || !j["version"].is_number_integer() ||
+      j["version"].get<int>() != kKeyFileVersion) {
     return bad("unsupported key share version");
   }
   if (!j.contains("public")) return bad("missing 'public'");

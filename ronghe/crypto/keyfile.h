@@ -30,6 +30,7 @@ Result<LoadedShare> ParseShare(const std::string& text, const std::string& sourc
 
 Result<std::shared_ptr<const ThresholdPublicKey>> LoadPublicKey(const std::string& path);
 // With `expected`, the share must belong to that public key.
-Result<LoadedShare> LoadShare(const std::string& path, const ThresholdPublicKey* expected = nullptr);
+Result<LoadedShare> LoadShare(const std::string& path,
+                              const ThresholdPublicKey* expected = nullptr);
 
 }  // namespace ronghe::crypto

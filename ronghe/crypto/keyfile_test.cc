@@ -1,10 +1,9 @@
 #include "ronghe/crypto/keyfile.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "ronghe/base/file.h"
@@ -20,7 +19,10 @@ ThresholdKeys Deal() {
   return std::move(DealThresholdKeys(o)).value();
 }
 
-const ThresholdKeys& KeysA() { static ThresholdKeys* k = new ThresholdKeys(Deal()); return *k; }
+const ThresholdKeys& KeysA() {
+  static ThresholdKeys* k = new ThresholdKeys(Deal());
+  return *k;
+}
 
 std::string Dir(const std::string& name) {
   std::string d = ::testing::TempDir() + "/ronghe-keys-" + name;
@@ -54,7 +56,8 @@ TEST(KeyFileTest, WriteLoadRoundTripAndModes) {
 
 // Found by keyfile_fuzz: a known key holding the wrong JSON type threw out of the parser.
 TEST(KeyFileTest, FieldsOfTheWrongTypeAreRefusedNotThrown) {
-  for (const char* text : {R"({"format": {"bits": 2048}, "index": 3})", R"({"format": 7})", R"([1, 2])"}) {
+  for (const char* text :
+       {R"({"format": {"bits": 2048}, "index": 3})", R"({"format": 7})", R"([1, 2])"}) {
     auto share = ParseShare(text, "share.json");
     ASSERT_FALSE(share.ok()) << text;
     EXPECT_NE(share.status().message().find("share.json"), std::string::npos);

@@ -10,8 +10,10 @@ namespace ronghe::crypto {
 
 Result<Packer> Packer::Create(const PackingOptions& o, int plaintext_bits) {
   if (o.bits < 2 || o.bits > 32) return InvalidArgument("packing: bits must be 2..32");
-  if (!(o.clip > 0) || !std::isfinite(o.clip)) return InvalidArgument("packing: clip must be a positive number");
-  if (o.max_summands < 1 || o.max_summands > 65536) return InvalidArgument("packing: max_summands must be 1..65536");
+  if (!(o.clip > 0) || !std::isfinite(o.clip))
+    return InvalidArgument("packing: clip must be a positive number");
+  if (o.max_summands < 1 || o.max_summands > 65536)
+    return InvalidArgument("packing: max_summands must be 1..65536");
   Packer p;
   p.o_ = o;
   int headroom = 0;
@@ -61,8 +63,8 @@ std::vector<mpz_class> Packer::Encode(const float* x, int64_t length, double sca
 Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums, int64_t length,
                                              int summands) const {
   if (summands < 1 || summands > o_.max_summands) {
-    return InvalidArgument("packing: " + std::to_string(summands) + " summands exceed the headroom for " +
-                           std::to_string(o_.max_summands));
+    return InvalidArgument("packing: " + std::to_string(summands) +
+                           " summands exceed the headroom for " + std::to_string(o_.max_summands));
   }
   if (static_cast<int64_t>(sums.size()) != PlaintextCount(length)) {
     return InvalidArgument("packing: " + std::to_string(sums.size()) + " plaintexts cannot hold " +
@@ -75,7 +77,8 @@ Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums,
   const int64_t total_offset = offset_ * summands;
   for (size_t p = 0; p < sums.size(); ++p) {
     if (sums[p] < 0 || mpz_sizeinbase(sums[p].get_mpz_t(), 2) > words * 64) {
-      return DataLoss("packing: plaintext " + std::to_string(p) + " is out of range (wrong key or corrupt sum)");
+      return DataLoss("packing: plaintext " + std::to_string(p) +
+                      " is out of range (wrong key or corrupt sum)");
     }
     std::fill(buf.begin(), buf.end(), 0);
     size_t n = 0;
@@ -87,7 +90,8 @@ Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums,
       uint64_t u = buf[bit / 64] >> (bit % 64);
       if (bit % 64 + slot_bits_ > 64) u |= buf[bit / 64 + 1] << (64 - bit % 64);
       u &= mask;
-      out[i] = static_cast<float>(static_cast<double>(static_cast<int64_t>(u) - total_offset) * step_);
+      out[i] =
+          static_cast<float>(static_cast<double>(static_cast<int64_t>(u) - total_offset) * step_);
     }
   }
   return out;

@@ -19,10 +19,11 @@
 namespace ronghe::crypto {
 
 struct PackingOptions {
-  int bits = 16;                     // Default: 16. Quantised width per value, sign included (2..32).
-  double clip = 1.0;                 // Default: 1.0. Values are clipped to [-clip, clip].
-  int max_summands = 5;              // Default: 5 (participant_count). Vectors that may be summed.
-  bool stochastic_rounding = false;  // Default: false. Unbiased rounding (BatchCrypt) instead of nearest.
+  int bits = 16;         // Default: 16. Quantised width per value, sign included (2..32).
+  double clip = 1.0;     // Default: 1.0. Values are clipped to [-clip, clip].
+  int max_summands = 5;  // Default: 5 (participant_count). Vectors that may be summed.
+  bool stochastic_rounding =
+      false;  // Default: false. Unbiased rounding (BatchCrypt) instead of nearest.
 };
 
 class Packer {
@@ -31,7 +32,7 @@ class Packer {
   static Result<Packer> Create(const PackingOptions& options, int plaintext_bits);
 
   int slot_bits() const { return slot_bits_; }
-  int slots() const { return slots_; }          // values per plaintext
+  int slots() const { return slots_; }  // values per plaintext
   double step() const { return step_; }
   int64_t PlaintextCount(int64_t length) const { return (length + slots_ - 1) / slots_; }
   // The stated bound on |decoded sum - float sum| per element for `summands` vectors.

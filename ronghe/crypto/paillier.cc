@@ -18,13 +18,16 @@ int PublicKey::bits() const { return static_cast<int>(mpz_sizeinbase(n_.get_mpz_
 Result<std::shared_ptr<const PublicKey>> PublicKey::Create(const mpz_class& n, const mpz_class& hs,
                                                            int window_bits,
                                                            bool insecure_for_testing) {
-  if (n <= 0 || mpz_even_p(n.get_mpz_t())) return InvalidArgument("paillier: n must be odd and positive");
+  if (n <= 0 || mpz_even_p(n.get_mpz_t()))
+    return InvalidArgument("paillier: n must be odd and positive");
   size_t bits = mpz_sizeinbase(n.get_mpz_t(), 2);
   if (!insecure_for_testing && bits < 2048) {
-    return InvalidArgument("paillier: n has " + std::to_string(bits) + " bits; at least 2048 are required");
+    return InvalidArgument("paillier: n has " + std::to_string(bits) +
+                           " bits; at least 2048 are required");
   }
   if (bits < 256) return InvalidArgument("paillier: n is too small");
-  if (window_bits < 1 || window_bits > 8) return InvalidArgument("paillier: window_bits must be 1..8");
+  if (window_bits < 1 || window_bits > 8)
+    return InvalidArgument("paillier: window_bits must be 1..8");
   std::shared_ptr<PublicKey> k(new PublicKey());
   k->n_ = n;
   k->n2_ = n * n;
@@ -114,7 +117,9 @@ Status PublicKey::Validate(const mpz_class& c, const std::string& what) const {
 
 mpz_class PublicKey::Add(const mpz_class& a, const mpz_class& b) const { return a * b % n2_; }
 
-mpz_class PublicKey::MulScalar(const mpz_class& c, const mpz_class& k) const { return Pow(c, k, n2_); }
+mpz_class PublicKey::MulScalar(const mpz_class& c, const mpz_class& k) const {
+  return Pow(c, k, n2_);
+}
 
 mpz_class PublicKey::Rerandomize(const mpz_class& c) const { return c * RandomMask() % n2_; }
 
@@ -162,27 +167,35 @@ Result<mpz_class> PrivateKey::Decrypt(const mpz_class& c) const {
 std::vector<mpz_class> EncryptVector(const PublicKey& pub, const std::vector<mpz_class>& plaintexts,
                                      int threads) {
   std::vector<mpz_class> out(plaintexts.size());
-  ParallelFor(static_cast<int64_t>(plaintexts.size()), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = pub.Encrypt(plaintexts[i]);
-  }, threads);
+  ParallelFor(
+      static_cast<int64_t>(plaintexts.size()),
+      [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = pub.Encrypt(plaintexts[i]);
+      },
+      threads);
   return out;
 }
 
-Result<std::vector<mpz_class>> DecryptVector(const PrivateKey& key, const std::vector<mpz_class>& ciphertexts,
+Result<std::vector<mpz_class>> DecryptVector(const PrivateKey& key,
+                                             const std::vector<mpz_class>& ciphertexts,
                                              int threads) {
   for (size_t i = 0; i < ciphertexts.size(); ++i) {
     RETURN_IF_ERROR(key.public_key().Validate(ciphertexts[i], "ciphertext " + std::to_string(i)));
   }
   std::vector<mpz_class> out(ciphertexts.size());
-  ParallelFor(static_cast<int64_t>(ciphertexts.size()), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = *key.Decrypt(ciphertexts[i]);  // validated above
-  }, threads);
+  ParallelFor(
+      static_cast<int64_t>(ciphertexts.size()),
+      [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = *key.Decrypt(ciphertexts[i]);  // validated above
+      },
+      threads);
   return out;
 }
 
 Result<KeyPair> GenerateKeyPair(int bits, bool insecure_for_testing) {
   if (!insecure_for_testing && bits != 2048 && bits != 3072) {
-    return InvalidArgument("paillier: key size must be 2048 or 3072 bits, not " + std::to_string(bits));
+    return InvalidArgument("paillier: key size must be 2048 or 3072 bits, not " +
+                           std::to_string(bits));
   }
   if (bits < 512 || bits % 2) return InvalidArgument("paillier: key size must be even and >= 512");
   while (true) {

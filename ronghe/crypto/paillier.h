@@ -61,8 +61,8 @@ class PublicKey {
   std::string fingerprint_;
   int window_bits_ = 6;
   int windows_ = 0;
-  size_t limbs_ = 0;                 // limbs of n^2
-  std::vector<mp_limb_t> table_;     // [window][digit][limb], h_s^(digit * 2^(window*w))
+  size_t limbs_ = 0;              // limbs of n^2
+  std::vector<mp_limb_t> table_;  // [window][digit][limb], h_s^(digit * 2^(window*w))
 };
 
 // The factorisation, for single-key Paillier. Threshold keys never materialise this: the dealer
@@ -87,7 +87,8 @@ class PrivateKey {
 std::vector<mpz_class> EncryptVector(const PublicKey& pub, const std::vector<mpz_class>& plaintexts,
                                      int threads = 0);
 // Validates every ciphertext first; the error names the first bad one by position.
-Result<std::vector<mpz_class>> DecryptVector(const PrivateKey& key, const std::vector<mpz_class>& ciphertexts,
+Result<std::vector<mpz_class>> DecryptVector(const PrivateKey& key,
+                                             const std::vector<mpz_class>& ciphertexts,
                                              int threads = 0);
 
 struct KeyPair {

@@ -22,9 +22,12 @@ double OpsPerSecond(const std::function<void(int64_t)>& fn, int threads, double 
   int64_t count = threads;
   while (true) {
     double t0 = Now();
-    ParallelFor(count, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) fn(i);
-    }, threads);
+    ParallelFor(
+        count,
+        [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) fn(i);
+        },
+        threads);
     double dt = Now() - t0;
     if (dt >= seconds || count > (int64_t(1) << 30)) return count * per_call / dt;
     count = std::max(count * 2, static_cast<int64_t>(count * seconds / std::max(dt, 1e-6) * 1.1));
@@ -81,9 +84,11 @@ Result<std::vector<SpeedResult>> RunSpeed(const SpeedOptions& o) {
     mpz_class ci = PowSecret(c[0], exp, pk.n2());
     mpz_class ui = ci * ci % pk.n2();
     EqualityProof proof = ProveEquality(pub, keys.shares[0], u, ui);
-    if (!VerifyEquality(pub, 1, u, ui, proof)) return Internal("speed self-check: proof does not verify");
+    if (!VerifyEquality(pub, 1, u, ui, proof))
+      return Internal("speed self-check: proof does not verify");
     std::vector<mpz_class> shares3;
-    for (int i = 0; i < 3; ++i) shares3.push_back(PowSecret(c[0], 2 * pub.delta() * keys.shares[i].s, pk.n2()));
+    for (int i = 0; i < 3; ++i)
+      shares3.push_back(PowSecret(c[0], 2 * pub.delta() * keys.shares[i].s, pk.n2()));
 
     for (int t : threads) {
       auto run = [&](const char* op, const std::function<void(int64_t)>& fn, int64_t per_call = 1) {

@@ -11,7 +11,8 @@
 namespace ronghe::crypto {
 
 struct SpeedResult {
-  std::string op;  // keygen, encrypt, decrypt, add, partial_decrypt, prove, verify, verify_batch, combine
+  std::string
+      op;  // keygen, encrypt, decrypt, add, partial_decrypt, prove, verify, verify_batch, combine
   int bits = 0;
   int threads = 0;
   double ops_per_s = 0;

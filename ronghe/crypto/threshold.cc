@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <set>
 
 #include "ronghe/base/hash.h"
+#include "ronghe/base/mutex.h"
 #include "ronghe/base/thread_pool.h"
 #include "ronghe/crypto/bigint.h"
 
@@ -29,11 +29,12 @@ void HashInt(Sha256Hasher& h, const mpz_class& x, size_t width) {
 // Bits of the prover's random exponent: |Delta * s_i| + |e| + 128 bits of statistical hiding.
 int ProofRandomBits(const ThresholdPublicKey& pub) {
   return static_cast<int>(mpz_sizeinbase(pub.paillier().n2().get_mpz_t(), 2) +
-                          mpz_sizeinbase(pub.delta().get_mpz_t(), 2)) + 256 + 128;
+                          mpz_sizeinbase(pub.delta().get_mpz_t(), 2)) +
+         256 + 128;
 }
 
-mpz_class Challenge(const ThresholdPublicKey& pub, int index, const mpz_class& u, const mpz_class& ui,
-                    const mpz_class& a, const mpz_class& b) {
+mpz_class Challenge(const ThresholdPublicKey& pub, int index, const mpz_class& u,
+                    const mpz_class& ui, const mpz_class& a, const mpz_class& b) {
   const size_t w = ByteLength(pub.paillier().n2());
   Sha256Hasher h;
   h.Update("ronghe.threshold.proof.v1", 25);
@@ -64,7 +65,8 @@ Result<std::shared_ptr<const ThresholdPublicKey>> ThresholdPublicKey::Create(
   }
   RETURN_IF_ERROR(paillier->Validate(v, "threshold key: v"));
   for (int i = 0; i < parties; ++i) {
-    RETURN_IF_ERROR(paillier->Validate(vk[i], "threshold key: verification key " + std::to_string(i + 1)));
+    RETURN_IF_ERROR(
+        paillier->Validate(vk[i], "threshold key: verification key " + std::to_string(i + 1)));
   }
   std::shared_ptr<ThresholdPublicKey> k(new ThresholdPublicKey());
   k->paillier_ = std::move(paillier);
@@ -74,11 +76,13 @@ Result<std::shared_ptr<const ThresholdPublicKey>> ThresholdPublicKey::Create(
   k->v_ = v;
   k->vk_ = std::move(vk);
   mpz_class four_delta2 = 4 * k->delta_ * k->delta_;
-  if (mpz_invert(k->combine_factor_.get_mpz_t(), four_delta2.get_mpz_t(), k->paillier_->n().get_mpz_t()) == 0) {
+  if (mpz_invert(k->combine_factor_.get_mpz_t(), four_delta2.get_mpz_t(),
+                 k->paillier_->n().get_mpz_t()) == 0) {
     return InvalidArgument("threshold key: 4 * Delta^2 is not invertible mod n");
   }
   Sha256Hasher h;
-  std::string head = k->paillier_->fingerprint() + "/" + std::to_string(parties) + "/" + std::to_string(threshold);
+  std::string head =
+      k->paillier_->fingerprint() + "/" + std::to_string(parties) + "/" + std::to_string(threshold);
   h.Update(head.data(), head.size());
   const size_t w = ByteLength(k->paillier_->n2());
   HashInt(h, v, w);
@@ -125,7 +129,8 @@ Result<ThresholdKeys> DealThresholdKeys(const DealerOptions& o) {
   mpz_class delta = Factorial(o.parties);
   std::vector<mpz_class> vk;
   for (const auto& s : keys.shares) vk.push_back(PowSecret(v, delta * s.s, n2));
-  ASSIGN_OR_RETURN(keys.public_key, ThresholdPublicKey::Create(paillier, o.parties, o.threshold, v, vk));
+  ASSIGN_OR_RETURN(keys.public_key,
+                   ThresholdPublicKey::Create(paillier, o.parties, o.threshold, v, vk));
   for (mpz_class* x : {&p, &q, &pp, &qq, &m, &nm, &m_inv, &d, &r}) Wipe(*x);
   for (auto& c : coeff) Wipe(c);
   return keys;
@@ -133,19 +138,22 @@ Result<ThresholdKeys> DealThresholdKeys(const DealerOptions& o) {
 
 Status CheckShare(const ThresholdPublicKey& pub, const KeyShare& share) {
   if (share.index < 1 || share.index > pub.parties()) {
-    return InvalidArgument("share index " + std::to_string(share.index) + " is not a party of this key (1.." +
-                           std::to_string(pub.parties()) + ")");
+    return InvalidArgument("share index " + std::to_string(share.index) +
+                           " is not a party of this key (1.." + std::to_string(pub.parties()) +
+                           ")");
   }
-  if (share.s <= 0) return InvalidArgument("share " + std::to_string(share.index) + " is not positive");
-  if (PowSecret(pub.v(), pub.delta() * share.s, pub.paillier().n2()) != pub.verification_key(share.index)) {
+  if (share.s <= 0)
+    return InvalidArgument("share " + std::to_string(share.index) + " is not positive");
+  if (PowSecret(pub.v(), pub.delta() * share.s, pub.paillier().n2()) !=
+      pub.verification_key(share.index)) {
     return InvalidArgument("share " + std::to_string(share.index) +
                            " does not match the verification key (a share of another key?)");
   }
   return Status::OK();
 }
 
-EqualityProof ProveEquality(const ThresholdPublicKey& pub, const KeyShare& share, const mpz_class& u,
-                            const mpz_class& ui) {
+EqualityProof ProveEquality(const ThresholdPublicKey& pub, const KeyShare& share,
+                            const mpz_class& u, const mpz_class& ui) {
   const mpz_class& n2 = pub.paillier().n2();
   mpz_class r = RandomBits(ProofRandomBits(pub));
   mpz_class a = PowSecret(u, r, n2), b = PowSecret(pub.v(), r, n2);
@@ -156,11 +164,13 @@ EqualityProof ProveEquality(const ThresholdPublicKey& pub, const KeyShare& share
   return p;
 }
 
-bool VerifyEquality(const ThresholdPublicKey& pub, int index, const mpz_class& u, const mpz_class& ui,
-                    const EqualityProof& proof) {
+bool VerifyEquality(const ThresholdPublicKey& pub, int index, const mpz_class& u,
+                    const mpz_class& ui, const EqualityProof& proof) {
   if (index < 1 || index > pub.parties()) return false;
   if (proof.e < 0 || mpz_sizeinbase(proof.e.get_mpz_t(), 2) > 256) return false;
-  if (proof.z < 0 || static_cast<int>(mpz_sizeinbase(proof.z.get_mpz_t(), 2)) > ProofRandomBits(pub) + 1) return false;
+  if (proof.z < 0 ||
+      static_cast<int>(mpz_sizeinbase(proof.z.get_mpz_t(), 2)) > ProofRandomBits(pub) + 1)
+    return false;
   const mpz_class& n2 = pub.paillier().n2();
   mpz_class g;
   mpz_gcd(g.get_mpz_t(), ui.get_mpz_t(), pub.paillier().n().get_mpz_t());
@@ -190,42 +200,46 @@ mpz_class MultiExp(const std::vector<mpz_class>& bases, const std::vector<mpz_cl
     }
   }
   std::vector<mpz_class> partial(t, mpz_class(1));
-  ParallelFor(t, [&](int64_t tb, int64_t te) {
-    for (int64_t ti = tb; ti < te; ++ti) {
-      int64_t lo = ti * per, hi = std::min(n, lo + per);
-      mpz_class result = 1;
-      int windows = static_cast<int>((max_bits + c - 1) / c);
-      std::vector<mpz_class> bucket(size_t(1) << c);
-      std::vector<char> used(size_t(1) << c);
-      for (int w = windows - 1; w >= 0; --w) {
-        for (int s = 0; s < c; ++s) result = result * result % mod;
-        std::fill(used.begin(), used.end(), 0);
-        for (int64_t j = lo; j < hi; ++j) {
-          unsigned long d = 0;
-          for (int b = 0; b < c; ++b) d |= static_cast<unsigned long>(mpz_tstbit(exps[j].get_mpz_t(), w * c + b)) << b;
-          if (!d) continue;
-          if (used[d]) {
-            bucket[d] = bucket[d] * bases[j] % mod;
-          } else {
-            bucket[d] = bases[j];
-            used[d] = 1;
+  ParallelFor(
+      t,
+      [&](int64_t tb, int64_t te) {
+        for (int64_t ti = tb; ti < te; ++ti) {
+          int64_t lo = ti * per, hi = std::min(n, lo + per);
+          mpz_class result = 1;
+          int windows = static_cast<int>((max_bits + c - 1) / c);
+          std::vector<mpz_class> bucket(size_t(1) << c);
+          std::vector<char> used(size_t(1) << c);
+          for (int w = windows - 1; w >= 0; --w) {
+            for (int s = 0; s < c; ++s) result = result * result % mod;
+            std::fill(used.begin(), used.end(), 0);
+            for (int64_t j = lo; j < hi; ++j) {
+              unsigned long d = 0;
+              for (int b = 0; b < c; ++b)
+                d |= static_cast<unsigned long>(mpz_tstbit(exps[j].get_mpz_t(), w * c + b)) << b;
+              if (!d) continue;
+              if (used[d]) {
+                bucket[d] = bucket[d] * bases[j] % mod;
+              } else {
+                bucket[d] = bases[j];
+                used[d] = 1;
+              }
+            }
+            // sum_d d * bucket[d] as running products from the top digit down.
+            mpz_class running = 1, acc = 1;
+            bool any = false;
+            for (size_t d = bucket.size() - 1; d >= 1; --d) {
+              if (used[d]) {
+                running = running * bucket[d] % mod;
+                any = true;
+              }
+              if (any) acc = acc * running % mod;
+            }
+            result = result * acc % mod;
           }
+          partial[ti] = result;
         }
-        // sum_d d * bucket[d] as running products from the top digit down.
-        mpz_class running = 1, acc = 1;
-        bool any = false;
-        for (size_t d = bucket.size() - 1; d >= 1; --d) {
-          if (used[d]) {
-            running = running * bucket[d] % mod;
-            any = true;
-          }
-          if (any) acc = acc * running % mod;
-        }
-        result = result * acc % mod;
-      }
-      partial[ti] = result;
-    }
-  }, t);
+      },
+      t);
   mpz_class out = 1;
   for (const auto& p : partial) out = out * p % mod;
   return out;
@@ -281,7 +295,8 @@ std::pair<mpz_class, mpz_class> BatchStatement(const ThresholdPublicKey& pub, in
 
 Result<PartialDecryption> PartialDecrypt(const ThresholdPublicKey& pub, const KeyShare& share,
                                          const std::vector<mpz_class>& ciphertexts, int threads) {
-  if (share.index < 1 || share.index > pub.parties()) return InvalidArgument("share index out of range");
+  if (share.index < 1 || share.index > pub.parties())
+    return InvalidArgument("share index out of range");
   if (ciphertexts.empty()) return InvalidArgument("nothing to decrypt");
   for (size_t j = 0; j < ciphertexts.size(); ++j) {
     RETURN_IF_ERROR(pub.paillier().Validate(ciphertexts[j], "ciphertext " + std::to_string(j)));
@@ -291,17 +306,21 @@ Result<PartialDecryption> PartialDecrypt(const ThresholdPublicKey& pub, const Ke
   out.shares.resize(ciphertexts.size());
   const mpz_class exp = 2 * pub.delta() * share.s;
   const mpz_class& n2 = pub.paillier().n2();
-  ParallelFor(static_cast<int64_t>(ciphertexts.size()), [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) out.shares[j] = PowSecret(ciphertexts[j], exp, n2);
-  }, threads);
+  ParallelFor(
+      static_cast<int64_t>(ciphertexts.size()),
+      [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) out.shares[j] = PowSecret(ciphertexts[j], exp, n2);
+      },
+      threads);
   out.proof = ProveBatch(pub, share, ciphertexts, out.shares, threads);
   return out;
 }
 
 EqualityProof ProveBatch(const ThresholdPublicKey& pub, const KeyShare& share,
-                         const std::vector<mpz_class>& ciphertexts, const std::vector<mpz_class>& shares,
-                         int threads) {
-  auto [u, ui] = BatchStatement(pub, share.index, ciphertexts, shares, threads > 0 ? threads : DefaultThreads());
+                         const std::vector<mpz_class>& ciphertexts,
+                         const std::vector<mpz_class>& shares, int threads) {
+  auto [u, ui] = BatchStatement(pub, share.index, ciphertexts, shares,
+                                threads > 0 ? threads : DefaultThreads());
   return ProveEquality(pub, share, u, ui);
 }
 
@@ -312,24 +331,27 @@ Status VerifyPartial(const ThresholdPublicKey& pub, const std::vector<mpz_class>
     return InvalidArgument(who + ": not a party of this key");
   }
   if (partial.shares.size() != ciphertexts.size()) {
-    return InvalidArgument(who + ": sent " + std::to_string(partial.shares.size()) + " shares for " +
-                           std::to_string(ciphertexts.size()) + " ciphertexts");
+    return InvalidArgument(who + ": sent " + std::to_string(partial.shares.size()) +
+                           " shares for " + std::to_string(ciphertexts.size()) + " ciphertexts");
   }
   if (ciphertexts.empty()) return InvalidArgument(who + ": empty batch");
   for (size_t j = 0; j < partial.shares.size(); ++j) {
-    RETURN_IF_ERROR(pub.paillier().Validate(partial.shares[j], who + ": share " + std::to_string(j)));
+    RETURN_IF_ERROR(
+        pub.paillier().Validate(partial.shares[j], who + ": share " + std::to_string(j)));
   }
   auto [u, ui] = BatchStatement(pub, partial.index, ciphertexts, partial.shares,
                                 threads > 0 ? threads : DefaultThreads());
   if (!VerifyEquality(pub, partial.index, u, ui, partial.proof)) {
-    return InvalidArgument(who + ": proof of partial decryption does not verify (wrong or forged shares)");
+    return InvalidArgument(
+        who + ": proof of partial decryption does not verify (wrong or forged shares)");
   }
   return Status::OK();
 }
 
 Result<mpz_class> Combine(const ThresholdPublicKey& pub, const std::vector<int>& indices,
                           const std::vector<mpz_class>& shares) {
-  if (indices.size() != shares.size()) return InvalidArgument("combine: indices and shares differ in count");
+  if (indices.size() != shares.size())
+    return InvalidArgument("combine: indices and shares differ in count");
   std::set<int> distinct(indices.begin(), indices.end());
   if (distinct.size() != indices.size()) return InvalidArgument("combine: duplicate party index");
   if (static_cast<int>(indices.size()) < pub.threshold()) {
@@ -357,33 +379,39 @@ Result<mpz_class> Combine(const ThresholdPublicKey& pub, const std::vector<int>&
 }
 
 Result<std::vector<mpz_class>> CombineVector(const ThresholdPublicKey& pub,
-                                             const std::vector<PartialDecryption>& partials, int threads) {
+                                             const std::vector<PartialDecryption>& partials,
+                                             int threads) {
   if (static_cast<int>(partials.size()) < pub.threshold()) {
-    return FailedPrecondition("only " + std::to_string(partials.size()) + " parties gave valid shares; " +
-                              std::to_string(pub.threshold()) + " are needed");
+    return FailedPrecondition("only " + std::to_string(partials.size()) +
+                              " parties gave valid shares; " + std::to_string(pub.threshold()) +
+                              " are needed");
   }
   size_t len = partials[0].shares.size();
   std::vector<int> idx;
   for (const auto& p : partials) {
-    if (p.shares.size() != len) return InvalidArgument("combine: partial decryptions differ in length");
+    if (p.shares.size() != len)
+      return InvalidArgument("combine: partial decryptions differ in length");
     idx.push_back(p.index);
   }
   std::vector<mpz_class> out(len);
+  Mutex mu;  // guards err (a local: the analysis cannot annotate it)
   Status err;
-  std::mutex mu;
-  ParallelFor(static_cast<int64_t>(len), [&](int64_t b, int64_t e) {
-    std::vector<mpz_class> s(partials.size());
-    for (int64_t j = b; j < e; ++j) {
-      for (size_t k = 0; k < partials.size(); ++k) s[k] = partials[k].shares[j];
-      auto r = Combine(pub, idx, s);
-      if (!r.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        err = r.status();
-        return;
-      }
-      out[j] = *r;
-    }
-  }, threads);
+  ParallelFor(
+      static_cast<int64_t>(len),
+      [&](int64_t b, int64_t e) {
+        std::vector<mpz_class> s(partials.size());
+        for (int64_t j = b; j < e; ++j) {
+          for (size_t k = 0; k < partials.size(); ++k) s[k] = partials[k].shares[j];
+          auto r = Combine(pub, idx, s);
+          if (!r.ok()) {
+            MutexLock lock(&mu);
+            err = r.status();
+            return;
+          }
+          out[j] = *r;
+        }
+      },
+      threads);
   if (!err.ok()) return err;
   return out;
 }

@@ -60,8 +60,8 @@ class ThresholdPublicKey {
 };
 
 struct KeyShare {
-  int index = 0;   // 1..parties
-  mpz_class s;     // secret: f(index) mod n*m
+  int index = 0;  // 1..parties
+  mpz_class s;    // secret: f(index) mod n*m
 };
 
 struct ThresholdKeys {
@@ -70,9 +70,9 @@ struct ThresholdKeys {
 };
 
 struct DealerOptions {
-  int bits = 2048;        // Default: 2048. 2048 or 3072 (smaller only with insecure_for_testing).
-  int parties = 5;        // Default: 5.
-  int threshold = 3;      // Default: 3.
+  int bits = 2048;    // Default: 2048. 2048 or 3072 (smaller only with insecure_for_testing).
+  int parties = 5;    // Default: 5.
+  int threshold = 3;  // Default: 3.
   bool insecure_for_testing = false;  // allows small keys so unit tests run fast
 };
 
@@ -98,7 +98,8 @@ struct PartialDecryption {
 // Partial decryption of each ciphertext (threads: 0 = all cores) plus the batch proof.
 // Ciphertexts are validated first.
 Result<PartialDecryption> PartialDecrypt(const ThresholdPublicKey& pub, const KeyShare& share,
-                                         const std::vector<mpz_class>& ciphertexts, int threads = 0);
+                                         const std::vector<mpz_class>& ciphertexts,
+                                         int threads = 0);
 
 // Verifies a party's shares for `ciphertexts`. Errors name the party:
 // "party 3: proof of partial decryption does not verify".

@@ -1,10 +1,11 @@
 #include "ronghe/data/batch.h"
 
-#include "ronghe/base/json.h"
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <map>
+
+#include "ronghe/base/json.h"
 
 namespace ronghe::data {
 
@@ -21,7 +22,8 @@ torch::Tensor Render(const torch::Tensor& x, int64_t side) {
 }
 
 torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
-  return torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())}, torch::kInt64);
+  return torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())},
+                          torch::kInt64);
 }
 
 }  // namespace
@@ -46,9 +48,11 @@ float BlankValue(const nlohmann::json& preprocessing) {
   return static_cast<float>(sd > 0 ? -mean / sd : 0);
 }
 
-Result<Batch> GatherBatch(const TensorData& d, const std::vector<int64_t>& idx, int64_t canvas, float fill) {
+Result<Batch> GatherBatch(const TensorData& d, const std::vector<int64_t>& idx, int64_t canvas,
+                          float fill) {
   for (int64_t i : idx) {
-    if (i < 0 || i >= d.size()) return InvalidArgument("batch: example " + std::to_string(i) + " is out of range");
+    if (i < 0 || i >= d.size())
+      return InvalidArgument("batch: example " + std::to_string(i) + " is out of range");
   }
   Batch b;
   b.x = d.x.index_select(0, IndexTensor(idx));
@@ -58,8 +62,9 @@ Result<Batch> GatherBatch(const TensorData& d, const std::vector<int64_t>& idx, 
     int64_t size = SizeOf(d, idx[0]);
     for (int64_t i : idx) {
       if (SizeOf(d, i) != size) {
-        return InvalidArgument("batch: example " + std::to_string(i) + " is " + std::to_string(SizeOf(d, i)) + unit +
-                               ", the batch is " + std::to_string(size) + unit + " (use bucketing or a canvas)");
+        return InvalidArgument("batch: example " + std::to_string(i) + " is " +
+                               std::to_string(SizeOf(d, i)) + unit + ", the batch is " +
+                               std::to_string(size) + unit + " (use bucketing or a canvas)");
       }
     }
     // Series are stored left-aligned: the first `size` steps are the whole window.
@@ -72,7 +77,9 @@ Result<Batch> GatherBatch(const TensorData& d, const std::vector<int64_t>& idx, 
     b.lengths = torch::tensor(len, torch::kInt64);
     if (canvas < b.x.size(1)) b.x = b.x.narrow(1, 0, canvas);
     for (int64_t l : len) {
-      if (l > canvas) return InvalidArgument("batch: a " + std::to_string(l) + "-step window exceeds the canvas of " + std::to_string(canvas));
+      if (l > canvas)
+        return InvalidArgument("batch: a " + std::to_string(l) +
+                               "-step window exceeds the canvas of " + std::to_string(canvas));
     }
     return b;
   }
@@ -80,7 +87,8 @@ Result<Batch> GatherBatch(const TensorData& d, const std::vector<int64_t>& idx, 
   torch::Tensor x = b.x;
   torch::Tensor out = torch::full({x.size(0), x.size(1), canvas, canvas}, fill, x.options());
   std::map<int64_t, std::vector<int64_t>> rows_by_side;
-  for (size_t r = 0; r < idx.size(); ++r) rows_by_side[d.sides[idx[r]]].push_back(static_cast<int64_t>(r));
+  for (size_t r = 0; r < idx.size(); ++r)
+    rows_by_side[d.sides[idx[r]]].push_back(static_cast<int64_t>(r));
   for (const auto& [side, rows] : rows_by_side) {
     if (side > canvas) {
       return InvalidArgument("batch: a " + std::to_string(side) + " px example does not fit a " +

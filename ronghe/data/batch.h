@@ -4,10 +4,10 @@
 // stored left-aligned in a tensor of the longest.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "ronghe/base/status.h"
 #include "ronghe/data/source.h"

@@ -1,9 +1,7 @@
 #include "ronghe/data/batch.h"
 
-#include <torch/torch.h>
-
 #include <gtest/gtest.h>
-
+#include <torch/torch.h>
 
 namespace ronghe::data {
 namespace {
@@ -16,8 +14,8 @@ TensorData MixedImages() {
   return d;
 }
 
-Result<at::Tensor> GatherInputs(const TensorData& d, const std::vector<int64_t>& idx, int64_t canvas = 0,
-                                float fill = 0) {
+Result<at::Tensor> GatherInputs(const TensorData& d, const std::vector<int64_t>& idx,
+                                int64_t canvas = 0, float fill = 0) {
   ASSIGN_OR_RETURN(Batch b, GatherBatch(d, idx, canvas, fill));
   EXPECT_FALSE(b.lengths.defined());  // images never need lengths
   return b.x;
@@ -57,7 +55,8 @@ TEST(BatchTest, PadToMaxCentresEachImageOnTheCanvas) {
   EXPECT_EQ((*x)[0].narrow(1, 70, 42).eq(-0.5).all().item<bool>(), true);
   // Row 1: the 112 px image fills it; row 2: the 56 px one at offset 28.
   EXPECT_TRUE(torch::equal((*x)[1], (*GatherInputs(d, {3}))[0]));
-  EXPECT_TRUE(torch::equal((*x)[2].narrow(1, 28, 56).narrow(2, 28, 56), (*GatherInputs(d, {1}))[0]));
+  EXPECT_TRUE(
+      torch::equal((*x)[2].narrow(1, 28, 56).narrow(2, 28, 56), (*GatherInputs(d, {1}))[0]));
   auto small = GatherInputs(d, {3}, 56);
   EXPECT_FALSE(small.ok());
 }
@@ -77,10 +76,12 @@ TEST(BatchTest, SequencesOfOneLengthNeedNoPaddingAndPaddedOnesCarryLengths) {
   EXPECT_FALSE(same->lengths.defined());
   auto short_one = GatherBatch(d, {0});
   ASSERT_TRUE(short_one.ok());
-  EXPECT_TRUE(torch::equal(short_one->x, d.x.narrow(0, 0, 1).narrow(1, 0, 2)));  // no padding at all
+  EXPECT_TRUE(
+      torch::equal(short_one->x, d.x.narrow(0, 0, 1).narrow(1, 0, 2)));  // no padding at all
   auto mixed = GatherBatch(d, {0, 1});
   ASSERT_FALSE(mixed.ok());
-  EXPECT_NE(mixed.status().message().find("example 1 is 4 steps, the batch is 2 steps"), std::string::npos)
+  EXPECT_NE(mixed.status().message().find("example 1 is 4 steps, the batch is 2 steps"),
+            std::string::npos)
       << mixed.status().message();
   auto padded = GatherBatch(d, {0, 1}, 4);
   ASSERT_TRUE(padded.ok()) << padded.status().message();

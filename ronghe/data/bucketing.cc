@@ -6,16 +6,20 @@
 
 namespace ronghe::data {
 
-Result<BucketBatchSampler> BucketBatchSampler::Create(std::vector<int64_t> bucket_of, std::vector<int64_t> elements_of,
+Result<BucketBatchSampler> BucketBatchSampler::Create(std::vector<int64_t> bucket_of,
+                                                      std::vector<int64_t> elements_of,
                                                       const BucketingOptions& o) {
-  if (bucket_of.size() != elements_of.size()) return InvalidArgument("bucketing: one bucket and one size per example");
+  if (bucket_of.size() != elements_of.size())
+    return InvalidArgument("bucketing: one bucket and one size per example");
   if (o.max_elements <= 0) return InvalidArgument("bucketing: max_elements must be > 0");
   if (o.max_batch_size < 0) return InvalidArgument("bucketing: max_batch_size must be >= 0");
   for (size_t i = 0; i < elements_of.size(); ++i) {
-    if (elements_of[i] <= 0) return InvalidArgument("bucketing: example " + std::to_string(i) + " has no elements");
+    if (elements_of[i] <= 0)
+      return InvalidArgument("bucketing: example " + std::to_string(i) + " has no elements");
     if (elements_of[i] > o.max_elements) {
-      return InvalidArgument("bucketing: example " + std::to_string(i) + " has " + std::to_string(elements_of[i]) +
-                             " elements, more than the batch budget of " + std::to_string(o.max_elements));
+      return InvalidArgument(
+          "bucketing: example " + std::to_string(i) + " has " + std::to_string(elements_of[i]) +
+          " elements, more than the batch budget of " + std::to_string(o.max_elements));
     }
   }
   BucketBatchSampler s;

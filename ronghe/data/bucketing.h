@@ -25,7 +25,8 @@ class BucketBatchSampler {
  public:
   // bucket_of[i]: the shape bucket of example i (e.g. its resolution); elements_of[i]: its size
   // in elements. An example larger than the budget on its own is an error naming it.
-  static Result<BucketBatchSampler> Create(std::vector<int64_t> bucket_of, std::vector<int64_t> elements_of,
+  static Result<BucketBatchSampler> Create(std::vector<int64_t> bucket_of,
+                                           std::vector<int64_t> elements_of,
                                            const BucketingOptions& options);
 
   // The batches of one epoch: every example exactly once, each batch within one bucket and

@@ -1,8 +1,8 @@
 #include "ronghe/data/bucketing.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 namespace ronghe::data {
 namespace {
@@ -50,8 +50,8 @@ TEST(BucketingTest, BatchesFillTheBudgetInsteadOfPaddingToTheLargest) {
   for (const auto& b : s->Epoch(0)) padded += s->Cost(b), ++batches;
   int64_t real = 0;
   for (int64_t e : elements) real += e;
-  EXPECT_EQ(padded, real);                          // equal shapes per bucket: nothing padded
-  EXPECT_LT(batches, 3000 / 64 + 3 * 2);            // small images travel many to a batch
+  EXPECT_EQ(padded, real);                // equal shapes per bucket: nothing padded
+  EXPECT_LT(batches, 3000 / 64 + 3 * 2);  // small images travel many to a batch
 }
 
 TEST(BucketingTest, VariableLengthsPayForTheirLongestMemberAndCapsHold) {

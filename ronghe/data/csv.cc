@@ -81,7 +81,8 @@ Result<CsvTable> ParseCsv(const std::string& text, const std::string& source,
       field_started = true;
     }
   }
-  if (in_quotes) return DataLoss(source + ":" + std::to_string(rec_line) + ": unterminated quoted field");
+  if (in_quotes)
+    return DataLoss(source + ":" + std::to_string(rec_line) + ": unterminated quoted field");
   if (!field.empty() || !rec.empty()) end_record();
 
   size_t first = static_cast<size_t>(std::max(options.skip_rows, 0));
@@ -98,7 +99,8 @@ Result<CsvTable> ParseCsv(const std::string& text, const std::string& source,
   for (size_t r = first; r < records.size(); ++r) {
     if (records[r].size() != width) {
       return DataLoss(source + ":" + std::to_string(lines[r]) + ": expected " +
-                      std::to_string(width) + " fields, found " + std::to_string(records[r].size()));
+                      std::to_string(width) + " fields, found " +
+                      std::to_string(records[r].size()));
     }
     t.rows.push_back(std::move(records[r]));
     t.line_of_row.push_back(lines[r]);
@@ -118,8 +120,10 @@ nlohmann::json TablePreprocessing::ToJson() const {
   j["label"] = label;
   j["classes"] = classes;
   j["missing"] = missing;
-  for (const auto& n : numeric) j["numeric"].push_back({{"name", n.name}, {"mean", n.mean}, {"std", n.std}});
-  for (const auto& c : categorical) j["categorical"].push_back({{"name", c.name}, {"values", c.values}});
+  for (const auto& n : numeric)
+    j["numeric"].push_back({{"name", n.name}, {"mean", n.mean}, {"std", n.std}});
+  for (const auto& c : categorical)
+    j["categorical"].push_back({{"name", c.name}, {"values", c.values}});
   if (!j.contains("numeric")) j["numeric"] = nlohmann::json::array();
   if (!j.contains("categorical")) j["categorical"] = nlohmann::json::array();
   return j;
@@ -132,12 +136,12 @@ Result<TablePreprocessing> TablePreprocessing::FromJson(const nlohmann::json& j)
     p.classes = j.at("classes").get<std::vector<std::string>>();
     p.missing = j.at("missing").get<std::vector<std::string>>();
     for (const auto& n : j.at("numeric")) {
-      p.numeric.push_back({n.at("name").get<std::string>(), n.at("mean").get<double>(),
-                           n.at("std").get<double>()});
+      p.numeric.push_back(
+          {n.at("name").get<std::string>(), n.at("mean").get<double>(), n.at("std").get<double>()});
     }
     for (const auto& c : j.at("categorical")) {
-      p.categorical.push_back({c.at("name").get<std::string>(),
-                               c.at("values").get<std::vector<std::string>>()});
+      p.categorical.push_back(
+          {c.at("name").get<std::string>(), c.at("values").get<std::vector<std::string>>()});
     }
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(std::string("table preprocessing: ") + e.what());
@@ -187,7 +191,8 @@ Result<TablePreprocessing> FitTable(const CsvTable& table, const TableSchema& sc
       double x;
       if (!ParseDouble(v, &x)) {
         return DataLoss(table.source + ":" + std::to_string(table.line_of_row[r]) + ": column '" +
-                        name + "': '" + v + "' is not a number (declare it categorical or ignore it)");
+                        name + "': '" + v +
+                        "' is not a number (declare it categorical or ignore it)");
       }
       sum += x;
       sq += x * x;
@@ -280,8 +285,9 @@ Result<at::Tensor> TransformTable(const CsvTable& table, const TablePreprocessin
     for (size_t j = 0; j < cat_cols.size(); ++j) {
       const auto& values = prep.categorical[j].values;
       auto it = std::lower_bound(values.begin(), values.end(), row[cat_cols[j]]);
-      int64_t slot = (it != values.end() && *it == row[cat_cols[j]]) ? it - values.begin()
-                                                                     : static_cast<int64_t>(values.size());
+      int64_t slot = (it != values.end() && *it == row[cat_cols[j]])
+                         ? it - values.begin()
+                         : static_cast<int64_t>(values.size());
       o[k + slot] = 1.0f;
       k += static_cast<int64_t>(values.size()) + 1;
     }

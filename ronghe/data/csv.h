@@ -3,29 +3,29 @@
 // only (so no statistic of the validation or test split leaks into training).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/status.h"
 
 namespace ronghe::data {
 
 struct CsvOptions {
-  bool header = true;   // Default: true. The first (non-skipped) line names the columns.
-  int skip_rows = 0;    // Default: 0. Lines dropped before the header/data (breast_cancer: 1).
+  bool header = true;  // Default: true. The first (non-skipped) line names the columns.
+  int skip_rows = 0;   // Default: 0. Lines dropped before the header/data (breast_cancer: 1).
   char delimiter = ',';
 };
 
 struct CsvTable {
-  std::string source;                     // path, for errors
-  std::vector<std::string> columns;       // names; "col0", "col1", ... without a header
+  std::string source;                // path, for errors
+  std::vector<std::string> columns;  // names; "col0", "col1", ... without a header
   std::vector<std::vector<std::string>> rows;
-  std::vector<int64_t> line_of_row;       // 1-based line in the file, for errors
+  std::vector<int64_t> line_of_row;  // 1-based line in the file, for errors
 
   // Index of a column, or NotFound naming the column, the file and the columns there are.
   Result<int> ColumnIndex(const std::string& name) const;
@@ -36,10 +36,10 @@ Result<CsvTable> ParseCsv(const std::string& text, const std::string& source,
                           const CsvOptions& options = {});
 
 struct TableSchema {
-  std::string label;                       // label column (required)
-  std::string positive;                    // binary: the label value that means 1 ("bad")
-  std::vector<std::string> numeric;        // empty: every column not named elsewhere
-  std::vector<std::string> categorical;    // one-hot encoded, plus one slot for unseen/missing
+  std::string label;                     // label column (required)
+  std::string positive;                  // binary: the label value that means 1 ("bad")
+  std::vector<std::string> numeric;      // empty: every column not named elsewhere
+  std::vector<std::string> categorical;  // one-hot encoded, plus one slot for unseen/missing
   std::vector<std::string> ignore;
   std::vector<std::string> missing = {"", "NA", "NaN", "nan", "?"};  // values that mean missing
 };
@@ -47,8 +47,14 @@ struct TableSchema {
 // Statistics fitted on the training rows, stored in the model manifest so that evaluation and
 // serving transform inputs exactly as training did.
 struct TablePreprocessing {
-  struct Numeric { std::string name; double mean = 0, std = 1; };
-  struct Categorical { std::string name; std::vector<std::string> values; };
+  struct Numeric {
+    std::string name;
+    double mean = 0, std = 1;
+  };
+  struct Categorical {
+    std::string name;
+    std::vector<std::string> values;
+  };
   std::vector<Numeric> numeric;
   std::vector<Categorical> categorical;
   std::string label;

@@ -1,8 +1,7 @@
 #include "ronghe/data/csv.h"
 
-#include <torch/torch.h>
-
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 namespace ronghe::data {
 namespace {
@@ -42,11 +41,11 @@ TEST(CsvTest, PreprocessingFitsOnTrainRowsOnly) {
   auto x = TransformTable(*t, *prep, {0, 2, 3});
   ASSERT_TRUE(x.ok());
   auto a = x->accessor<float, 2>();
-  EXPECT_FLOAT_EQ(a[0][0], -1.0f);   // (1 - 2) / 1
-  EXPECT_FLOAT_EQ(a[0][2], 1.0f);    // red
-  EXPECT_FLOAT_EQ(a[1][0], 0.0f);    // NA -> training mean
+  EXPECT_FLOAT_EQ(a[0][0], -1.0f);  // (1 - 2) / 1
+  EXPECT_FLOAT_EQ(a[0][2], 1.0f);   // red
+  EXPECT_FLOAT_EQ(a[1][0], 0.0f);   // NA -> training mean
   EXPECT_FLOAT_EQ(a[2][0], 98.0f);
-  EXPECT_FLOAT_EQ(a[2][3], 1.0f);    // green unseen -> the extra slot
+  EXPECT_FLOAT_EQ(a[2][3], 1.0f);  // green unseen -> the extra slot
   auto y = EncodeLabels(*t, schema, {});
   EXPECT_EQ(*y, (std::vector<int64_t>{1, 0, 0, 1}));
   auto round = TablePreprocessing::FromJson(prep->ToJson());
@@ -64,7 +63,8 @@ TEST(CsvTest, NonNumericCellNamesFileLineAndColumn) {
             std::string::npos)
       << prep.status().message();
   schema.label = "nope";
-  EXPECT_NE(FitTable(*t, schema, {0}).status().message().find("no column 'nope'"), std::string::npos);
+  EXPECT_NE(FitTable(*t, schema, {0}).status().message().find("no column 'nope'"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@ namespace ronghe::data {
 struct DatasetInfo {
   std::string name;
   std::string description;
-  std::string source;                 // Debian or npm package it comes from
+  std::string source;  // Debian or npm package it comes from
   std::string license;
-  std::vector<std::string> files;     // under $RONGHE_HOME/data/<name>/
+  std::vector<std::string> files;  // under $RONGHE_HOME/data/<name>/
 };
 
 const std::vector<DatasetInfo>& KnownDatasets();

@@ -32,24 +32,28 @@ Result<at::Tensor> ReadIdx(const std::string& path) {
   if (!read_exact(head, 4)) return DataLoss(path + ": truncated IDX header");
   if (head[0] != 0 || head[1] != 0) return DataLoss(path + ": not an IDX file (bad magic)");
   if (head[2] != 0x08) {
-    return DataLoss(path + ": IDX element type 0x" + std::to_string(head[2]) + " unsupported (uint8 only)");
+    return DataLoss(path + ": IDX element type 0x" + std::to_string(head[2]) +
+                    " unsupported (uint8 only)");
   }
   int dims = head[3];
-  if (dims < 1 || dims > 4) return DataLoss(path + ": IDX with " + std::to_string(dims) + " dimensions");
+  if (dims < 1 || dims > 4)
+    return DataLoss(path + ": IDX with " + std::to_string(dims) + " dimensions");
   std::vector<int64_t> shape;
   int64_t total = 1;
   for (int i = 0; i < dims; ++i) {
     unsigned char b[4];
     if (!read_exact(b, 4)) return DataLoss(path + ": truncated IDX header");
     uint32_t d = BigEndian(b);
-    if (d == 0 || d > (1u << 28)) return DataLoss(path + ": implausible IDX dimension " + std::to_string(d));
+    if (d == 0 || d > (1u << 28))
+      return DataLoss(path + ": implausible IDX dimension " + std::to_string(d));
     shape.push_back(d);
     total *= d;
     if (total > (int64_t(1) << 34)) return DataLoss(path + ": IDX data larger than 16 GiB");
   }
   at::Tensor t = torch::empty(shape, torch::kUInt8);
   if (!read_exact(t.data_ptr<uint8_t>(), static_cast<size_t>(total))) {
-    return DataLoss(path + ": truncated: header promises " + std::to_string(total) + " bytes of data");
+    return DataLoss(path + ": truncated: header promises " + std::to_string(total) +
+                    " bytes of data");
   }
   char extra;
   if (gzread(f.get(), &extra, 1) > 0) return DataLoss(path + ": trailing bytes after IDX data");

@@ -2,9 +2,9 @@
 // type TT (0x08 = uint8) and DD dimensions, then DD big-endian uint32 sizes, then the data.
 #pragma once
 
-#include <string>
-
 #include <ATen/core/Tensor.h>
+
+#include <string>
 
 #include "ronghe/base/status.h"
 

@@ -1,9 +1,8 @@
 #include "ronghe/data/idx.h"
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <zlib.h>
-
-#include <gtest/gtest.h>
 
 #include "ronghe/base/file.h"
 
@@ -27,7 +26,8 @@ std::string Header(uint8_t type, std::vector<uint32_t> dims) {
 }
 
 TEST(IdxTest, ReadsShapeAndData) {
-  std::string data = Header(8, {2, 2, 3}) + std::string("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\xff", 12);
+  std::string data =
+      Header(8, {2, 2, 3}) + std::string("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\xff", 12);
   auto t = ReadIdx(WriteGz("ok.idx.gz", data));
   ASSERT_TRUE(t.ok()) << t.status().message();
   EXPECT_EQ(t->sizes(), (std::vector<int64_t>{2, 2, 3}));
@@ -39,7 +39,8 @@ TEST(IdxTest, ReadsShapeAndData) {
 }
 
 TEST(IdxTest, RejectsCorruptFiles) {
-  auto truncated = ReadIdx(WriteGz("short.idx.gz", Header(8, {10, 28, 28}) + std::string(100, 'a')));
+  auto truncated =
+      ReadIdx(WriteGz("short.idx.gz", Header(8, {10, 28, 28}) + std::string(100, 'a')));
   ASSERT_FALSE(truncated.ok());
   EXPECT_EQ(truncated.status().code(), StatusCode::kDataLoss);
   EXPECT_NE(truncated.status().message().find("short.idx.gz: truncated"), std::string::npos);

@@ -26,7 +26,8 @@ Result<std::pair<at::Tensor, at::Tensor>> MakeWindows(const std::vector<double>&
   float* py = y.data_ptr<float>();
   for (int64_t w = 0; w < n; ++w) {
     int64_t s = begin + w * o.stride;
-    for (int64_t i = 0; i < o.input; ++i) px[w * o.input + i] = static_cast<float>((series[s + i] - mean) / std);
+    for (int64_t i = 0; i < o.input; ++i)
+      px[w * o.input + i] = static_cast<float>((series[s + i] - mean) / std);
     for (int64_t h = 0; h < o.horizon; ++h) {
       py[w * o.horizon + h] = static_cast<float>((series[s + o.input + h] - mean) / std);
     }

@@ -1,20 +1,20 @@
 // Time-series windows for forecasting: the previous `input` points predict the next `horizon`.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "ronghe/base/status.h"
 
 namespace ronghe::data {
 
 struct WindowOptions {
-  int64_t input = 48;    // Default: 48 points of history (one day of half-hours for taylor).
-  int64_t horizon = 1;   // Default: 1 point ahead.
-  int64_t stride = 1;    // Default: 1. Step between consecutive windows.
+  int64_t input = 48;   // Default: 48 points of history (one day of half-hours for taylor).
+  int64_t horizon = 1;  // Default: 1 point ahead.
+  int64_t stride = 1;   // Default: 1. Step between consecutive windows.
   std::vector<int64_t> lengths;  // Default: [] = every window has `input` points. Else each
                                  // window keeps the most recent L points of its history, L one
                                  // of these (each <= input), chosen per window by a seeded rule

@@ -14,9 +14,12 @@ namespace ronghe::data {
 
 const char* TaskName(Task t) {
   switch (t) {
-    case Task::kBinary: return "binary";
-    case Task::kMulticlass: return "multiclass";
-    case Task::kRegression: return "regression";
+    case Task::kBinary:
+      return "binary";
+    case Task::kMulticlass:
+      return "multiclass";
+    case Task::kRegression:
+      return "regression";
   }
   return "?";
 }
@@ -50,7 +53,8 @@ void ApplyDatasetDefaults(DataOptions* o) {
   } else if (o->dataset == "lending_club") {
     o->schema.label = "Class";
     o->schema.positive = "bad";
-    o->schema.categorical = {"term", "sub_grade", "addr_state", "verification_status", "emp_length"};
+    o->schema.categorical = {"term", "sub_grade", "addr_state", "verification_status",
+                             "emp_length"};
   } else if (o->dataset == "sensor") {
     o->schema.label = "label";
     o->schema.positive = "1";
@@ -64,14 +68,26 @@ void ApplyDatasetDefaults(DataOptions* o) {
 
 nlohmann::json DataOptions::ToJson() const {
   return {
-      {"dataset", dataset}, {"path", path},
-      {"header", csv.header}, {"skip_rows", csv.skip_rows},
-      {"label", schema.label}, {"positive", schema.positive}, {"numeric", schema.numeric},
-      {"categorical", schema.categorical}, {"ignore", schema.ignore}, {"missing", schema.missing},
+      {"dataset", dataset},
+      {"path", path},
+      {"header", csv.header},
+      {"skip_rows", csv.skip_rows},
+      {"label", schema.label},
+      {"positive", schema.positive},
+      {"numeric", schema.numeric},
+      {"categorical", schema.categorical},
+      {"ignore", schema.ignore},
+      {"missing", schema.missing},
       {"column", column},
-      {"window", {{"input", window.input}, {"horizon", window.horizon}, {"stride", window.stride},
-                  {"lengths", window.lengths}}},
-      {"split", split}, {"val_fraction", val_fraction}, {"seed", seed}, {"limit_train", limit_train},
+      {"window",
+       {{"input", window.input},
+        {"horizon", window.horizon},
+        {"stride", window.stride},
+        {"lengths", window.lengths}}},
+      {"split", split},
+      {"val_fraction", val_fraction},
+      {"seed", seed},
+      {"limit_train", limit_train},
       {"resolutions", resolutions},
   };
 }
@@ -133,7 +149,8 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
 
   if (kind == Kind::kIdx) {
     if (cfg.Has("data.split")) {
-      return cfg.ValueError("data.split", o->dataset + " has an official test set; use data.val_fraction");
+      return cfg.ValueError("data.split",
+                            o->dataset + " has an official test set; use data.val_fraction");
     }
     RETURN_IF_ERROR(cfg.Get("data.val_fraction", &o->val_fraction));
     if (o->val_fraction < 0 || o->val_fraction >= 1) {
@@ -145,12 +162,14 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
         return cfg.ValueError("data.resolutions", "sides must lie in 8..1024 pixels");
       }
       for (size_t j = 0; j < i; ++j) {
-        if (o->resolutions[j] == o->resolutions[i]) return cfg.ValueError("data.resolutions", "a side is listed twice");
+        if (o->resolutions[j] == o->resolutions[i])
+          return cfg.ValueError("data.resolutions", "a side is listed twice");
       }
     }
     return Status::OK();
   }
-  if (cfg.Has("data.resolutions")) return cfg.ValueError("data.resolutions", "applies to image data sets only");
+  if (cfg.Has("data.resolutions"))
+    return cfg.ValueError("data.resolutions", "applies to image data sets only");
   RETURN_IF_ERROR(cfg.Get("data.split", &o->split));
   if (o->split.size() != 3) return cfg.ValueError("data.split", "expected [train, val, test]");
   double sum = 0;
@@ -173,11 +192,13 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
     RETURN_IF_ERROR(cfg.Get("data.window.lengths", &o->window.lengths));
     for (size_t i = 0; i < o->window.lengths.size(); ++i) {
       if (o->window.lengths[i] < 1 || o->window.lengths[i] > o->window.input) {
-        return cfg.ValueError("data.window.lengths", "each length must lie in 1..data.window.input (" +
-                                                         std::to_string(o->window.input) + ")");
+        return cfg.ValueError("data.window.lengths",
+                              "each length must lie in 1..data.window.input (" +
+                                  std::to_string(o->window.input) + ")");
       }
       for (size_t j = 0; j < i; ++j) {
-        if (o->window.lengths[j] == o->window.lengths[i]) return cfg.ValueError("data.window.lengths", "a length is listed twice");
+        if (o->window.lengths[j] == o->window.lengths[i])
+          return cfg.ValueError("data.window.lengths", "a length is listed twice");
       }
     }
     return Status::OK();
@@ -237,7 +258,8 @@ std::vector<int64_t> PickSizes(const std::vector<int64_t>& source_index, int64_t
   if (choices.empty()) return sides;
   sides.reserve(source_index.size());
   for (int64_t k : source_index) {
-    uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k + offset) + 0x632BE59BD9B4E019ull;
+    uint64_t z =
+        seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k + offset) + 0x632BE59BD9B4E019ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
@@ -266,10 +288,13 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   ASSIGN_OR_RETURN(d.data_sha256,
                    HashFiles({p("train-images-idx3-ubyte.gz"), p("train-labels-idx1-ubyte.gz"),
                               p("t10k-images-idx3-ubyte.gz"), p("t10k-labels-idx1-ubyte.gz")}));
-  ASSIGN_OR_RETURN(SplitIndices s, SplitSeeded(train_x.size(0), {1 - o.val_fraction, o.val_fraction, 0}, o.seed));
+  ASSIGN_OR_RETURN(SplitIndices s,
+                   SplitSeeded(train_x.size(0), {1 - o.val_fraction, o.val_fraction, 0}, o.seed));
   std::vector<int64_t> train_idx = Limit(s.train, o.limit_train);
   at::Tensor tr = IndexTensor(train_idx), va = IndexTensor(s.val);
-  auto to_float = [](const at::Tensor& t) { return t.to(torch::kFloat32).div_(255.0f).unsqueeze(1); };
+  auto to_float = [](const at::Tensor& t) {
+    return t.to(torch::kFloat32).div_(255.0f).unsqueeze(1);
+  };
   at::Tensor xtr = to_float(train_x.index_select(0, tr));
   double mean, sd;
   if (fitted) {
@@ -281,7 +306,8 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   d.preprocessing = {{"kind", "image"}, {"mean", mean}, {"std", sd}, {"scale", 1.0 / 255}};
   auto norm = [&](at::Tensor t) { return t.sub_(mean).div_(sd); };
   d.train = {norm(xtr), train_y.index_select(0, tr).to(torch::kInt64)};
-  d.val = {norm(to_float(train_x.index_select(0, va))), train_y.index_select(0, va).to(torch::kInt64)};
+  d.val = {norm(to_float(train_x.index_select(0, va))),
+           train_y.index_select(0, va).to(torch::kInt64)};
   d.test = {norm(to_float(test_x)), test_y.to(torch::kInt64)};
   std::vector<int64_t> test_idx(test_x.size(0));
   for (size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = static_cast<int64_t>(i);
@@ -307,7 +333,8 @@ Result<LoadedData> LoadTable(const DataOptions& o, const std::string& path,
     classes.assign(cs.begin(), cs.end());
   }
   ASSIGN_OR_RETURN(std::vector<int64_t> labels, EncodeLabels(table, schema, classes));
-  ASSIGN_OR_RETURN(SplitIndices s, SplitSeeded(static_cast<int64_t>(table.rows.size()), o.split, o.seed, &labels));
+  ASSIGN_OR_RETURN(SplitIndices s,
+                   SplitSeeded(static_cast<int64_t>(table.rows.size()), o.split, o.seed, &labels));
   s.train = Limit(s.train, o.limit_train);
   TablePreprocessing prep;
   if (fitted) {
@@ -400,7 +427,8 @@ Result<LoadedData> LoadSeries(const DataOptions& o, const std::string& path,
   if (o.limit_train > 0 && d.train.size() > o.limit_train) {
     std::vector<int64_t> lengths = d.train.lengths;
     if (!lengths.empty()) lengths.resize(o.limit_train);
-    d.train = {d.train.x.narrow(0, 0, o.limit_train), d.train.y.narrow(0, 0, o.limit_train), {}, lengths};
+    d.train = {
+        d.train.x.narrow(0, 0, o.limit_train), d.train.y.narrow(0, 0, o.limit_train), {}, lengths};
   }
   // Validation and test windows start `input` points early so their history is complete; their
   // targets stay inside their own segment.
@@ -423,9 +451,12 @@ Result<LoadedData> LoadData(const DataOptions& o, const std::string& home,
     ASSIGN_OR_RETURN(DatasetInfo info, FindDataset(o.dataset));
     std::string dir = DatasetDir(home, o.dataset);
     switch (KindOf(o.dataset)) {
-      case Kind::kIdx: return LoadIdx(o, dir, fitted);
-      case Kind::kSeries: return LoadSeries(o, dir + "/" + info.files[0], fitted);
-      case Kind::kTable: return LoadTable(o, dir + "/" + info.files[0], fitted);
+      case Kind::kIdx:
+        return LoadIdx(o, dir, fitted);
+      case Kind::kSeries:
+        return LoadSeries(o, dir + "/" + info.files[0], fitted);
+      case Kind::kTable:
+        return LoadTable(o, dir + "/" + info.files[0], fitted);
     }
   } catch (const c10::Error& e) {
     return Internal(std::string("loading ") + o.dataset + ": " + e.what_without_backtrace());

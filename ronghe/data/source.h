@@ -3,12 +3,12 @@
 // model manifest so `ronghe eval` and serving rebuild exactly the same inputs.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/status.h"
@@ -22,22 +22,22 @@ const char* TaskName(Task t);
 Result<Task> ParseTask(const std::string& s);
 
 struct DataOptions {
-  std::string dataset;              // a known set (`ronghe data list`) or "csv"
-  std::string path;                 // dataset = "csv": the file
-  CsvOptions csv;                   // header / skip_rows; known sets have the right defaults
-  TableSchema schema;               // label, positive, numeric, categorical, ignore, missing
-  std::string column;               // series: the value column (taylor: "demand")
-  WindowOptions window;             // series windows
+  std::string dataset;   // a known set (`ronghe data list`) or "csv"
+  std::string path;      // dataset = "csv": the file
+  CsvOptions csv;        // header / skip_rows; known sets have the right defaults
+  TableSchema schema;    // label, positive, numeric, categorical, ignore, missing
+  std::string column;    // series: the value column (taylor: "demand")
+  WindowOptions window;  // series windows
   std::vector<double> split = {0.7, 0.15, 0.15};  // Default. Tables and series (chronological).
-  double val_fraction = 0.1;        // Default: 0.1. Sets with an official test set (fashion-mnist).
-  uint64_t seed = 42;               // Default: 42. Split and shuffles.
-  int64_t limit_train = 0;          // Default: 0 = all. Keep only this many training examples.
-  std::vector<int64_t> resolutions; // Images: render each image at one of these sides (pixels),
-                                    // chosen per image by a seeded rule (data.seed) from its index
-                                    // in the source files. Default: [] = the native size.
-  std::string group_column;         // Tables: report this column's raw value per training example
-                                    // (LoadedData::train_groups), e.g. to partition a federation.
-                                    // A loading flag only: not part of ToJson().
+  double val_fraction = 0.1;  // Default: 0.1. Sets with an official test set (fashion-mnist).
+  uint64_t seed = 42;         // Default: 42. Split and shuffles.
+  int64_t limit_train = 0;    // Default: 0 = all. Keep only this many training examples.
+  std::vector<int64_t> resolutions;  // Images: render each image at one of these sides (pixels),
+                                     // chosen per image by a seeded rule (data.seed) from its index
+                                     // in the source files. Default: [] = the native size.
+  std::string group_column;          // Tables: report this column's raw value per training example
+                                     // (LoadedData::train_groups), e.g. to partition a federation.
+                                     // A loading flag only: not part of ToJson().
 
   nlohmann::json ToJson() const;
   static Result<DataOptions> FromJson(const nlohmann::json& j);
@@ -65,12 +65,13 @@ struct TensorData {
 struct LoadedData {
   TensorData train, val, test;
   Task task = Task::kMulticlass;
-  int64_t num_classes = 0;            // 0 for regression
-  std::vector<int64_t> input_shape;   // one example, e.g. {1, 28, 28} or {30}
+  int64_t num_classes = 0;           // 0 for regression
+  std::vector<int64_t> input_shape;  // one example, e.g. {1, 28, 28} or {30}
   std::vector<std::string> class_names;
-  nlohmann::json preprocessing;       // fitted statistics, format depends on the data kind
-  std::string data_sha256;            // over the source files
-  std::vector<std::string> train_groups;  // with DataOptions::group_column: one per training example
+  nlohmann::json preprocessing;  // fitted statistics, format depends on the data kind
+  std::string data_sha256;       // over the source files
+  std::vector<std::string>
+      train_groups;  // with DataOptions::group_column: one per training example
 };
 
 // Loads and splits the data. With `fitted` (from a model manifest) the stored statistics are

@@ -1,11 +1,10 @@
 // Loads the real data sets fetched by scripts/fetch-data.sh (make test fetches them first).
 #include "ronghe/data/source.h"
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <map>
-
-#include <gtest/gtest.h>
 
 #include "ronghe/base/file.h"
 #include "ronghe/data/datasets.h"
@@ -78,8 +77,9 @@ TEST(SourceTest, BreastCancerAndSensorAndTaylor) {
   auto sensor = LoadData(*Parse("[data]\ndataset = \"sensor\"\n"), ResolveHome());
   ASSERT_TRUE(sensor.ok()) << sensor.status().message();
   EXPECT_EQ(sensor->input_shape, (std::vector<int64_t>{3}));
-  auto taylor = LoadData(*Parse("[data]\ndataset = \"taylor\"\n[data.window]\ninput = 48\nhorizon = 2\n"),
-                         ResolveHome());
+  auto taylor =
+      LoadData(*Parse("[data]\ndataset = \"taylor\"\n[data.window]\ninput = 48\nhorizon = 2\n"),
+               ResolveHome());
   ASSERT_TRUE(taylor.ok()) << taylor.status().message();
   EXPECT_EQ(taylor->task, Task::kRegression);
   EXPECT_EQ(taylor->train.x.sizes(), (std::vector<int64_t>{2822 - 50 + 1, 48, 1}));
@@ -88,7 +88,8 @@ TEST(SourceTest, BreastCancerAndSensorAndTaylor) {
 
 // The imaging example's data: Fashion-MNIST, each image at 28, 56 or 112 px by a seeded rule.
 TEST(SourceTest, FashionMnistAtThreeResolutions) {
-  const char* toml = "[data]\ndataset = \"fashion-mnist\"\nlimit_train = 3000\nresolutions = [28, 56, 112]\n";
+  const char* toml =
+      "[data]\ndataset = \"fashion-mnist\"\nlimit_train = 3000\nresolutions = [28, 56, 112]\n";
   auto o = Parse(toml);
   ASSERT_TRUE(o.ok()) << o.status().message();
   auto d = LoadData(*o, ResolveHome());
@@ -103,7 +104,8 @@ TEST(SourceTest, FashionMnistAtThreeResolutions) {
   o->limit_train = 1000;
   auto fewer = LoadData(*o, ResolveHome());
   ASSERT_TRUE(fewer.ok());
-  EXPECT_EQ(std::vector<int64_t>(d->train.sides.begin(), d->train.sides.begin() + 1000), fewer->train.sides);
+  EXPECT_EQ(std::vector<int64_t>(d->train.sides.begin(), d->train.sides.begin() + 1000),
+            fewer->train.sides);
   EXPECT_EQ(d->test.sides, fewer->test.sides);
   // Another seed, other sides; the manifest round trip keeps the list.
   o->seed = 7;
@@ -139,7 +141,9 @@ TEST(SourceTest, TaylorWindowsOfMixedLengths) {
   for (auto [len, n] : count) EXPECT_GT(n, d->train.size() / 5) << len;
   for (int64_t w : {0, 1, 2, 100}) {
     int64_t len = d->train.lengths[w];
-    EXPECT_TRUE(torch::equal(d->train.x[w].narrow(0, 0, len), full->train.x[w].narrow(0, 48 - len, len))) << w;
+    EXPECT_TRUE(
+        torch::equal(d->train.x[w].narrow(0, 0, len), full->train.x[w].narrow(0, 48 - len, len)))
+        << w;
     if (len < 48) {
       EXPECT_EQ(d->train.x[w].narrow(0, len, 48 - len).abs().sum().item<float>(), 0.0f) << w;
     }
@@ -150,11 +154,13 @@ TEST(SourceTest, TaylorWindowsOfMixedLengths) {
   EXPECT_EQ(back->window.lengths, (std::vector<int64_t>{12, 24, 48}));
   auto bad = Parse(std::string(base) + "lengths = [12, 96]\n");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("data.window.lengths"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("data.window.lengths"), std::string::npos)
+      << bad.status().message();
 }
 
 TEST(SourceTest, FashionMnistOfficialTestSet) {
-  auto d = LoadData(*Parse("[data]\ndataset = \"fashion-mnist\"\nlimit_train = 1000\n"), ResolveHome());
+  auto d =
+      LoadData(*Parse("[data]\ndataset = \"fashion-mnist\"\nlimit_train = 1000\n"), ResolveHome());
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_EQ(d->train.x.sizes(), (std::vector<int64_t>{1000, 1, 28, 28}));
   EXPECT_EQ(d->val.size(), 6000);

@@ -115,14 +115,14 @@ std::vector<double> DrawDirichlet(int k, double alpha, std::mt19937_64& rng) {
 }  // namespace
 
 Result<std::vector<std::vector<int64_t>>> PartitionDirichlet(const std::vector<int64_t>& labels,
-                                                             int parts, double alpha,
-                                                             uint64_t seed, int64_t min_size) {
+                                                             int parts, double alpha, uint64_t seed,
+                                                             int64_t min_size) {
   if (parts < 1) return InvalidArgument("partition: parts must be at least 1");
   if (!(alpha > 0)) return InvalidArgument("partition: dirichlet alpha must be > 0");
   if (static_cast<int64_t>(labels.size()) < parts * min_size) {
     return InvalidArgument("partition: " + std::to_string(labels.size()) +
-                           " examples cannot give " + std::to_string(parts) + " parts of at least " +
-                           std::to_string(min_size));
+                           " examples cannot give " + std::to_string(parts) +
+                           " parts of at least " + std::to_string(min_size));
   }
   std::map<int64_t, std::vector<int64_t>> by_class;
   for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(static_cast<int64_t>(i));
@@ -138,15 +138,17 @@ Result<std::vector<std::vector<int64_t>>> PartitionDirichlet(const std::vector<i
       size_t start = 0;
       for (int j = 0; j < parts; ++j) {
         acc += p[j];
-        size_t end = j + 1 == parts ? shuffled.size()
-                                    : std::min(shuffled.size(),
-                                               static_cast<size_t>(std::llround(acc * shuffled.size())));
+        size_t end = j + 1 == parts
+                         ? shuffled.size()
+                         : std::min(shuffled.size(),
+                                    static_cast<size_t>(std::llround(acc * shuffled.size())));
         out[j].insert(out[j].end(), shuffled.begin() + start, shuffled.begin() + end);
         start = end;
       }
     }
-    bool ok = std::all_of(out.begin(), out.end(),
-                          [&](const auto& v) { return static_cast<int64_t>(v.size()) >= min_size; });
+    bool ok = std::all_of(out.begin(), out.end(), [&](const auto& v) {
+      return static_cast<int64_t>(v.size()) >= min_size;
+    });
     if (ok) {
       for (auto& v : out) std::sort(v.begin(), v.end());
       return out;

@@ -39,8 +39,8 @@ Result<NamedPartition> PartitionByValue(const std::vector<std::string>& values,
 // from Dirichlet(alpha) (Hsu et al. 2019). Small alpha = strong skew; large alpha tends to IID.
 // Redraws (up to 100 times) until every participant has at least `min_size` examples.
 Result<std::vector<std::vector<int64_t>>> PartitionDirichlet(const std::vector<int64_t>& labels,
-                                                             int parts, double alpha,
-                                                             uint64_t seed, int64_t min_size = 1);
+                                                             int parts, double alpha, uint64_t seed,
+                                                             int64_t min_size = 1);
 
 // US state code -> census region (Northeast, Midwest, South, West), for lending_club's addr_state.
 const std::map<std::string, std::string>& UsCensusRegions();

@@ -1,9 +1,9 @@
 #include "ronghe/data/split.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <set>
-
-#include <gtest/gtest.h>
 
 namespace ronghe::data {
 namespace {
@@ -70,7 +70,8 @@ TEST(PartitionTest, BankRegionsSplitTheSouthInTwo) {
   ASSERT_TRUE(g.ok());
   auto p = PartitionByValue({"TX", "FL", "CA", "NY", "IL", "TN"}, *g);
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->names, (std::vector<std::string>{"Central", "Midwest", "Northeast", "South", "West"}));
+  EXPECT_EQ(p->names,
+            (std::vector<std::string>{"Central", "Midwest", "Northeast", "South", "West"}));
   EXPECT_EQ(p->indices[0], (std::vector<int64_t>{0, 5}));  // TX, TN
   EXPECT_EQ(g->size(), UsCensusRegions().size());          // every state still has a region
   EXPECT_FALSE(NamedGrouping("us-counties").ok());

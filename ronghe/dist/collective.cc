@@ -1,11 +1,11 @@
 #include "ronghe/dist/collective.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <atomic>
 #include <cstring>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace ronghe::dist {
 
@@ -20,8 +20,9 @@ struct Collective::Impl {
         return Unavailable(what + ": rank " + std::to_string(o.rank) + " timed out");
       }
     } catch (const std::exception& e) {
-      return Unavailable(what + " failed on rank " + std::to_string(o.rank) + " (a peer died or timed out after " +
-                         std::to_string(static_cast<int>(o.timeout_s)) + " s): " + FirstLine(e.what()));
+      return Unavailable(
+          what + " failed on rank " + std::to_string(o.rank) + " (a peer died or timed out after " +
+          std::to_string(static_cast<int>(o.timeout_s)) + " s): " + FirstLine(e.what()));
     }
     return Status::OK();
   }
@@ -36,7 +37,8 @@ int64_t Collective::bucket_bytes() const { return impl_->o.bucket_bytes; }
 
 Result<std::unique_ptr<Collective>> Collective::Connect(const CollectiveOptions& o) {
   if (o.world < 1 || o.rank < 0 || o.rank >= o.world) {
-    return InvalidArgument("distributed: rank " + std::to_string(o.rank) + " is outside world size " + std::to_string(o.world));
+    return InvalidArgument("distributed: rank " + std::to_string(o.rank) +
+                           " is outside world size " + std::to_string(o.world));
   }
   if (o.port < 1 || o.port > 65535) return InvalidArgument("distributed: port must be 1..65535");
   auto impl = std::make_unique<Impl>();
@@ -55,9 +57,10 @@ Result<std::unique_ptr<Collective>> Collective::Connect(const CollectiveOptions&
     opts->threads = 2;
     impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, o.rank, o.world, opts);
   } catch (const std::exception& e) {
-    return Unavailable("distributed rendezvous at " + o.host + ":" + std::to_string(o.port) + " failed for rank " +
-                       std::to_string(o.rank) + " of " + std::to_string(o.world) + " within " +
-                       std::to_string(static_cast<int>(o.timeout_s)) + " s: " + Impl::FirstLine(e.what()));
+    return Unavailable(
+        "distributed rendezvous at " + o.host + ":" + std::to_string(o.port) + " failed for rank " +
+        std::to_string(o.rank) + " of " + std::to_string(o.world) + " within " +
+        std::to_string(static_cast<int>(o.timeout_s)) + " s: " + Impl::FirstLine(e.what()));
   }
   return std::unique_ptr<Collective>(new Collective(std::move(impl)));
 }
@@ -71,7 +74,8 @@ Status Collective::AllReduceMean(const std::vector<at::Tensor>& tensors) {
     size_t j = i;
     int64_t bytes = 0;
     std::vector<at::Tensor> flat;
-    while (j < tensors.size() && (j == i || bytes + tensors[j].numel() * 4 <= impl_->o.bucket_bytes)) {
+    while (j < tensors.size() &&
+           (j == i || bytes + tensors[j].numel() * 4 <= impl_->o.bucket_bytes)) {
       bytes += tensors[j].numel() * 4;
       flat.push_back(tensors[j].reshape({-1}));
       ++j;
@@ -101,7 +105,8 @@ Status Collective::AllReduceSum(const std::vector<at::Tensor>& tensors) {
 
 Result<std::string> Collective::BroadcastBytes(const std::string& bytes, int root) {
   if (impl_->o.world == 1) return bytes;
-  at::Tensor len = torch::tensor({static_cast<int64_t>(impl_->o.rank == root ? bytes.size() : 0)}, torch::kInt64);
+  at::Tensor len = torch::tensor({static_cast<int64_t>(impl_->o.rank == root ? bytes.size() : 0)},
+                                 torch::kInt64);
   RETURN_IF_ERROR(Broadcast({len}, root));
   int64_t n = len.item<int64_t>();
   if (n == 0) return std::string();
@@ -138,11 +143,11 @@ struct GradientReducer::State {
     c10::intrusive_ptr<c10d::Work> work;
   };
   std::vector<Bucket> buckets;
-  std::vector<int> bucket_of;      // per param
-  std::vector<size_t> slot_of;     // per param: its index among its bucket's members
-  std::vector<char> ready;         // per param, this step
-  std::vector<unsigned> hooks;     // per param
-  Status error;                    // a launch that threw inside a hook
+  std::vector<int> bucket_of;   // per param
+  std::vector<size_t> slot_of;  // per param: its index among its bucket's members
+  std::vector<char> ready;      // per param, this step
+  std::vector<unsigned> hooks;  // per param
+  Status error;                 // a launch that threw inside a hook
 
   void Launch(Bucket& b) {
     if (b.work || !error.ok()) return;
@@ -166,7 +171,8 @@ struct GradientReducer::State {
   }
 };
 
-GradientReducer::GradientReducer(Collective* c, std::vector<at::Tensor> params, int64_t bucket_bytes)
+GradientReducer::GradientReducer(Collective* c, std::vector<at::Tensor> params,
+                                 int64_t bucket_bytes)
     : s_(std::make_unique<State>()) {
   s_->c = c;
   s_->params = std::move(params);
@@ -203,7 +209,8 @@ GradientReducer::GradientReducer(Collective* c, std::vector<at::Tensor> params, 
   if (c->world() > 1) {
     State* st = s_.get();
     for (size_t i = 0; i < n; ++i) {
-      s_->hooks.push_back(s_->params[i].register_hook([st, i](const at::Tensor& grad) { st->OnGrad(i, grad); }));
+      s_->hooks.push_back(
+          s_->params[i].register_hook([st, i](const at::Tensor& grad) { st->OnGrad(i, grad); }));
     }
   }
 }
@@ -229,7 +236,8 @@ Status GradientReducer::Finish() {
   for (auto& b : s_->buckets) {
     if (world > 1 && !b.work) {
       for (size_t k = 0; k < b.members.size(); ++k) {
-        if (!s_->ready[b.members[k]]) b.flat.narrow(0, b.offsets[k], s_->params[b.members[k]].numel()).zero_();
+        if (!s_->ready[b.members[k]])
+          b.flat.narrow(0, b.offsets[k], s_->params[b.members[k]].numel()).zero_();
       }
       s_->Launch(b);
     }

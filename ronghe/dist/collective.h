@@ -7,24 +7,24 @@
 // makes the others return Unavailable naming the operation, never hang.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "ronghe/base/status.h"
 
 namespace ronghe::dist {
 
 struct CollectiveOptions {
-  std::string host = "127.0.0.1";  // Default: loopback. Rank 0's address (it hosts the store).
-  int port = 29500;                // Default: 29500 (torchrun's).
-  int rank = 0;                    // required: 0..world-1
-  int world = 1;                   // required: number of processes
-  double timeout_s = 60;           // Default: 60 s for the rendezvous and each collective.
-  int64_t bucket_bytes = 25 << 20; // Default: 25 MiB, DDP's default bucket.
+  std::string host = "127.0.0.1";   // Default: loopback. Rank 0's address (it hosts the store).
+  int port = 29500;                 // Default: 29500 (torchrun's).
+  int rank = 0;                     // required: 0..world-1
+  int world = 1;                    // required: number of processes
+  double timeout_s = 60;            // Default: 60 s for the rendezvous and each collective.
+  int64_t bucket_bytes = 25 << 20;  // Default: 25 MiB, DDP's default bucket.
 };
 
 class Collective {

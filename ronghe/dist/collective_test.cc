@@ -1,13 +1,12 @@
 #include "ronghe/dist/collective.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "ronghe/base/net.h"
-#include <torch/torch.h>
 
 namespace ronghe::dist {
 namespace {
@@ -37,7 +36,8 @@ TEST(CollectiveTest, TwoRanksAverageInBucketsOverGloo) {
   std::vector<std::vector<at::Tensor>> tensors(2);
   // Small buckets: three tensors travel in two all-reduces.
   auto status = OnRanks(2, {.timeout_s = 30, .bucket_bytes = 40}, [&](Collective& c, int r) {
-    tensors[r] = {torch::full({2, 3}, float(r + 1)), torch::full({4}, float(10 * (r + 1))), torch::arange(3).to(torch::kFloat) * (r + 1)};
+    tensors[r] = {torch::full({2, 3}, float(r + 1)), torch::full({4}, float(10 * (r + 1))),
+                  torch::arange(3).to(torch::kFloat) * (r + 1)};
     RETURN_IF_ERROR(c.AllReduceMean(tensors[r]));
     return c.Barrier();
   });
@@ -51,15 +51,19 @@ TEST(CollectiveTest, TwoRanksAverageInBucketsOverGloo) {
 
 // A two-layer model's gradients: rank r's batch is x_r; `skip` ranks run no backward at all.
 std::vector<at::Tensor> Params() {
-  return {torch::linspace(-1, 1, 15).reshape({3, 5}).requires_grad_(), torch::linspace(0, 1, 3).requires_grad_(),
-          torch::linspace(1, -1, 6).reshape({2, 3}).requires_grad_(), torch::zeros({2}).requires_grad_()};
+  return {torch::linspace(-1, 1, 15).reshape({3, 5}).requires_grad_(),
+          torch::linspace(0, 1, 3).requires_grad_(),
+          torch::linspace(1, -1, 6).reshape({2, 3}).requires_grad_(),
+          torch::zeros({2}).requires_grad_()};
 }
 
 at::Tensor Loss(const std::vector<at::Tensor>& p, const at::Tensor& x) {
   return torch::relu(x.matmul(p[0].t()) + p[1]).matmul(p[2].t()).add(p[3]).pow(2).sum();
 }
 
-at::Tensor Batch(int r) { return torch::arange(20).reshape({4, 5}).to(torch::kFloat).div(10 * (r + 1)); }
+at::Tensor Batch(int r) {
+  return torch::arange(20).reshape({4, 5}).to(torch::kFloat).div(10 * (r + 1));
+}
 
 void CheckReducer(bool rank1_skips) {
   std::vector<std::vector<at::Tensor>> grads(2);
@@ -103,7 +107,8 @@ TEST(CollectiveTest, SumsAndBroadcastsBytes) {
   auto status = OnRanks(2, {.timeout_s = 30}, [&](Collective& c, int r) -> Status {
     sums[r] = torch::tensor({1.5 * (r + 1), 1e15}, torch::kFloat64);
     RETURN_IF_ERROR(c.AllReduceSum({sums[r]}));
-    ASSIGN_OR_RETURN(got[r], c.BroadcastBytes(r == 0 ? std::string("config\0bytes", 12) : "ignored"));
+    ASSIGN_OR_RETURN(got[r],
+                     c.BroadcastBytes(r == 0 ? std::string("config\0bytes", 12) : "ignored"));
     return Status::OK();
   });
   for (int r = 0; r < 2; ++r) {
@@ -120,7 +125,8 @@ TEST(CollectiveTest, MissingRankIsAClearErrorWithinTheTimeout) {
   auto c = Collective::Connect({.port = port, .rank = 0, .world = 2, .timeout_s = 2});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("rank 0 of 2"), std::string::npos) << c.status().ToString();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));  // bounded, not a hang
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::seconds(30));  // bounded, not a hang
   EXPECT_FALSE(Collective::Connect({.rank = 2, .world = 2}).ok());
 }
 

@@ -3,14 +3,13 @@
 #include <arpa/inet.h>
 
 #include <filesystem>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "ronghe/base/file.h"
 #include "ronghe/crypto/keyfile.h"
 #include "ronghe/crypto/threshold.h"
-#include "ronghe/fed/pki.h"
+#include "ronghe/tls/x509.h"
 
 namespace ronghe::fed {
 
@@ -32,33 +31,38 @@ Status ParseConsortiumOptions(Config& cfg, ConsortiumOptions* o) {
   if (o->parties.size() > 64) return cfg.ValueError("consortium.parties", "at most 64 parties");
   std::set<std::string> seen;
   for (const auto& p : o->parties) {
-    if (!seen.insert(p).second) return cfg.ValueError("consortium.parties", "party '" + p + "' appears twice");
-    if (p == "coordinator" || p == "ca") return cfg.ValueError("consortium.parties", "'" + p + "' is reserved");
+    if (!seen.insert(p).second)
+      return cfg.ValueError("consortium.parties", "party '" + p + "' appears twice");
+    if (p == "coordinator" || p == "ca")
+      return cfg.ValueError("consortium.parties", "'" + p + "' is reserved");
   }
   if (o->threshold < 1 || o->threshold > static_cast<int>(o->parties.size())) {
     return cfg.ValueError("consortium.threshold", "must be between 1 and the number of parties (" +
                                                       std::to_string(o->parties.size()) + ")");
   }
-  if (o->key_bits != 2048 && o->key_bits != 3072) return cfg.ValueError("consortium.key_bits", "must be 2048 or 3072");
+  if (o->key_bits != 2048 && o->key_bits != 3072)
+    return cfg.ValueError("consortium.key_bits", "must be 2048 or 3072");
   if (o->coordinator_address.rfind(':') == std::string::npos) {
     return cfg.ValueError("coordinator.address", "expected host:port");
   }
-  if (o->coordinator_hosts.empty()) return cfg.ValueError("coordinator.hosts", "needs at least one host name or IP");
+  if (o->coordinator_hosts.empty())
+    return cfg.ValueError("coordinator.hosts", "needs at least one host name or IP");
   return Status::OK();
 }
 
-Status InitConsortium(const ConsortiumOptions& o, const std::string& config_text, const std::string& out) {
+Status InitConsortium(const ConsortiumOptions& o, const std::string& config_text,
+                      const std::string& out) {
   std::error_code ec;
   if (std::filesystem::exists(out, ec) && !std::filesystem::is_empty(out, ec)) {
     return AlreadyExists(out + ": exists and is not empty; refusing to overwrite a consortium");
   }
-  ASSIGN_OR_RETURN(PemPair ca, MakeCa(o.id));
-  CertificateRequest coord{o.id, "coordinator", {}, {}, true};
+  ASSIGN_OR_RETURN(tls::PemPair ca, tls::MakeCa(o.id));
+  tls::CertificateRequest coord{o.id, "coordinator", {}, {}, true};
   for (const auto& h : o.coordinator_hosts) (IsIp(h) ? coord.ips : coord.dns).push_back(h);
-  ASSIGN_OR_RETURN(PemPair coord_pem, MakeLeaf(ca, coord));
-  std::vector<PemPair> party_pem;
+  ASSIGN_OR_RETURN(tls::PemPair coord_pem, tls::MakeLeaf(ca, coord));
+  std::vector<tls::PemPair> party_pem;
   for (const auto& p : o.parties) {
-    ASSIGN_OR_RETURN(PemPair pp, MakeLeaf(ca, CertificateRequest{o.id, p}));
+    ASSIGN_OR_RETURN(tls::PemPair pp, tls::MakeLeaf(ca, tls::CertificateRequest{o.id, p}));
     party_pem.push_back(std::move(pp));
   }
   crypto::DealerOptions d;
@@ -72,7 +76,8 @@ Status InitConsortium(const ConsortiumOptions& o, const std::string& config_text
   RETURN_IF_ERROR(MakeDirs(out + "/ca", 0700));
   RETURN_IF_ERROR(WriteFileAtomic(out + "/ca/ca.pem", ca.cert_pem, 0644));
   RETURN_IF_ERROR(WriteFileAtomic(out + "/ca/ca-key.pem", ca.key_pem, 0600));
-  auto bundle = [&](const std::string& name, const PemPair& pem, const nlohmann::json& identity) -> Status {
+  auto bundle = [&](const std::string& name, const tls::PemPair& pem,
+                    const nlohmann::json& identity) -> Status {
     std::string dir = out + "/" + name;
     RETURN_IF_ERROR(MakeDirs(dir, 0700));
     RETURN_IF_ERROR(WriteFileAtomic(dir + "/ca.pem", ca.cert_pem, 0644));
@@ -83,13 +88,19 @@ Status InitConsortium(const ConsortiumOptions& o, const std::string& config_text
     return WriteFileAtomic(dir + "/consortium.toml", config_text, 0644);
   };
   RETURN_IF_ERROR(bundle("coordinator", coord_pem,
-                         {{"consortium", o.id}, {"role", "coordinator"}, {"name", "coordinator"},
-                          {"address", o.coordinator_address}, {"key_fingerprint", keys.public_key->fingerprint()}}));
+                         {{"consortium", o.id},
+                          {"role", "coordinator"},
+                          {"name", "coordinator"},
+                          {"address", o.coordinator_address},
+                          {"key_fingerprint", keys.public_key->fingerprint()}}));
   for (size_t i = 0; i < o.parties.size(); ++i) {
     const std::string& name = o.parties[i];
     RETURN_IF_ERROR(bundle(name, party_pem[i],
-                           {{"consortium", o.id}, {"role", "participant"}, {"name", name},
-                            {"index", static_cast<int>(i) + 1}, {"coordinator", o.coordinator_address},
+                           {{"consortium", o.id},
+                            {"role", "participant"},
+                            {"name", name},
+                            {"index", static_cast<int>(i) + 1},
+                            {"coordinator", o.coordinator_address},
                             {"key_fingerprint", keys.public_key->fingerprint()}}));
     RETURN_IF_ERROR(WriteFileAtomic(out + "/" + name + "/share.json",
                                     crypto::ShareJson(*keys.public_key, keys.shares[i]), 0600));

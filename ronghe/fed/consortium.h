@@ -17,12 +17,13 @@
 namespace ronghe::fed {
 
 struct ConsortiumOptions {
-  std::string id;                                   // required: [A-Za-z0-9._-]{1,64}
-  std::vector<std::string> parties;                 // required: party names, in index order
-  int threshold = 3;                                // Default: 3. Parties needed to decrypt.
-  int key_bits = 2048;                              // Default: 2048. Or 3072.
+  std::string id;                                       // required: [A-Za-z0-9._-]{1,64}
+  std::vector<std::string> parties;                     // required: party names, in index order
+  int threshold = 3;                                    // Default: 3. Parties needed to decrypt.
+  int key_bits = 2048;                                  // Default: 2048. Or 3072.
   std::string coordinator_address = "127.0.0.1:50051";  // Default. host:port participants dial.
-  std::vector<std::string> coordinator_hosts = {"localhost", "127.0.0.1"};  // Default. Server cert SANs.
+  std::vector<std::string> coordinator_hosts = {"localhost",
+                                                "127.0.0.1"};  // Default. Server cert SANs.
 };
 
 // Reads consortium.* and coordinator.* keys.

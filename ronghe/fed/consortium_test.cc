@@ -1,15 +1,14 @@
 #include "ronghe/fed/consortium.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "ronghe/base/file.h"
 #include "ronghe/crypto/keyfile.h"
-#include "ronghe/fed/pki.h"
+#include "ronghe/tls/x509.h"
 
 namespace ronghe::fed {
 namespace {
@@ -51,14 +50,16 @@ TEST(ConsortiumTest, InitWritesVerifiableBundles) {
   ASSERT_TRUE(pub.ok());
   EXPECT_EQ((*pub)->parties(), 5);
   EXPECT_EQ((*pub)->threshold(), 3);
-  EXPECT_EQ(*VerifyLeaf(ca, *ReadFile(out + "/coordinator/cert.pem"), *ReadFile(out + "/coordinator/key.pem")),
+  EXPECT_EQ(*tls::VerifyLeaf(ca, *ReadFile(out + "/coordinator/cert.pem"),
+                             *ReadFile(out + "/coordinator/key.pem")),
             "coordinator");
   for (size_t i = 0; i < o->parties.size(); ++i) {
     std::string dir = out + "/" + o->parties[i];
     EXPECT_EQ(Mode(dir), 0700u);
     EXPECT_EQ(Mode(dir + "/key.pem"), 0600u);
     EXPECT_EQ(Mode(dir + "/share.json"), 0600u);
-    EXPECT_EQ(*VerifyLeaf(ca, *ReadFile(dir + "/cert.pem"), *ReadFile(dir + "/key.pem")), o->parties[i]);
+    EXPECT_EQ(*tls::VerifyLeaf(ca, *ReadFile(dir + "/cert.pem"), *ReadFile(dir + "/key.pem")),
+              o->parties[i]);
     auto share = crypto::LoadShare(dir + "/share.json", pub->get());
     ASSERT_TRUE(share.ok()) << share.status().message();
     EXPECT_EQ(share->share.index, static_cast<int>(i) + 1);
@@ -82,7 +83,8 @@ id = "c"
 parties = ["a", "b"]
 threshold = 3
 )");
-  EXPECT_NE(t.status().message().find("consortium.threshold"), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("consortium.threshold"), std::string::npos)
+      << t.status().message();
   auto dup = Parse(R"([consortium]
 id = "c"
 parties = ["a", "a"]

@@ -1,25 +1,26 @@
 #include "ronghe/fed/coordinator.h"
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <filesystem>
-#include <optional>
-#include <set>
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <thread>
-
-#include <nlohmann/json.hpp>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
+#include "ronghe/base/mutex.h"
+#include "ronghe/crypto/encoding.h"
 #include "ronghe/crypto/packing.h"
+#include "ronghe/fed/testing.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/nn/tensor_file.h"
 
@@ -38,13 +39,13 @@ struct Peer {
   int index = 0;
   uint64_t generation = 0;
   v1::Hello hello;
-  std::mutex send_mu;
-  Connection* conn = nullptr;  // GUARDED_BY(send_mu); null once the connection ended
-  uint64_t send_seq = 0;       // GUARDED_BY(send_mu)
+  Mutex send_mu;
+  Connection* conn GUARDED_BY(send_mu) = nullptr;  // null once the connection ended
+  uint64_t send_seq GUARDED_BY(send_mu) = 0;
   std::atomic<int64_t> bytes{0};
   // Run thread only:
   uint64_t last_recv_seq = 0;
-  bool accepted = false;       // hello checked against the model
+  bool accepted = false;  // hello checked against the model
 };
 
 struct Event {
@@ -59,24 +60,54 @@ uint64_t RoundSeed(uint64_t seed, int64_t round) {
   return x * 0x94D049BB133111EBull;
 }
 
-// Why a round attempt ended without a result.
-struct Abandon {
+// How a step of a round attempt ended: go on to the next step, or abandon the attempt (to be
+// retried) saying why. Fatal errors (the coordinator stopped, a store failure) are the Status of
+// the Result that carries it.
+struct RoundOutcome {
+  bool abandoned = false;
   std::string reason;
+  static RoundOutcome Continue() { return {}; }
+  static RoundOutcome Abandon(std::string why) { return {true, std::move(why)}; }
+};
+
+// The state of one round attempt, shared by its steps.
+struct RoundAttempt {
+  int64_t round = 0;
+  Clock::time_point start, deadline;
+  std::string nonce;
+  std::vector<std::shared_ptr<Peer>> members;  // ready when the attempt began
+  std::map<std::string, double> weight_of;     // aggregation weight per member
+  int64_t len = 0;                             // model values
+  size_t width = 0;                            // ciphertext bytes (secure)
+  int64_t count = 0;                           // ciphertexts per update (secure)
+  std::set<std::string> pending;               // members whose upload is still awaited
+  std::map<std::string, Reassembler> uploads;
+  std::vector<mpz_class> acc;     // secure: the homomorphic sum
+  std::vector<double> plain_acc;  // plaintext: the sum
+  double wsum = 0, loss_sum = 0;
+  std::vector<float> sum;  // the decrypted (or plain) weighted sum
+  RoundReport* rep = nullptr;
+  std::string What(const Peer& p, const char* payload) const {
+    return "round " + std::to_string(round) + ": " + p.party + "'s " + payload;
+  }
 };
 
 }  // namespace
 
 struct Coordinator::Impl {
   CoordinatorOptions o;
+  CoordinatorTestHooks hooks;
   store::RunStore* store = nullptr;
   std::unique_ptr<store::Job> job;
 
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, std::shared_ptr<Peer>> peers;  // GUARDED_BY(mu)
-  std::deque<Event> inbox;                             // GUARDED_BY(mu)
-  bool stopping = false;                               // GUARDED_BY(mu)
-  uint64_t next_generation = 1;                        // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar cv;
+  std::map<std::string, std::shared_ptr<Peer>> peers GUARDED_BY(mu);
+  std::deque<Event> inbox GUARDED_BY(mu);
+  bool stopping GUARDED_BY(mu) = false;
+  uint64_t next_generation GUARDED_BY(mu) = 1;
+  // The last persisted round: written by the run thread, read by transport threads (Welcome).
+  int64_t completed GUARDED_BY(mu) = 0;
 
   // Run thread state.
   bool initialized = false;
@@ -85,21 +116,31 @@ struct Coordinator::Impl {
   std::unique_ptr<nn::Model> model;
   std::vector<float> weights;
   std::unique_ptr<ServerOptimizer> server;
-  int64_t completed = 0;
   int64_t dp_rounds = 0;
   bool resumed = false;
   nlohmann::json history = nlohmann::json::array();
   std::optional<crypto::Packer> packer;
   std::string artifact;
 
+  bool secure() const { return o.secure_aggregation == SecureAggregation::kPaillier; }
+
+  int64_t Completed() EXCLUDES(mu) {
+    MutexLock lock(&mu);
+    return completed;
+  }
+  void SetCompleted(int64_t round) EXCLUDES(mu) {
+    MutexLock lock(&mu);
+    completed = round;
+  }
+
   int MinNeeded() const {
     int m = o.min_participants > 0 ? o.min_participants : o.threshold;
-    if (o.secure_aggregation == "paillier") m = std::max(m, o.threshold);
+    if (secure()) m = std::max(m, o.threshold);
     return std::max(m, 1);
   }
 
   bool SendTo(Peer& p, v1::Envelope e, int64_t round, const std::string& nonce) {
-    std::lock_guard<std::mutex> lock(p.send_mu);
+    MutexLock lock(&p.send_mu);
     if (!p.conn) return false;
     auto* h = e.mutable_header();
     h->set_consortium(o.consortium);
@@ -129,27 +170,30 @@ struct Coordinator::Impl {
   }
 
   void Drop(Peer& p) {
-    std::lock_guard<std::mutex> lock(p.send_mu);
+    MutexLock lock(&p.send_mu);
     if (p.conn) p.conn->Close();
   }
 
   // Next event, or false at the deadline / on Stop.
-  bool NextEvent(Event* e, Clock::time_point deadline) {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait_until(lock, deadline, [&] { return stopping || !inbox.empty(); });
+  bool NextEvent(Event* e, Clock::time_point deadline) EXCLUDES(mu) {
+    MutexLock lock(&mu);
+    cv.WaitUntil(&mu, deadline, [&] {
+      mu.AssertHeld();
+      return stopping || !inbox.empty();
+    });
     if (stopping || inbox.empty()) return false;
     *e = std::move(inbox.front());
     inbox.pop_front();
     return true;
   }
 
-  bool Stopping() {
-    std::lock_guard<std::mutex> lock(mu);
+  bool Stopping() EXCLUDES(mu) {
+    MutexLock lock(&mu);
     return stopping;
   }
 
-  std::vector<std::shared_ptr<Peer>> ReadyPeers() {
-    std::lock_guard<std::mutex> lock(mu);
+  std::vector<std::shared_ptr<Peer>> ReadyPeers() EXCLUDES(mu) {
+    MutexLock lock(&mu);
     std::vector<std::shared_ptr<Peer>> out;
     for (auto& [name, p] : peers)
       if (p->accepted) out.push_back(p);
@@ -166,12 +210,13 @@ struct Coordinator::Impl {
     torch::manual_seed(o.seed);
     ASSIGN_OR_RETURN(model, nn::Model::Create(model_config));
     weights = Flatten(model->NamedState());
-    ASSIGN_OR_RETURN(ServerOptimizer s, ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
+    ASSIGN_OR_RETURN(ServerOptimizer s,
+                     ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
     server = std::make_unique<ServerOptimizer>(std::move(s));
     initialized = true;
     spdlog::info("federation: {} model with {} values, from {}'s schema (input {}, {} outputs)",
-                 model_config.kind, weights.size(), h.party(), nlohmann::json(model_config.input_shape).dump(),
-                 model_config.outputs);
+                 model_config.kind, weights.size(), h.party(),
+                 nlohmann::json(model_config.input_shape).dump(), model_config.outputs);
     return Status::OK();
   }
 
@@ -181,7 +226,8 @@ struct Coordinator::Impl {
     if (!initialized) {
       Status st = InitModel(h);
       if (!st.ok()) {
-        spdlog::error("federation: cannot build the model from {}'s schema: {}", p->party, st.message());
+        spdlog::error("federation: cannot build the model from {}'s schema: {}", p->party,
+                      st.message());
         Notify(*p, v1::Notice::REJECTED, st.message());
         Drop(*p);
         return;
@@ -189,8 +235,9 @@ struct Coordinator::Impl {
     }
     std::vector<int64_t> shape(h.input_shape().begin(), h.input_shape().end());
     if (shape != model_config.input_shape || h.outputs() != model_config.outputs) {
-      std::string why = p->party + "'s data has input shape " + nlohmann::json(shape).dump() + " and " +
-                        std::to_string(h.outputs()) + " outputs; the consortium model has " +
+      std::string why = p->party + "'s data has input shape " + nlohmann::json(shape).dump() +
+                        " and " + std::to_string(h.outputs()) +
+                        " outputs; the consortium model has " +
                         nlohmann::json(model_config.input_shape).dump() + " and " +
                         std::to_string(model_config.outputs);
       spdlog::warn("federation: refusing {}", why);
@@ -207,12 +254,14 @@ struct Coordinator::Impl {
     const auto& h = e.header();
     if (h.consortium() != o.consortium) return "message for consortium '" + h.consortium() + "'";
     if (h.seq() <= p.last_recv_seq) {
-      return "replayed message (sequence " + std::to_string(h.seq()) + " after " + std::to_string(p.last_recv_seq) + ")";
+      return "replayed message (sequence " + std::to_string(h.seq()) + " after " +
+             std::to_string(p.last_recv_seq) + ")";
     }
     p.last_recv_seq = h.seq();
     if (static_cast<int64_t>(h.round()) != round || h.nonce() != nonce) {
-      return "stale message for round " + std::to_string(h.round()) + " (nonce " + Hex(h.nonce()).substr(0, 8) +
-             "), current round " + std::to_string(round) + " (nonce " + Hex(nonce).substr(0, 8) + ")";
+      return "stale message for round " + std::to_string(h.round()) + " (nonce " +
+             Hex(h.nonce()).substr(0, 8) + "), current round " + std::to_string(round) +
+             " (nonce " + Hex(nonce).substr(0, 8) + ")";
     }
     return "";
   }
@@ -232,7 +281,8 @@ struct Coordinator::Impl {
 
   Status WaitForParticipants(int64_t round) {
     const auto begin = Clock::now();
-    auto deadline = begin + std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1000));
+    auto deadline =
+        begin + std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1000));
     auto gathered = begin + std::chrono::milliseconds(static_cast<int64_t>(o.gather_s * 1000));
     bool said = false;
     while (true) {
@@ -246,17 +296,19 @@ struct Coordinator::Impl {
         continue;
       }
       if (!said) {
-        spdlog::info("round {}: waiting for participants ({} of {} needed connected)", round, ReadyPeers().size(),
-                     MinNeeded());
+        spdlog::info("round {}: waiting for participants ({} of {} needed connected)", round,
+                     ReadyPeers().size(), MinNeeded());
         said = true;
       }
       Event ev;
       if (!NextEvent(&ev, deadline)) {
         if (Stopping()) return Cancelled("coordinator stopped");
-        return DeadlineExceeded("round " + std::to_string(round) + " failed: only " + std::to_string(ReadyPeers().size()) +
-                                " participants connected after " + fmt::format("{:g}", o.join_timeout_s) + " s; " +
-                                std::to_string(MinNeeded()) + " are needed; the model of round " +
-                                std::to_string(completed) + " is kept; restart the coordinator to resume");
+        return DeadlineExceeded(
+            "round " + std::to_string(round) + " failed: only " +
+            std::to_string(ReadyPeers().size()) + " participants connected after " +
+            fmt::format("{:g}", o.join_timeout_s) + " s; " + std::to_string(MinNeeded()) +
+            " are needed; the model of round " + std::to_string(Completed()) +
+            " is kept; restart the coordinator to resume");
       }
       Background(ev, round, "");
     }
@@ -268,282 +320,341 @@ struct Coordinator::Impl {
     while (NextEvent(&ev, until)) Background(ev, round, "");
   }
 
-  // One attempt at round `round`. On success fills `rep` and updates the weights.
-  Result<bool> RunRound(int64_t round, RoundReport* rep, std::string* abandon_reason);
+  // What an exchange says when a peer leaves it: its departure, its own FAILED notice (prefix of
+  // the notice's message), and a message that is not a chunk (null = ignored).
+  struct ExchangeText {
+    const char* gone;
+    const char* failed;
+    const char* not_a_chunk;
+  };
+
+  // The chunk an exchange of round `a` waits for from `ev`'s peer, or null when the event was
+  // something else and has been dealt with: a stray or a join (Background), a departure or a
+  // reported failure (`drop`), a message of another round or a replay (REJECTED).
+  template <typename Drop>
+  const v1::Chunk* ExchangeChunk(RoundAttempt& a, Event& ev, bool expected,
+                                 const ExchangeText& text, Drop&& drop) {
+    Peer& p = *ev.peer;
+    if (!expected) {
+      Background(ev, a.round, a.nonce);
+      return nullptr;
+    }
+    if (ev.kind == Event::kGone) {
+      drop(p, text.gone);
+      return nullptr;
+    }
+    if (ev.kind != Event::kMessage) return nullptr;
+    const v1::Envelope& e = ev.envelope;
+    std::string bad = CheckHeader(p, e, a.round, a.nonce);
+    if (!bad.empty()) {
+      spdlog::warn("round {}: rejected from {}: {}", a.round, p.party, bad);
+      Notify(p, v1::Notice::REJECTED, bad, a.round, a.nonce);
+      return nullptr;
+    }
+    if (e.has_notice()) {
+      if (e.notice().code() == v1::Notice::FAILED) drop(p, text.failed + e.notice().message());
+      return nullptr;
+    }
+    if (!e.has_chunk()) {
+      if (text.not_a_chunk) Notify(p, v1::Notice::REJECTED, text.not_a_chunk, a.round, a.nonce);
+      return nullptr;
+    }
+    return &e.chunk();
+  }
+
+  // One attempt at round `round`, in its steps. On success fills `rep` and updates the weights.
+  Result<RoundOutcome> RunRound(int64_t round, RoundReport* rep);
+  RoundAttempt BeginAttempt(int64_t round, RoundReport* rep);
+  Status SendTasks(RoundAttempt& a);
+  Result<RoundOutcome> CollectUploads(RoundAttempt& a);
+  Status AddUpload(RoundAttempt& a, Peer& p, const v1::Upload& up);
+  Result<RoundOutcome> DecryptAggregate(RoundAttempt& a);
+  Status ApplyUpdate(RoundAttempt& a);
 
   Status Persist(const RoundReport& rep);
   Status LoadCheckpoint();
   Status WriteArtifact();
 };
 
-Result<bool> Coordinator::Impl::RunRound(int64_t round, RoundReport* rep, std::string* why) {
-  const auto start = Clock::now();
-  const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(o.round_deadline_s * 1000));
-  const std::string nonce = NewNonce();
-  const bool secure = o.secure_aggregation == "paillier";
-  const bool dp = o.dp.noise_multiplier > 0;
-  std::vector<std::shared_ptr<Peer>> members = ReadyPeers();
-  for (auto& p : members) p->bytes = 0;
-  const int64_t len = static_cast<int64_t>(weights.size());
-
+RoundAttempt Coordinator::Impl::BeginAttempt(int64_t round, RoundReport* rep) {
+  RoundAttempt a;
+  a.round = round;
+  a.rep = rep;
+  a.start = Clock::now();
+  a.deadline = a.start + std::chrono::milliseconds(static_cast<int64_t>(o.round_deadline_s * 1000));
+  a.nonce = NewNonce();
+  a.members = ReadyPeers();
+  for (auto& p : a.members) p->bytes = 0;
+  a.len = static_cast<int64_t>(weights.size());
   // Weights: n_i / sum n_j over the members (equal with DP, which bounds each party's influence).
+  const bool dp = o.dp.noise_multiplier > 0;
   double total = 0;
-  for (auto& p : members) total += std::max<uint64_t>(1, p->hello.num_examples());
-  std::map<std::string, double> weight_of;
-  for (auto& p : members) {
-    weight_of[p->party] = dp ? 1.0 / members.size() : std::max<uint64_t>(1, p->hello.num_examples()) / total;
+  for (auto& p : a.members) total += std::max<uint64_t>(1, p->hello.num_examples());
+  for (auto& p : a.members) {
+    a.weight_of[p->party] =
+        dp ? 1.0 / a.members.size() : std::max<uint64_t>(1, p->hello.num_examples()) / total;
   }
+  if (secure()) {
+    a.width = crypto::CiphertextWidth(o.public_key->paillier());
+    a.count = packer->PlaintextCount(a.len);
+  }
+  return a;
+}
 
-  // 1. The task: global model and settings.
+// Step 1. The task: global model and settings, to every member.
+Status Coordinator::Impl::SendTasks(RoundAttempt& a) {
   auto state = model->NamedState();
   RETURN_IF_ERROR(Unflatten(weights, &state));
   v1::RoundTask task;
   task.set_model_config_json(model_config.ToJson().dump());
   StateToProto(state, task.mutable_model());
   *task.mutable_settings() = o.local;
-  task.set_secure_aggregation(o.secure_aggregation);
+  task.set_secure_aggregation(SecureAggregationName(o.secure_aggregation));
   task.set_precision_bits(o.precision_bits);
   task.set_clip(o.clip);
   task.set_max_summands(static_cast<int>(o.parties.size()));
-  task.set_dp_clip_norm(dp ? o.dp.clip_norm : 0);
-  task.set_seed(RoundSeed(o.seed, round));
-
-  std::map<std::string, Reassembler> uploads;
-  std::set<std::string> pending;
-  const size_t width = secure ? (mpz_sizeinbase(o.public_key->paillier().n2().get_mpz_t(), 2) + 7) / 8 : 0;
-  const int64_t count = secure ? packer->PlaintextCount(len) : 0;
-  const size_t upload_max = (secure ? count * width : len * 4) + 65536;
-  for (auto& p : members) {
-    task.set_weight(weight_of[p->party]);
-    if (!SendPayload(*p, v1::ROUND_TASK, task.SerializeAsString(), round, nonce)) {
-      rep->excluded.push_back(p->party + ": disconnected before the round started");
+  task.set_dp_clip_norm(o.dp.noise_multiplier > 0 ? o.dp.clip_norm : 0);
+  task.set_seed(RoundSeed(o.seed, a.round));
+  const size_t upload_max = (secure() ? a.count * a.width : a.len * 4) + 65536;
+  for (auto& p : a.members) {
+    task.set_weight(a.weight_of[p->party]);
+    if (!SendPayload(*p, v1::ROUND_TASK, task.SerializeAsString(), a.round, a.nonce)) {
+      a.rep->excluded.push_back(p->party + ": disconnected before the round started");
       continue;
     }
-    pending.insert(p->party);
-    uploads[p->party] = Reassembler(v1::UPLOAD, upload_max);
+    a.pending.insert(p->party);
+    a.uploads[p->party] = Reassembler(v1::UPLOAD, upload_max);
   }
-  spdlog::info("round {}: sent the model to {} participants", round, pending.size());
+  spdlog::info("round {}: sent the model to {} participants", a.round, a.pending.size());
+  return Status::OK();
+}
 
-  // 2. Uploads, added as they arrive.
-  std::vector<mpz_class> acc;
-  std::vector<double> plain_acc;
-  double wsum = 0, loss_sum = 0;
+// Adds one complete upload to the aggregate, or says why it is refused.
+Status Coordinator::Impl::AddUpload(RoundAttempt& a, Peer& p, const v1::Upload& up) {
+  const std::string what = a.What(p, "upload");
+  if (static_cast<int64_t>(up.values()) != a.len) {
+    return InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " +
+                           std::to_string(a.len));
+  }
+  if (!secure()) {
+    ASSIGN_OR_RETURN(std::vector<float> vals, DecodeFloats(up.plain(), a.len, what));
+    if (a.plain_acc.empty()) a.plain_acc.assign(a.len, 0.0);
+    for (int64_t i = 0; i < a.len; ++i) a.plain_acc[i] += vals[i];
+    return Status::OK();
+  }
+  if (up.ciphertext_bytes() != a.width) {
+    return InvalidArgument(what + ": ciphertexts of " + std::to_string(up.ciphertext_bytes()) +
+                           " bytes, expected " + std::to_string(a.width));
+  }
+  ASSIGN_OR_RETURN(std::vector<mpz_class> cts,
+                   crypto::DecodeFixedWidth(up.ciphertexts(), a.width, a.count, what));
+  const crypto::PublicKey& pk = o.public_key->paillier();
+  for (int64_t i = 0; i < a.count; ++i) {
+    RETURN_IF_ERROR(pk.Validate(cts[i], what + ", ciphertext " + std::to_string(i)));
+  }
+  if (a.acc.empty()) {
+    a.acc = std::move(cts);
+  } else {
+    for (int64_t i = 0; i < a.count; ++i) a.acc[i] = pk.Add(a.acc[i], cts[i]);
+  }
+  return Status::OK();
+}
+
+// Step 2. Uploads, added as they arrive, until every member answered or the deadline.
+Result<RoundOutcome> Coordinator::Impl::CollectUploads(RoundAttempt& a) {
+  RoundReport& rep = *a.rep;
   auto exclude = [&](Peer& p, const std::string& reason) {
-    rep->excluded.push_back(p.party + ": " + reason);
-    pending.erase(p.party);
-    spdlog::warn("round {}: {} excluded: {}", round, p.party, reason);
+    rep.excluded.push_back(p.party + ": " + reason);
+    a.pending.erase(p.party);
+    spdlog::warn("round {}: {} excluded: {}", a.round, p.party, reason);
   };
+  const ExchangeText text{"disconnected during the round", "reported: ", "expected an upload"};
   Event ev;
-  while (!pending.empty() && NextEvent(&ev, deadline)) {
+  while (!a.pending.empty() && NextEvent(&ev, a.deadline)) {
     Peer& p = *ev.peer;
-    bool member = pending.count(p.party) && std::any_of(members.begin(), members.end(), [&](auto& m) { return m.get() == &p; });
-    if (!member) {
-      Background(ev, round, nonce);
-      continue;
-    }
-    if (ev.kind == Event::kGone) {
-      exclude(p, "disconnected during the round");
-      continue;
-    }
-    if (ev.kind != Event::kMessage) continue;
-    const v1::Envelope& e = ev.envelope;
-    std::string bad = CheckHeader(p, e, round, nonce);
-    if (!bad.empty()) {
-      spdlog::warn("round {}: rejected from {}: {}", round, p.party, bad);
-      Notify(p, v1::Notice::REJECTED, bad, round, nonce);
-      continue;
-    }
-    if (e.has_notice()) {
-      if (e.notice().code() == v1::Notice::FAILED) exclude(p, "reported: " + e.notice().message());
-      continue;
-    }
-    if (!e.has_chunk()) {
-      Notify(p, v1::Notice::REJECTED, "expected an upload", round, nonce);
-      continue;
-    }
-    const std::string what = "round " + std::to_string(round) + ": " + p.party + "'s upload";
-    Status st = uploads[p.party].Add(e.chunk(), what);
-    if (st.ok() && !uploads[p.party].complete()) continue;
+    bool member = a.pending.count(p.party) && std::any_of(a.members.begin(), a.members.end(),
+                                                          [&](auto& m) { return m.get() == &p; });
+    const v1::Chunk* chunk = ExchangeChunk(a, ev, member, text, exclude);
+    if (!chunk) continue;
+    Reassembler& in = a.uploads[p.party];
+    Status st = in.Add(*chunk, a.What(p, "upload"));
+    if (st.ok() && !in.complete()) continue;
     v1::Upload up;
-    if (st.ok() && !up.ParseFromString(uploads[p.party].Take())) st = InvalidArgument(what + ": not an Upload message");
-    if (st.ok() && static_cast<int64_t>(up.values()) != len) {
-      st = InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " + std::to_string(len));
-    }
-    if (st.ok() && secure) {
-      if (up.ciphertext_bytes() != width) {
-        st = InvalidArgument(what + ": ciphertexts of " + std::to_string(up.ciphertext_bytes()) + " bytes, expected " +
-                             std::to_string(width));
-      } else {
-        auto cts = DecodeBigints(up.ciphertexts(), width, count, what);
-        if (!cts.ok()) st = cts.status();
-        for (int64_t i = 0; st.ok() && i < count; ++i) {
-          st = o.public_key->paillier().Validate((*cts)[i], what + ", ciphertext " + std::to_string(i));
-        }
-        if (st.ok()) {
-          if (acc.empty()) {
-            acc = std::move(*cts);
-          } else {
-            for (int64_t i = 0; i < count; ++i) acc[i] = o.public_key->paillier().Add(acc[i], (*cts)[i]);
-          }
-        }
-      }
-    } else if (st.ok()) {
-      auto vals = DecodeFloats(up.plain(), len, what);
-      if (!vals.ok()) st = vals.status();
-      if (st.ok()) {
-        if (plain_acc.empty()) plain_acc.assign(len, 0.0);
-        for (int64_t i = 0; i < len; ++i) plain_acc[i] += (*vals)[i];
-      }
-    }
+    if (st.ok() && !up.ParseFromString(in.Take()))
+      st = InvalidArgument(a.What(p, "upload") + ": not an Upload message");
+    if (st.ok()) st = AddUpload(a, p, up);
     if (!st.ok()) {
-      Notify(p, v1::Notice::REJECTED, st.message(), round, nonce);
+      Notify(p, v1::Notice::REJECTED, st.message(), a.round, a.nonce);
       exclude(p, st.message());
       continue;
     }
-    pending.erase(p.party);
-    rep->contributors.push_back(p.party);
-    wsum += weight_of[p.party];
-    loss_sum += up.train_loss();
+    a.pending.erase(p.party);
+    rep.contributors.push_back(p.party);
+    a.wsum += a.weight_of[p.party];
+    a.loss_sum += up.train_loss();
   }
   if (Stopping()) return Cancelled("coordinator stopped");
-  for (const auto& name : pending) rep->excluded.push_back(name + ": no upload before the deadline");
-  const int k = static_cast<int>(rep->contributors.size());
+  for (const auto& name : a.pending)
+    rep.excluded.push_back(name + ": no upload before the deadline");
+  const int k = static_cast<int>(rep.contributors.size());
   if (k < MinNeeded()) {
-    *why = "only " + std::to_string(k) + " of " + std::to_string(members.size()) + " participants uploaded; " +
-           std::to_string(MinNeeded()) + " are needed";
+    return RoundOutcome::Abandon("only " + std::to_string(k) + " of " +
+                                 std::to_string(a.members.size()) + " participants uploaded; " +
+                                 std::to_string(MinNeeded()) + " are needed");
+  }
+  return RoundOutcome::Continue();
+}
+
+// Step 3. Decryption of the aggregate only, by `threshold` parties, proofs verified. In the
+// plaintext mode the sum is already there.
+Result<RoundOutcome> Coordinator::Impl::DecryptAggregate(RoundAttempt& a) {
+  RoundReport& rep = *a.rep;
+  const int k = static_cast<int>(rep.contributors.size());
+  a.sum.assign(a.len, 0.0f);
+  if (!secure()) {
+    for (int64_t i = 0; i < a.len; ++i) a.sum[i] = static_cast<float>(a.plain_acc[i]);
+    return RoundOutcome::Continue();
+  }
+  v1::DecryptRequest req;
+  req.set_ciphertext_bytes(static_cast<uint32_t>(a.width));
+  req.set_ciphertexts(crypto::EncodeFixedWidth(a.acc, a.width));
+  req.set_contributors(k);
+  const std::string payload = req.SerializeAsString();
+  auto contributed = [&](const Peer& p) {
+    return std::count(rep.contributors.begin(), rep.contributors.end(), p.party) > 0;
+  };
+  std::vector<std::shared_ptr<Peer>> candidates;
+  for (auto& p : ReadyPeers())  // contributors first: they are known to be alive and responsive
+    if (contributed(*p)) candidates.push_back(p);
+  for (auto& p : ReadyPeers())
+    if (!contributed(*p)) candidates.push_back(p);
+  size_t next = 0;
+  std::map<std::string, Reassembler> partials;
+  std::vector<crypto::PartialDecryption> verified;
+  auto ask_one = [&]() {
+    while (next < candidates.size()) {
+      auto& p = candidates[next++];
+      if (SendPayload(*p, v1::DECRYPT_REQUEST, payload, a.round, a.nonce)) {
+        partials[p->party] = Reassembler(v1::PARTIAL, a.count * a.width + 65536);
+        return true;
+      }
+    }
     return false;
-  }
-
-  // 3. Decryption of the aggregate only, by `threshold` parties, proofs verified.
-  std::vector<float> sum(len);
-  if (secure) {
-    v1::DecryptRequest req;
-    req.set_ciphertext_bytes(static_cast<uint32_t>(width));
-    req.set_ciphertexts(EncodeBigints(acc, width));
-    req.set_contributors(k);
-    const std::string payload = req.SerializeAsString();
-    std::vector<std::shared_ptr<Peer>> candidates;
-    for (auto& p : ReadyPeers())  // contributors first: they are known to be alive and responsive
-      if (std::count(rep->contributors.begin(), rep->contributors.end(), p->party)) candidates.push_back(p);
-    for (auto& p : ReadyPeers())
-      if (!std::count(rep->contributors.begin(), rep->contributors.end(), p->party)) candidates.push_back(p);
-    size_t next = 0;
-    std::map<std::string, Reassembler> partials;
-    std::vector<crypto::PartialDecryption> verified;
-    auto ask_one = [&]() {
-      while (next < candidates.size()) {
-        auto& p = candidates[next++];
-        if (SendPayload(*p, v1::DECRYPT_REQUEST, payload, round, nonce)) {
-          partials[p->party] = Reassembler(v1::PARTIAL, count * width + 65536);
-          return true;
-        }
-      }
-      return false;
-    };
-    for (int i = 0; i < o.threshold; ++i) ask_one();
-    spdlog::info("round {}: {} uploads added; asked {} parties for partial decryptions", round, k, partials.size());
-    auto give_up = [&](Peer& p, const std::string& reason) {
-      rep->excluded.push_back(p.party + ": " + reason);
-      spdlog::warn("round {}: {} excluded from decryption: {}", round, p.party, reason);
-      partials.erase(p.party);
-      ask_one();
-    };
-    while (static_cast<int>(verified.size()) < o.threshold && !partials.empty() && NextEvent(&ev, deadline)) {
-      Peer& p = *ev.peer;
-      if (!partials.count(p.party)) {
-        Background(ev, round, nonce);
-        continue;
-      }
-      if (ev.kind == Event::kGone) {
-        give_up(p, "disconnected during decryption");
-        continue;
-      }
-      if (ev.kind != Event::kMessage) continue;
-      const v1::Envelope& e = ev.envelope;
-      std::string bad = CheckHeader(p, e, round, nonce);
-      if (!bad.empty()) {
-        Notify(p, v1::Notice::REJECTED, bad, round, nonce);
-        continue;
-      }
-      if (e.has_notice()) {
-        if (e.notice().code() == v1::Notice::FAILED) give_up(p, "refused to decrypt: " + e.notice().message());
-        continue;
-      }
-      if (!e.has_chunk()) continue;
-      const std::string what = "round " + std::to_string(round) + ": " + p.party + "'s partial decryption";
-      Status st = partials[p.party].Add(e.chunk(), what);
-      if (st.ok() && !partials[p.party].complete()) continue;
-      v1::Partial pd;
-      crypto::PartialDecryption part;
-      if (st.ok() && !pd.ParseFromString(partials[p.party].Take())) st = InvalidArgument(what + ": not a Partial message");
-      if (st.ok() && static_cast<int>(pd.index()) != p.index) {
-        st = InvalidArgument(what + ": claims share index " + std::to_string(pd.index()) + ", the party holds " +
-                             std::to_string(p.index));
-      }
-      if (st.ok() && pd.share_bytes() != width) st = InvalidArgument(what + ": shares of the wrong width");
+  };
+  for (int i = 0; i < o.threshold; ++i) ask_one();
+  spdlog::info("round {}: {} uploads added; asked {} parties for partial decryptions", a.round, k,
+               partials.size());
+  auto give_up = [&](Peer& p, const std::string& reason) {
+    rep.excluded.push_back(p.party + ": " + reason);
+    spdlog::warn("round {}: {} excluded from decryption: {}", a.round, p.party, reason);
+    partials.erase(p.party);
+    ask_one();
+  };
+  const ExchangeText text{"disconnected during decryption", "refused to decrypt: ", nullptr};
+  Event ev;
+  while (static_cast<int>(verified.size()) < o.threshold && !partials.empty() &&
+         NextEvent(&ev, a.deadline)) {
+    Peer& p = *ev.peer;
+    const v1::Chunk* chunk = ExchangeChunk(a, ev, partials.count(p.party) > 0, text, give_up);
+    if (!chunk) continue;
+    const std::string what = a.What(p, "partial decryption");
+    Status st = partials[p.party].Add(*chunk, what);
+    if (st.ok() && !partials[p.party].complete()) continue;
+    v1::Partial pd;
+    crypto::PartialDecryption part;
+    if (st.ok() && !pd.ParseFromString(partials[p.party].Take()))
+      st = InvalidArgument(what + ": not a Partial message");
+    if (st.ok() && static_cast<int>(pd.index()) != p.index) {
+      st = InvalidArgument(what + ": claims share index " + std::to_string(pd.index()) +
+                           ", the party holds " + std::to_string(p.index));
+    }
+    if (st.ok() && pd.share_bytes() != a.width)
+      st = InvalidArgument(what + ": shares of the wrong width");
+    if (st.ok()) {
+      auto shares = crypto::DecodeFixedWidth(pd.shares(), a.width, a.count, what);
+      if (!shares.ok()) st = shares.status();
       if (st.ok()) {
-        auto shares = DecodeBigints(pd.shares(), width, count, what);
-        if (!shares.ok()) st = shares.status();
-        if (st.ok()) {
-          part.index = p.index;
-          part.shares = std::move(*shares);
-          mpz_import(part.proof.e.get_mpz_t(), pd.proof_e().size(), 1, 1, 1, 0, pd.proof_e().data());
-          mpz_import(part.proof.z.get_mpz_t(), pd.proof_z().size(), 1, 1, 1, 0, pd.proof_z().data());
-          st = crypto::VerifyPartial(*o.public_key, acc, part, o.threads);
-        }
+        part.index = p.index;
+        part.shares = std::move(*shares);
+        part.proof = crypto::DecodeProof(pd.proof_e(), pd.proof_z());
+        st = crypto::VerifyPartial(*o.public_key, a.acc, part, o.threads);
       }
-      if (!st.ok()) {
-        Notify(p, v1::Notice::REJECTED, st.message(), round, nonce);
-        give_up(p, st.message());
-        continue;
-      }
-      partials.erase(p.party);
-      rep->decryptors.push_back(p.party);
-      verified.push_back(std::move(part));
     }
-    if (Stopping()) return Cancelled("coordinator stopped");
-    if (static_cast<int>(verified.size()) < o.threshold) {
-      *why = "only " + std::to_string(verified.size()) + " verified partial decryptions; " +
-             std::to_string(o.threshold) + " are needed";
-      return false;
+    if (!st.ok()) {
+      Notify(p, v1::Notice::REJECTED, st.message(), a.round, a.nonce);
+      give_up(p, st.message());
+      continue;
     }
-    ASSIGN_OR_RETURN(std::vector<mpz_class> sums, crypto::CombineVector(*o.public_key, verified, o.threads));
-    ASSIGN_OR_RETURN(sum, packer->DecodeSum(sums, len, k));
-    rep->error_bound = packer->MaxAbsErrorOfSum(k) / wsum;
-  } else {
-    for (int64_t i = 0; i < len; ++i) sum[i] = static_cast<float>(plain_acc[i]);
+    partials.erase(p.party);
+    rep.decryptors.push_back(p.party);
+    verified.push_back(std::move(part));
   }
+  if (Stopping()) return Cancelled("coordinator stopped");
+  if (static_cast<int>(verified.size()) < o.threshold) {
+    return RoundOutcome::Abandon("only " + std::to_string(verified.size()) +
+                                 " verified partial decryptions; " + std::to_string(o.threshold) +
+                                 " are needed");
+  }
+  ASSIGN_OR_RETURN(std::vector<mpz_class> sums,
+                   crypto::CombineVector(*o.public_key, verified, o.threads));
+  ASSIGN_OR_RETURN(a.sum, packer->DecodeSum(sums, a.len, k));
+  rep.error_bound = packer->MaxAbsErrorOfSum(k) / a.wsum;
+  return RoundOutcome::Continue();
+}
 
-  // 4. Noise (central DP), mean, server optimizer.
-  if (dp) {
-    AddGaussianNoise(&sum, o.dp.noise_multiplier * o.dp.clip_norm / members.size());
+// Step 4. Noise (central DP), mean, server optimizer; the round's report.
+Status Coordinator::Impl::ApplyUpdate(RoundAttempt& a) {
+  RoundReport& rep = *a.rep;
+  if (o.dp.noise_multiplier > 0) {
+    AddGaussianNoise(&a.sum, o.dp.noise_multiplier * o.dp.clip_norm / a.members.size());
     ++dp_rounds;
-    rep->epsilon = GaussianEpsilon(o.dp.noise_multiplier, dp_rounds, o.dp.delta);
+    rep.epsilon = GaussianEpsilon(o.dp.noise_multiplier, dp_rounds, o.dp.delta);
   }
-  for (float& x : sum) x = static_cast<float>(x / wsum);
-  RETURN_IF_ERROR(server->Apply(sum, &weights));
-  rep->round = round;
-  rep->train_loss = loss_sum / k;
-  rep->seconds = Seconds(start);
-  for (auto& p : members) rep->max_party_bytes = std::max<int64_t>(rep->max_party_bytes, p->bytes);
-  return true;
+  for (float& x : a.sum) x = static_cast<float>(x / a.wsum);
+  RETURN_IF_ERROR(server->Apply(a.sum, &weights));
+  rep.round = a.round;
+  rep.train_loss = a.loss_sum / static_cast<double>(rep.contributors.size());
+  rep.seconds = Seconds(a.start);
+  for (auto& p : a.members) rep.max_party_bytes = std::max<int64_t>(rep.max_party_bytes, p->bytes);
+  return Status::OK();
+}
+
+Result<RoundOutcome> Coordinator::Impl::RunRound(int64_t round, RoundReport* rep) {
+  RoundAttempt a = BeginAttempt(round, rep);
+  RETURN_IF_ERROR(SendTasks(a));
+  for (auto step : {&Impl::CollectUploads, &Impl::DecryptAggregate}) {
+    ASSIGN_OR_RETURN(RoundOutcome outcome, (this->*step)(a));
+    if (outcome.abandoned) return outcome;
+  }
+  RETURN_IF_ERROR(ApplyUpdate(a));
+  return RoundOutcome::Continue();
 }
 
 Status Coordinator::Impl::Persist(const RoundReport& rep) {
   nn::TensorFile f;
-  auto vec = [](const std::vector<float>& v) { return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kFloat).clone(); };
+  auto vec = [](const std::vector<float>& v) {
+    return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())},
+                            torch::kFloat)
+        .clone();
+  };
   f.tensors.emplace_back("weights", vec(weights));
   if (!server->m().empty()) {
     f.tensors.emplace_back("server_m", vec(server->m()));
     f.tensors.emplace_back("server_v", vec(server->v()));
   }
-  nlohmann::json r = {{"round", rep.round},          {"attempts", rep.attempts},       {"contributors", rep.contributors},
-                      {"decryptors", rep.decryptors}, {"excluded", rep.excluded},       {"seconds", rep.seconds},
-                      {"train_loss", rep.train_loss}, {"error_bound", rep.error_bound}, {"max_party_bytes", rep.max_party_bytes},
+  nlohmann::json r = {{"round", rep.round},
+                      {"attempts", rep.attempts},
+                      {"contributors", rep.contributors},
+                      {"decryptors", rep.decryptors},
+                      {"excluded", rep.excluded},
+                      {"seconds", rep.seconds},
+                      {"train_loss", rep.train_loss},
+                      {"error_bound", rep.error_bound},
+                      {"max_party_bytes", rep.max_party_bytes},
                       {"epsilon", rep.epsilon}};
   history.push_back(r);
-  f.meta = {{"format", "ronghe.fed.round"}, {"round", rep.round},         {"dp_rounds", dp_rounds},
-            {"model", model_config.ToJson()}, {"data", data_json},        {"history", history}};
+  f.meta = {{"format", "ronghe.fed.round"},   {"round", rep.round}, {"dp_rounds", dp_rounds},
+            {"model", model_config.ToJson()}, {"data", data_json},  {"history", history}};
   store::CheckpointRecord cp{rep.round, EncodeTensorFile(f), f.meta.dump()};
   std::vector<store::MetricRecord> metrics = {
       {rep.round, "fed", "train_loss", rep.train_loss},
@@ -553,14 +664,15 @@ Status Coordinator::Impl::Persist(const RoundReport& rep) {
       {rep.round, "fed", "error_bound", rep.error_bound}};
   if (o.dp.noise_multiplier > 0) metrics.push_back({rep.round, "fed", "epsilon", rep.epsilon});
   RETURN_IF_ERROR(store->SaveCheckpoint(job->id(), cp, metrics, o.keep_rounds));
-  completed = rep.round;
+  SetCompleted(rep.round);
   return Status::OK();
 }
 
 Status Coordinator::Impl::LoadCheckpoint() {
   ASSIGN_OR_RETURN(auto cp, store->LatestCheckpoint(job->id()));
   if (!cp) return Status::OK();  // crashed before the first round completed: start it again
-  const std::string what = "run " + std::to_string(job->id()) + " checkpoint of round " + std::to_string(cp->step);
+  const std::string what =
+      "run " + std::to_string(job->id()) + " checkpoint of round " + std::to_string(cp->step);
   ASSIGN_OR_RETURN(nn::TensorFile f, nn::DecodeTensorFile(cp->state, what));
   try {
     ASSIGN_OR_RETURN(model_config, nn::ModelConfig::FromJson(f.meta.at("model")));
@@ -576,18 +688,20 @@ Status Coordinator::Impl::LoadCheckpoint() {
   if (static_cast<int64_t>(weights.size()) != LayoutOf(model->NamedState()).size) {
     return DataLoss(what + ": weights do not fit the model");
   }
-  ASSIGN_OR_RETURN(ServerOptimizer s, ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
+  ASSIGN_OR_RETURN(ServerOptimizer s,
+                   ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
   server = std::make_unique<ServerOptimizer>(std::move(s));
   if (!server->m().empty()) {
     ASSIGN_OR_RETURN(at::Tensor m, f.Get("server_m"));
     ASSIGN_OR_RETURN(at::Tensor v, f.Get("server_v"));
-    if (m.numel() != static_cast<int64_t>(weights.size()) || v.numel() != m.numel()) return DataLoss(what + ": optimizer state");
+    if (m.numel() != static_cast<int64_t>(weights.size()) || v.numel() != m.numel())
+      return DataLoss(what + ": optimizer state");
     std::copy(m.data_ptr<float>(), m.data_ptr<float>() + m.numel(), server->m().begin());
     std::copy(v.data_ptr<float>(), v.data_ptr<float>() + v.numel(), server->v().begin());
   }
-  completed = cp->step;
+  SetCompleted(cp->step);
   initialized = true;
-  spdlog::info("federation: resuming run {} after round {}", job->id(), completed);
+  spdlog::info("federation: resuming run {} after round {}", job->id(), cp->step);
   return Status::OK();
 }
 
@@ -599,9 +713,12 @@ Status Coordinator::Impl::WriteArtifact() {
   nlohmann::json manifest = data_json.is_object() ? data_json : nlohmann::json::object();
   manifest["name"] = o.job_name;
   manifest["run_id"] = job->id();
-  manifest["federation"] = {{"consortium", o.consortium},     {"rounds", completed},
-                            {"strategy", o.server.name},      {"secure_aggregation", o.secure_aggregation},
-                            {"threshold", o.threshold},       {"history", history}};
+  manifest["federation"] = {{"consortium", o.consortium},
+                            {"rounds", Completed()},
+                            {"strategy", o.server.name},
+                            {"secure_aggregation", SecureAggregationName(o.secure_aggregation)},
+                            {"threshold", o.threshold},
+                            {"history", history}};
   RETURN_IF_ERROR(MakeDirs(std::filesystem::path(artifact).parent_path().string()));
   RETURN_IF_ERROR(nn::SaveArtifact(artifact, *model, manifest));
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(artifact));
@@ -612,21 +729,24 @@ Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Coordinator::~Coordinator() { Stop(); }
 int64_t Coordinator::run_id() const { return impl_->job ? impl_->job->id() : 0; }
 
-Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o, store::RunStore* store,
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
+                                                         store::RunStore* store,
                                                          int64_t resume_run) {
-  if (o.consortium.empty() || o.parties.empty()) return InvalidArgument("coordinator: consortium and parties are required");
-  if (o.secure_aggregation != "paillier" && o.secure_aggregation != "none") {
-    return InvalidArgument("federation.secure_aggregation: must be \"paillier\" or \"none\"");
-  }
-  if (o.secure_aggregation == "paillier" && !o.public_key) return InvalidArgument("coordinator: paillier needs the public key");
-  if (o.public_key && (o.public_key->parties() != static_cast<int>(o.parties.size()) || o.public_key->threshold() != o.threshold)) {
-    return InvalidArgument("coordinator: the key is " + std::to_string(o.public_key->threshold()) + " of " +
-                           std::to_string(o.public_key->parties()) + ", the consortium says " + std::to_string(o.threshold) +
-                           " of " + std::to_string(o.parties.size()));
+  if (o.consortium.empty() || o.parties.empty())
+    return InvalidArgument("coordinator: consortium and parties are required");
+  if (o.secure_aggregation == SecureAggregation::kPaillier && !o.public_key)
+    return InvalidArgument("coordinator: paillier needs the public key");
+  if (o.public_key && (o.public_key->parties() != static_cast<int>(o.parties.size()) ||
+                       o.public_key->threshold() != o.threshold)) {
+    return InvalidArgument("coordinator: the key is " + std::to_string(o.public_key->threshold()) +
+                           " of " + std::to_string(o.public_key->parties()) +
+                           ", the consortium says " + std::to_string(o.threshold) + " of " +
+                           std::to_string(o.parties.size()));
   }
   if (o.rounds < 1) return InvalidArgument("federation.rounds: must be >= 1");
   if (o.min_participants < 0 || o.min_participants > static_cast<int>(o.parties.size())) {
-    return InvalidArgument("federation.min_participants: must be between 0 and the number of parties");
+    return InvalidArgument(
+        "federation.min_participants: must be between 0 and the number of parties");
   }
   if (o.dp.noise_multiplier < 0 || !(o.dp.clip_norm > 0) || !(o.dp.delta > 0 && o.dp.delta < 1)) {
     return InvalidArgument("federation.dp: noise_multiplier >= 0, clip_norm > 0, 0 < delta < 1");
@@ -635,15 +755,22 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o, s
   auto impl = std::make_unique<Impl>();
   impl->o = std::move(o);
   impl->store = store;
-  if (impl->o.secure_aggregation == "paillier") {
-    crypto::PackingOptions po{impl->o.precision_bits, impl->o.clip, static_cast<int>(impl->o.parties.size()), false};
-    ASSIGN_OR_RETURN(crypto::Packer pk, crypto::Packer::Create(po, impl->o.public_key->paillier().bits()));
+  if (impl->secure()) {
+    crypto::PackingOptions po{impl->o.precision_bits, impl->o.clip,
+                              static_cast<int>(impl->o.parties.size()), false};
+    ASSIGN_OR_RETURN(crypto::Packer pk,
+                     crypto::Packer::Create(po, impl->o.public_key->paillier().bits()));
     impl->packer = pk;
   }
-  nlohmann::json cfg = {{"consortium", impl->o.consortium}, {"parties", impl->o.parties}, {"threshold", impl->o.threshold},
-                        {"rounds", impl->o.rounds},         {"strategy", impl->o.server.name},
-                        {"secure_aggregation", impl->o.secure_aggregation}, {"model", impl->o.model.ToJson()},
-                        {"local_epochs", impl->o.local.epochs()}, {"seed", impl->o.seed}};
+  nlohmann::json cfg = {{"consortium", impl->o.consortium},
+                        {"parties", impl->o.parties},
+                        {"threshold", impl->o.threshold},
+                        {"rounds", impl->o.rounds},
+                        {"strategy", impl->o.server.name},
+                        {"secure_aggregation", SecureAggregationName(impl->o.secure_aggregation)},
+                        {"model", impl->o.model.ToJson()},
+                        {"local_epochs", impl->o.local.epochs()},
+                        {"seed", impl->o.seed}};
   if (resume_run > 0) {
     ASSIGN_OR_RETURN(impl->job, store::Job::Resume(store, resume_run));
     RETURN_IF_ERROR(impl->LoadCheckpoint());
@@ -668,54 +795,61 @@ void Coordinator::Serve(const std::string& party, Connection& conn) {
   };
   if (!hello.has_hello()) return reject("the first message must be Hello");
   if (hello.header().consortium() != s.o.consortium) {
-    return reject("Hello for consortium '" + hello.header().consortium() + "', this is '" + s.o.consortium + "'");
+    return reject("Hello for consortium '" + hello.header().consortium() + "', this is '" +
+                  s.o.consortium + "'");
   }
   if (hello.hello().party() != party) {
-    return reject("Hello names '" + hello.hello().party() + "' but the certificate is '" + party + "'");
+    return reject("Hello names '" + hello.hello().party() + "' but the certificate is '" + party +
+                  "'");
   }
   auto it = std::find(s.o.parties.begin(), s.o.parties.end(), party);
   if (it == s.o.parties.end()) return reject("'" + party + "' is not a party of " + s.o.consortium);
   if (s.o.public_key && hello.hello().key_fingerprint() != s.o.public_key->fingerprint()) {
-    return reject("holds a share of key " + hello.hello().key_fingerprint() + ", the consortium key is " +
-                  s.o.public_key->fingerprint());
+    return reject("holds a share of key " + hello.hello().key_fingerprint() +
+                  ", the consortium key is " + s.o.public_key->fingerprint());
   }
   auto peer = std::make_shared<Peer>();
   peer->party = party;
   peer->index = static_cast<int>(it - s.o.parties.begin()) + 1;
   peer->hello = hello.hello();
-  peer->conn = &conn;
+  {
+    MutexLock lock(&peer->send_mu);
+    peer->conn = &conn;
+  }
   peer->last_recv_seq = hello.header().seq();
   peer->bytes += static_cast<int64_t>(hello.ByteSizeLong());
+  int64_t next_round = 0;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    MutexLock lock(&s.mu);
     if (s.stopping) return;
     auto old = s.peers.find(party);
     if (old != s.peers.end()) s.Drop(*old->second);  // a reconnect replaces the old stream
     peer->generation = s.next_generation++;
     s.peers[party] = peer;
     s.inbox.push_back({Event::kJoined, peer, {}});
-    s.cv.notify_all();
+    next_round = s.completed + 1;
+    s.cv.NotifyAll();
   }
   v1::Envelope welcome;
   welcome.mutable_welcome()->set_index(peer->index);
-  welcome.mutable_welcome()->set_next_round(s.completed + 1);
+  welcome.mutable_welcome()->set_next_round(next_round);
   s.SendTo(*peer, welcome, 0, "");
   v1::Envelope e;
   while (conn.Recv(&e)) {
     peer->bytes += static_cast<int64_t>(e.ByteSizeLong());
-    std::lock_guard<std::mutex> lock(s.mu);
+    MutexLock lock(&s.mu);
     s.inbox.push_back({Event::kMessage, peer, std::move(e)});
-    s.cv.notify_all();
+    s.cv.NotifyAll();
     e = v1::Envelope();
   }
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    MutexLock lock(&s.mu);
     auto cur = s.peers.find(party);
     if (cur != s.peers.end() && cur->second == peer) s.peers.erase(cur);
     s.inbox.push_back({Event::kGone, peer, {}});
-    s.cv.notify_all();
+    s.cv.NotifyAll();
   }
-  std::lock_guard<std::mutex> lock(peer->send_mu);
+  MutexLock lock(&peer->send_mu);
   peer->conn = nullptr;  // nobody sends on a connection the transport is about to destroy
   spdlog::info("federation: {} disconnected", party);
 }
@@ -723,12 +857,16 @@ void Coordinator::Serve(const std::string& party, Connection& conn) {
 void Coordinator::Stop() {
   std::vector<std::shared_ptr<Peer>> all;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(&impl_->mu);
     impl_->stopping = true;
     for (auto& [n, p] : impl_->peers) all.push_back(p);
-    impl_->cv.notify_all();
+    impl_->cv.NotifyAll();
   }
   for (auto& p : all) impl_->Drop(*p);
+}
+
+void SetTestHooks(Coordinator& coordinator, CoordinatorTestHooks hooks) {
+  coordinator.impl_->hooks = std::move(hooks);
 }
 
 Result<CoordinatorResult> Coordinator::Run() {
@@ -737,43 +875,45 @@ Result<CoordinatorResult> Coordinator::Run() {
   result.run_id = s.job->id();
   result.resumed = s.resumed;
   auto body = [&]() -> Status {
-    for (int64_t round = s.completed + 1; round <= s.o.rounds; ++round) {
+    for (int64_t round = s.Completed() + 1; round <= s.o.rounds; ++round) {
       RoundReport rep;
-      bool done = false;
-      for (int attempt = 1; attempt <= s.o.round_attempts && !done; ++attempt) {
+      for (int attempt = 1;; ++attempt) {
         RETURN_IF_ERROR(s.WaitForParticipants(round));
         rep = RoundReport();
         rep.attempts = attempt;
-        std::string why;
-        ASSIGN_OR_RETURN(done, s.RunRound(round, &rep, &why));
-        if (done) break;
+        ASSIGN_OR_RETURN(RoundOutcome outcome, s.RunRound(round, &rep));
+        if (!outcome.abandoned) break;
+        const std::string& why = outcome.reason;
         spdlog::warn("round {} attempt {} abandoned: {}{}", round, attempt, why,
                      attempt < s.o.round_attempts ? "; retrying" : "");
         for (auto& p : s.ReadyPeers()) s.Notify(*p, v1::Notice::ROUND_ABANDONED, why, round, "");
-        if (attempt == s.o.round_attempts) {
-          return Unavailable("round " + std::to_string(round) + " failed " + std::to_string(attempt) +
-                         " times (last: " + why + "); the model of round " + std::to_string(s.completed) +
-                         " is kept; restart the coordinator to resume");
+        if (attempt >= s.o.round_attempts) {
+          return Unavailable("round " + std::to_string(round) + " failed " +
+                             std::to_string(attempt) + " times (last: " + why +
+                             "); the model of round " + std::to_string(s.Completed()) +
+                             " is kept; restart the coordinator to resume");
         }
         s.SleepProcessing(s.o.retry_wait_s, round);
       }
       RETURN_IF_ERROR(s.Persist(rep));
-      spdlog::info("round {}/{} done in {:.2f} s: {} contributors [{}], decrypted by [{}], loss {:.4f}{}", round,
-                   s.o.rounds, rep.seconds, rep.contributors.size(), fmt::join(rep.contributors, ", "),
-                   fmt::join(rep.decryptors, ", "), rep.train_loss,
-                   rep.excluded.empty() ? "" : fmt::format(", excluded: {}", fmt::join(rep.excluded, "; ")));
+      spdlog::info(
+          "round {}/{} done in {:.2f} s: {} contributors [{}], decrypted by [{}], loss {:.4f}{}",
+          round, s.o.rounds, rep.seconds, rep.contributors.size(),
+          fmt::join(rep.contributors, ", "), fmt::join(rep.decryptors, ", "), rep.train_loss,
+          rep.excluded.empty() ? "" : fmt::format(", excluded: {}", fmt::join(rep.excluded, "; ")));
       result.rounds.push_back(rep);
       result.epsilon = rep.epsilon;
-      if (s.o.after_round) s.o.after_round(round);
+      if (s.hooks.after_round) s.hooks.after_round(round);
     }
-    for (auto& p : s.ReadyPeers()) s.Notify(*p, v1::Notice::FINISHED, "training finished", s.completed, "");
+    for (auto& p : s.ReadyPeers())
+      s.Notify(*p, v1::Notice::FINISHED, "training finished", s.Completed(), "");
     return s.WriteArtifact();
   };
   Status st = body();
   Status fin = s.job->Finish(st);
   RETURN_IF_ERROR(st);
   RETURN_IF_ERROR(fin);
-  result.rounds_completed = s.completed;
+  result.rounds_completed = s.Completed();
   result.weights = s.weights;
   result.artifact = s.artifact;
   return result;

@@ -1,7 +1,7 @@
 // The coordinator: drives rounds over whatever connections the transport hands it (gRPC with
 // mutual TLS in production, in-memory pipes in tests). Protocol: docs/protocols/federated.md.
 //
-// It never holds a decryption key: with secure_aggregation = "paillier" it sees only ciphertexts,
+// It never holds a decryption key: with threshold Paillier (the default) it sees only ciphertexts,
 // their homomorphic sum, verified partial decryptions of that sum, and the decoded mean update.
 // Every completed round is checkpointed in the run store (model, server-optimizer state, DP
 // accounting, round record and metrics in one transaction); Create() with a run id resumes after
@@ -25,48 +25,48 @@
 namespace ronghe::fed {
 
 struct CoordinatorOptions {
-  std::string consortium;                   // required
-  std::vector<std::string> parties;         // required, in key-share index order
-  int threshold = 3;                        // Default: 3. Decrypting parties needed.
-  std::shared_ptr<const crypto::ThresholdPublicKey> public_key;  // required for "paillier"
-  std::string job_name = "federation";      // Default: "federation". The run's name in the store.
-  nn::ModelConfig model;                    // kind and sizes; input shape and outputs come from the parties
-  int64_t rounds = 10;                      // Default: 10.
-  int min_participants = 0;                 // Default: 0 = threshold. Uploads needed for a round.
-  double join_timeout_s = 600;              // Default: 600 s to wait for min_participants.
-  double gather_s = 1.0;                    // Default: 1 s. Once min_participants are connected, how
-                                            // long a round waits for the other parties to connect.
-  double round_deadline_s = 1800;           // Default: 1800 s per round attempt (upload + decryption):
-                                            // a 1M-parameter Paillier round takes ~5 min on 2 cores.
-  int round_attempts = 5;                   // Default: 5 attempts per round before the run fails.
-  double retry_wait_s = 2;                  // Default: 2 s between attempts.
-  v1::LocalSettings local;                  // epochs, batch_size, optimizer, lr, prox_mu, class_weights
-  ServerOptimizerOptions server;            // fedavg | fedadam | fedyogi
-  std::string secure_aggregation = "paillier";  // Default: "paillier". Or "none" (plaintext baseline).
+  std::string consortium;            // required
+  std::vector<std::string> parties;  // required, in key-share index order
+  int threshold = 3;                 // Default: 3. Decrypting parties needed.
+  std::shared_ptr<const crypto::ThresholdPublicKey> public_key;  // required for kPaillier
+  std::string job_name = "federation";  // Default: "federation". The run's name in the store.
+  nn::ModelConfig model;           // kind and sizes; input shape and outputs come from the parties
+  int64_t rounds = 10;             // Default: 10.
+  int min_participants = 0;        // Default: 0 = threshold. Uploads needed for a round.
+  double join_timeout_s = 600;     // Default: 600 s to wait for min_participants.
+  double gather_s = 1.0;           // Default: 1 s. Once min_participants are connected, how
+                                   // long a round waits for the other parties to connect.
+  double round_deadline_s = 1800;  // Default: 1800 s per round attempt (upload + decryption):
+                                   // a 1M-parameter Paillier round takes ~5 min on 2 cores.
+  int round_attempts = 5;          // Default: 5 attempts per round before the run fails.
+  double retry_wait_s = 2;         // Default: 2 s between attempts.
+  v1::LocalSettings local;         // epochs, batch_size, optimizer, lr, prox_mu, class_weights
+  ServerOptimizerOptions server;   // fedavg | fedadam | fedyogi
+  SecureAggregation secure_aggregation =
+      SecureAggregation::kPaillier;         // Default: threshold Paillier;
+                                            // kNone = the plaintext baseline.
   int precision_bits = 16;                  // Default: 16. Quantisation width per value.
   double clip = 1.0;                        // Default: 1.0. Per-value clip of updates (both modes).
   DpOptions dp;                             // central DP; off by default
   uint64_t seed = 1;                        // Default: 1. Initial weights and per-round seeds.
   size_t chunk_bytes = kDefaultChunkBytes;  // Default: 1 MiB.
   int threads = 0;                          // Default: 0 = all cores (verification, combination).
-  int keep_rounds = 1;                      // Default: 1. Round checkpoints kept in the store (0 = all).
-  std::string runs_dir;                     // "" = no artifact; else the final model goes to
-                                            // runs_dir/<run id>/model.rhm
-  // Test hook: called after round r is persisted (a test "kills" the coordinator here).
-  std::function<void(int64_t round)> after_round;
+  int keep_rounds = 1;   // Default: 1. Round checkpoints kept in the store (0 = all).
+  std::string runs_dir;  // "" = no artifact; else the final model goes to
+                         // runs_dir/<run id>/model.rhm
 };
 
 struct RoundReport {
   int64_t round = 0;
   int attempts = 1;
-  std::vector<std::string> contributors;     // parties whose update is in the aggregate
-  std::vector<std::string> decryptors;       // parties whose verified shares were combined
-  std::vector<std::string> excluded;         // "party: reason" (dropped, bad proof, bad upload)
+  std::vector<std::string> contributors;  // parties whose update is in the aggregate
+  std::vector<std::string> decryptors;    // parties whose verified shares were combined
+  std::vector<std::string> excluded;      // "party: reason" (dropped, bad proof, bad upload)
   double seconds = 0;
-  double train_loss = 0;                     // mean of the contributors' reported local losses
-  double error_bound = 0;                    // max |secure mean - plaintext mean| per value
-  int64_t max_party_bytes = 0;               // largest bytes on the wire for one party (both ways)
-  double epsilon = 0;                        // DP spent so far (0 when DP is off)
+  double train_loss = 0;        // mean of the contributors' reported local losses
+  double error_bound = 0;       // max |secure mean - plaintext mean| per value
+  int64_t max_party_bytes = 0;  // largest bytes on the wire for one party (both ways)
+  double epsilon = 0;           // DP spent so far (0 when DP is off)
 };
 
 struct CoordinatorResult {
@@ -74,15 +74,18 @@ struct CoordinatorResult {
   int64_t rounds_completed = 0;
   bool resumed = false;
   std::vector<float> weights;
-  std::vector<RoundReport> rounds;           // rounds run by this process
+  std::vector<RoundReport> rounds;  // rounds run by this process
   std::string artifact;
   double epsilon = 0;
 };
 
+struct CoordinatorTestHooks;  // testing.h
+
 class Coordinator {
  public:
   // resume_run > 0: continue that run from its last checkpoint.
-  static Result<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options, store::RunStore* store,
+  static Result<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options,
+                                                     store::RunStore* store,
                                                      int64_t resume_run = 0);
   ~Coordinator();
 
@@ -99,6 +102,7 @@ class Coordinator {
   struct Impl;
 
  private:
+  friend void SetTestHooks(Coordinator& coordinator, CoordinatorTestHooks hooks);
   explicit Coordinator(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -5,11 +5,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <mutex>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/mutex.h"
 #include "ronghe/fed/fed.grpc.pb.h"
-#include "ronghe/fed/pki.h"
+#include "ronghe/tls/tls.h"
+#include "ronghe/tls/x509.h"
 
 namespace ronghe::fed {
 
@@ -25,10 +26,11 @@ namespace {
 
 class ServerConnection : public Connection {
  public:
-  ServerConnection(grpc::ServerContext* ctx, grpc::ServerReaderWriter<v1::Envelope, v1::Envelope>* s)
+  ServerConnection(grpc::ServerContext* ctx,
+                   grpc::ServerReaderWriter<v1::Envelope, v1::Envelope>* s)
       : ctx_(ctx), stream_(s) {}
   bool Send(const v1::Envelope& m) override {
-    std::lock_guard<std::mutex> lock(write_mu_);  // one writer at a time on a gRPC stream
+    MutexLock lock(&write_mu_);  // one writer at a time on a gRPC stream
     if (closed_) return false;
     return stream_->Write(m);
   }
@@ -40,7 +42,7 @@ class ServerConnection : public Connection {
  private:
   grpc::ServerContext* ctx_;
   grpc::ServerReaderWriter<v1::Envelope, v1::Envelope>* stream_;
-  std::mutex write_mu_;
+  Mutex write_mu_;
   std::atomic<bool> closed_{false};
 };
 
@@ -52,10 +54,12 @@ class Service final : public v1::Federation::Service {
     auto auth = ctx->auth_context();
     auto pem = auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>{};
     if (pem.empty()) return {grpc::StatusCode::UNAUTHENTICATED, "no client certificate"};
-    auto party = AuthenticateParty(o_.tls.ca_pem, std::string(pem[0].data(), pem[0].size()), o_.consortium);
+    auto party = tls::AuthenticateParty(o_.tls.ca_pem, std::string(pem[0].data(), pem[0].size()),
+                                        o_.consortium);
     if (!party.ok()) return {grpc::StatusCode::PERMISSION_DENIED, party.status().message()};
     if (!o_.parties.count(*party)) {
-      return {grpc::StatusCode::PERMISSION_DENIED, "'" + *party + "' is not a participant of consortium " + o_.consortium};
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "'" + *party + "' is not a participant of consortium " + o_.consortium};
     }
     ServerConnection conn(ctx, stream);
     handler_(*party, conn);
@@ -70,7 +74,8 @@ class Service final : public v1::Federation::Service {
 
 class ClientConnection : public Connection {
  public:
-  ClientConnection(std::shared_ptr<grpc::Channel> ch) : channel_(std::move(ch)), stub_(v1::Federation::NewStub(channel_)) {
+  ClientConnection(std::shared_ptr<grpc::Channel> ch)
+      : channel_(std::move(ch)), stub_(v1::Federation::NewStub(channel_)) {
     stream_ = stub_->Session(&ctx_);
   }
   ~ClientConnection() override {
@@ -81,7 +86,7 @@ class ClientConnection : public Connection {
     stream_->Finish();
   }
   bool Send(const v1::Envelope& m) override {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    MutexLock lock(&write_mu_);  // one writer at a time on a gRPC stream
     if (closed_) return false;
     return stream_->Write(m);
   }
@@ -95,7 +100,7 @@ class ClientConnection : public Connection {
   std::unique_ptr<v1::Federation::Stub> stub_;
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::Envelope, v1::Envelope>> stream_;
-  std::mutex write_mu_;
+  Mutex write_mu_;
   std::atomic<bool> closed_{false};
 };
 
@@ -120,17 +125,17 @@ void GrpcServer::Shutdown() {
   impl_->server->Wait();
 }
 
-Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& o, SessionHandler handler) {
+Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& o,
+                                                      SessionHandler handler) {
   if (o.tls.cert_pem.empty() || o.tls.key_pem.empty() || o.tls.ca_pem.empty()) {
     return InvalidArgument("coordinator: TLS certificate, key and CA are required");
   }
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  ssl.pem_root_certs = o.tls.ca_pem;
-  ssl.pem_key_cert_pairs.push_back({o.tls.key_pem, o.tls.cert_pem});
   auto impl = std::make_unique<Impl>();
   impl->service = std::make_unique<Service>(o, std::move(handler));
   grpc::ServerBuilder b;
-  b.AddListeningPort(o.listen, grpc::SslServerCredentials(ssl), &impl->port);
+  b.AddListeningPort(o.listen,
+                     tls::GrpcServerCredentials(o.tls.cert_pem, o.tls.key_pem, o.tls.ca_pem),
+                     &impl->port);
   b.RegisterService(impl->service.get());
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, o.keepalive_ms);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, o.keepalive_ms);
@@ -138,15 +143,12 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& o
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   impl->server = b.BuildAndStart();
-  if (!impl->server || impl->port == 0) return Unavailable("coordinator: cannot listen on " + o.listen);
+  if (!impl->server || impl->port == 0)
+    return Unavailable("coordinator: cannot listen on " + o.listen);
   return std::unique_ptr<GrpcServer>(new GrpcServer(std::move(impl)));
 }
 
 Result<std::unique_ptr<Connection>> GrpcDial(const GrpcDialOptions& o) {
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = o.tls.ca_pem;
-  ssl.pem_private_key = o.tls.key_pem;
-  ssl.pem_cert_chain = o.tls.cert_pem;
   grpc::ChannelArguments args;
   if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, o.keepalive_ms);
@@ -155,7 +157,8 @@ Result<std::unique_ptr<Connection>> GrpcDial(const GrpcDialOptions& o) {
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Reconnection is the participant's own loop (with its backoff); a fresh channel per attempt.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(o.address, grpc::SslCredentials(ssl), args);
+  auto channel = grpc::CreateCustomChannel(
+      o.address, tls::GrpcClientCredentials(o.tls.ca_pem, o.tls.cert_pem, o.tls.key_pem), args);
   auto deadline = std::chrono::system_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
   if (!channel->WaitForConnected(deadline)) {

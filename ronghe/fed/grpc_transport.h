@@ -1,7 +1,7 @@
 // Connections over gRPC with mutual TLS. The coordinator runs the server; participants dial out
 // (a bank opens no inbound port). The server requires a client certificate chained to the
-// consortium CA and names the party by it (AuthenticateParty: CN plus the consortium's SAN URI);
-// a client without one fails the TLS handshake, a client with the wrong one is refused before
+// consortium CA and names the party by it (tls::AuthenticateParty: CN plus the consortium's SAN
+// URI); a client without one fails the TLS handshake, a client with the wrong one is refused before
 // any message is read. Keep-alive pings detect a peer that vanished without closing its socket.
 #pragma once
 
@@ -27,9 +27,9 @@ Result<TlsFiles> ReadTlsBundle(const std::string& dir);
 struct GrpcServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0 picks a free one (see port())
   TlsFiles tls;
-  std::string consortium;              // expected in the client certificate's SAN URI
-  std::set<std::string> parties;       // names allowed to connect
-  int keepalive_ms = 10000;            // Default: 10 s between pings on an idle stream.
+  std::string consortium;         // expected in the client certificate's SAN URI
+  std::set<std::string> parties;  // names allowed to connect
+  int keepalive_ms = 10000;       // Default: 10 s between pings on an idle stream.
 };
 
 // Called on a gRPC thread for each authenticated participant; the stream lives while it runs.
@@ -37,7 +37,8 @@ using SessionHandler = std::function<void(const std::string& party, Connection& 
 
 class GrpcServer {
  public:
-  static Result<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options, SessionHandler handler);
+  static Result<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options,
+                                                   SessionHandler handler);
   ~GrpcServer();
   int port() const;
   // Cancels every open stream and stops listening.
@@ -51,11 +52,11 @@ class GrpcServer {
 };
 
 struct GrpcDialOptions {
-  std::string address;                // host:port of the coordinator
+  std::string address;  // host:port of the coordinator
   TlsFiles tls;
-  std::string server_name;            // "" = the host of `address`; must be in the server cert
-  double connect_timeout_s = 10;      // Default: 10 s.
-  int keepalive_ms = 10000;           // Default: 10 s.
+  std::string server_name;        // "" = the host of `address`; must be in the server cert
+  double connect_timeout_s = 10;  // Default: 10 s.
+  int keepalive_ms = 10000;       // Default: 10 s.
 };
 
 // Opens the session stream. Unavailable when the coordinator cannot be reached or the handshake

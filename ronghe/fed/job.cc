@@ -2,27 +2,27 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-#include <torch/torch.h>
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/file.h"
 #include "ronghe/crypto/keyfile.h"
-#include "ronghe/data/split.h"
 #include "ronghe/data/source.h"
+#include "ronghe/data/split.h"
 #include "ronghe/fed/consortium.h"
 #include "ronghe/fed/grpc_transport.h"
-#include "ronghe/fed/pki.h"
 #include "ronghe/fed/participant.h"
 #include "ronghe/store/run_store.h"
+#include "ronghe/tls/tls.h"
+#include "ronghe/tls/x509.h"
 #include "ronghe/train/job.h"
 
 namespace ronghe::fed {
@@ -44,20 +44,12 @@ struct Bundle {
   TlsFiles tls;
 };
 
-Status CheckPrivate(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return NotFound(path + ": missing");
-  if (st.st_mode & 077) {
-    return PermissionDenied(path + ": readable by others (mode " + fmt::format("{:o}", st.st_mode & 0777) +
-                            "); run chmod 600 on it");
-  }
-  return Status::OK();
-}
-
 Result<Bundle> ReadBundle(const std::string& dir, const std::string& role) {
   Bundle b;
   b.dir = dir;
-  if (dir.empty()) return InvalidArgument("no bundle: set " + role + ".bundle or pass --bundle (a folder from `ronghe fed init`)");
+  if (dir.empty())
+    return InvalidArgument("no bundle: set " + role +
+                           ".bundle or pass --bundle (a folder from `ronghe fed init`)");
   ASSIGN_OR_RETURN(std::string id_text, ReadFile(dir + "/identity.json"));
   b.identity = nlohmann::json::parse(id_text, nullptr, false);
   if (b.identity.is_discarded() || !b.identity.contains("role") || !b.identity.contains("name")) {
@@ -65,7 +57,8 @@ Result<Bundle> ReadBundle(const std::string& dir, const std::string& role) {
   }
   const std::string want = role == "federation" ? "coordinator" : "participant";
   if (b.identity["role"] != want) {
-    return InvalidArgument(dir + ": this is the bundle of '" + b.identity["name"].get<std::string>() + "' (" +
+    return InvalidArgument(dir + ": this is the bundle of '" +
+                           b.identity["name"].get<std::string>() + "' (" +
                            b.identity["role"].get<std::string>() + "), not a " + want + "'s");
   }
   ASSIGN_OR_RETURN(Config ccfg, Config::Load(dir + "/consortium.toml"));
@@ -76,10 +69,12 @@ Result<Bundle> ReadBundle(const std::string& dir, const std::string& role) {
       b.public_key->threshold() != b.consortium.threshold) {
     return DataLoss(dir + ": public.json does not match consortium.toml's parties and threshold");
   }
-  RETURN_IF_ERROR(CheckPrivate(dir + "/key.pem"));
+  RETURN_IF_ERROR(tls::CheckSecretFileMode(dir + "/key.pem", "TLS key"));
   ASSIGN_OR_RETURN(b.tls, ReadTlsBundle(dir));
-  ASSIGN_OR_RETURN(std::string cn, VerifyLeaf(b.tls.ca_pem, b.tls.cert_pem, b.tls.key_pem));
-  if (cn != b.identity["name"]) return DataLoss(dir + ": cert.pem is for '" + cn + "', identity.json says " + b.identity["name"].dump());
+  ASSIGN_OR_RETURN(std::string cn, tls::VerifyLeaf(b.tls.ca_pem, b.tls.cert_pem, b.tls.key_pem));
+  if (cn != b.identity["name"])
+    return DataLoss(dir + ": cert.pem is for '" + cn + "', identity.json says " +
+                    b.identity["name"].dump());
   return b;
 }
 
@@ -106,12 +101,8 @@ std::function<void()> WatchSignals(std::function<void()> stop) {
   };
 }
 
-Result<std::unique_ptr<store::RunStore>> OpenStore(const std::string& home) {
-  RETURN_IF_ERROR(MakeDirs(home, 0700));
-  return store::RunStore::Open(home + "/ronghe.db");
-}
-
-Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle, std::string* listen) {
+Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
+                        std::string* listen) {
   RETURN_IF_ERROR(cfg.Get("job.name", &o->job_name));
   RETURN_IF_ERROR(cfg.Get("federation.bundle", bundle));
   RETURN_IF_ERROR(cfg.Get("federation.listen", listen));
@@ -128,7 +119,8 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
   RETURN_IF_ERROR(cfg.Get("federation.beta1", &o->server.beta1));
   RETURN_IF_ERROR(cfg.Get("federation.beta2", &o->server.beta2));
   RETURN_IF_ERROR(cfg.Get("federation.tau", &o->server.tau));
-  RETURN_IF_ERROR(cfg.Get("federation.secure_aggregation", &o->secure_aggregation));
+  std::string secure_aggregation = SecureAggregationName(o->secure_aggregation);
+  RETURN_IF_ERROR(cfg.Get("federation.secure_aggregation", &secure_aggregation));
   RETURN_IF_ERROR(cfg.Get("federation.precision_bits", &o->precision_bits));
   RETURN_IF_ERROR(cfg.Get("federation.clip", &o->clip));
   int64_t seed = static_cast<int64_t>(o->seed);
@@ -136,7 +128,9 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
   o->seed = static_cast<uint64_t>(seed);
   int64_t chunk_kib = static_cast<int64_t>(o->chunk_bytes / 1024);
   RETURN_IF_ERROR(cfg.Get("federation.chunk_kib", &chunk_kib));
-  if (chunk_kib < 1 || chunk_kib > 3072) return cfg.ValueError("federation.chunk_kib", "must be between 1 and 3072 (gRPC's limit is 4 MiB)");
+  if (chunk_kib < 1 || chunk_kib > 3072)
+    return cfg.ValueError("federation.chunk_kib",
+                          "must be between 1 and 3072 (gRPC's limit is 4 MiB)");
   o->chunk_bytes = static_cast<size_t>(chunk_kib) * 1024;
   RETURN_IF_ERROR(cfg.Get("federation.threads", &o->threads));
   RETURN_IF_ERROR(cfg.Get("federation.keep_rounds", &o->keep_rounds));
@@ -158,8 +152,10 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
   if (epochs < 1) return cfg.ValueError("local.epochs", "must be >= 1");
   if (batch < 1) return cfg.ValueError("local.batch_size", "must be >= 1");
   if (!(lr > 0)) return cfg.ValueError("local.lr", "must be > 0");
-  if (opt != "adam" && opt != "sgd") return cfg.ValueError("local.optimizer", "must be \"adam\" or \"sgd\"");
-  if (cw != "none" && cw != "balanced") return cfg.ValueError("local.class_weights", "must be \"none\" or \"balanced\"");
+  if (opt != "adam" && opt != "sgd")
+    return cfg.ValueError("local.optimizer", "must be \"adam\" or \"sgd\"");
+  if (cw != "none" && cw != "balanced")
+    return cfg.ValueError("local.class_weights", "must be \"none\" or \"balanced\"");
   if (mu < 0) return cfg.ValueError("local.prox_mu", "must be >= 0");
   if (strategy == "fedprox") {
     if (mu == 0) mu = 0.01;  // FedProx without a proximal term would be FedAvg
@@ -168,9 +164,10 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
     return cfg.ValueError("federation.strategy", "must be fedavg, fedprox, fedadam or fedyogi");
   }
   o->server.name = strategy;
-  if (o->secure_aggregation != "paillier" && o->secure_aggregation != "none") {
+  auto mode = ParseSecureAggregation(secure_aggregation);
+  if (!mode.ok())
     return cfg.ValueError("federation.secure_aggregation", "must be \"paillier\" or \"none\"");
-  }
+  o->secure_aggregation = *mode;
   o->local.set_epochs(epochs);
   o->local.set_batch_size(batch);
   o->local.set_optimizer(opt);
@@ -199,23 +196,27 @@ Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
   o.runs_dir = req.home + "/runs";
   if (listen.empty()) listen = b.consortium.coordinator_address;
   if (o.min_participants > static_cast<int>(o.parties.size())) {
-    return cfg.ValueError("federation.min_participants", "the consortium has only " + std::to_string(o.parties.size()) + " parties");
+    return cfg.ValueError(
+        "federation.min_participants",
+        "the consortium has only " + std::to_string(o.parties.size()) + " parties");
   }
-  ASSIGN_OR_RETURN(auto store, OpenStore(req.home));
+  ASSIGN_OR_RETURN(auto store, store::OpenHomeStore(req.home));
   int64_t resume = req.resume_run;
   if (resume == 0 && !req.fresh) {
     ASSIGN_OR_RETURN(auto runs, store->ListRuns(200, "fed"));
     for (const auto& r : runs) {  // newest first
       if (r.name != o.job_name) continue;
       if (r.status == "running") {
-        return FailedPrecondition("run " + std::to_string(r.id) + " of '" + o.job_name + "' is being coordinated by pid " +
-                                  std::to_string(r.pid) + " on " + r.host);
+        return FailedPrecondition("run " + std::to_string(r.id) + " of '" + o.job_name +
+                                  "' is being coordinated by pid " + std::to_string(r.pid) +
+                                  " on " + r.host);
       }
       // Killed (interrupted), stopped by a signal or out of round attempts (failed): resume.
       if (r.status == "interrupted" || r.status == "failed") {
         resume = r.id;
-        spdlog::info("run {} of '{}' {}: resuming it (--new starts afresh)", r.id, o.job_name,
-                     r.status == "failed" ? "failed (" + r.error + ")" : std::string("was interrupted"));
+        spdlog::info(
+            "run {} of '{}' {}: resuming it (--new starts afresh)", r.id, o.job_name,
+            r.status == "failed" ? "failed (" + r.error + ")" : std::string("was interrupted"));
       }
       break;
     }
@@ -228,13 +229,17 @@ Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
   so.parties.insert(o.parties.begin(), o.parties.end());
   Coordinator* c = coord.get();
   auto unwatch = WatchSignals([c] { c->Stop(); });
-  auto server = GrpcServer::Start(so, [c](const std::string& party, Connection& conn) { c->Serve(party, conn); });
+  auto server = GrpcServer::Start(
+      so, [c](const std::string& party, Connection& conn) { c->Serve(party, conn); });
   if (!server.ok()) {
     unwatch();
     return server.status();
   }
-  spdlog::info("coordinator of {} listening on {} (mutual TLS), run {}: {} rounds, {} of {} to decrypt, {} aggregation",
-               o.consortium, listen, coord->run_id(), o.rounds, o.threshold, o.parties.size(), o.secure_aggregation);
+  spdlog::info(
+      "coordinator of {} listening on {} (mutual TLS), run {}: {} rounds, {} of {} to decrypt, {} "
+      "aggregation",
+      o.consortium, listen, coord->run_id(), o.rounds, o.threshold, o.parties.size(),
+      SecureAggregationName(o.secure_aggregation));
   auto result = coord->Run();
   // Let the participants read FINISHED before their streams are cancelled.
   if (result.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -262,9 +267,11 @@ Status RunParticipantJob(const ParticipantJobRequest& req) {
   ASSIGN_OR_RETURN(Bundle b, ReadBundle(bundle_dir, "participant"));
   const std::string party = b.identity["name"];
   const int index = b.identity.value("index", 0);
-  RETURN_IF_ERROR(CheckPrivate(bundle_dir + "/share.json"));
-  ASSIGN_OR_RETURN(crypto::LoadedShare share, crypto::LoadShare(bundle_dir + "/share.json", b.public_key.get()));
-  if (share.share.index != index) return DataLoss(bundle_dir + "/share.json: share index differs from identity.json's");
+  RETURN_IF_ERROR(tls::CheckSecretFileMode(bundle_dir + "/share.json", "key share"));
+  ASSIGN_OR_RETURN(crypto::LoadedShare share,
+                   crypto::LoadShare(bundle_dir + "/share.json", b.public_key.get()));
+  if (share.share.index != index)
+    return DataLoss(bundle_dir + "/share.json: share index differs from identity.json's");
   if (coordinator.empty()) coordinator = b.consortium.coordinator_address;
   if (threads > 0) at::set_num_threads(threads);
 
@@ -283,14 +290,17 @@ Status RunParticipantJob(const ParticipantJobRequest& req) {
     for (size_t i = 0; i < data.train_groups.size(); ++i) {
       const std::string& v = data.train_groups[i];
       std::string g = groups.empty() ? v : (groups.count(v) ? groups.at(v) : "");
-      if (g.empty()) return cfg.ValueError("partition.groups", "value '" + v + "' of column " + column + " has no group");
+      if (g.empty())
+        return cfg.ValueError("partition.groups",
+                              "value '" + v + "' of column " + column + " has no group");
       seen.insert(g);
       if (lower(g) == lower(part)) keep.push_back(static_cast<int64_t>(i));
     }
     if (keep.empty()) {
       std::string names;
       for (auto& s : seen) names += (names.empty() ? "" : ", ") + s;
-      return cfg.ValueError("partition.part", "'" + part + "' matches no training rows; the groups are " + names);
+      return cfg.ValueError("partition.part",
+                            "'" + part + "' matches no training rows; the groups are " + names);
     }
     at::Tensor sel = torch::tensor(keep, torch::kInt64);
     data.train = {data.train.x.index_select(0, sel), data.train.y.index_select(0, sel)};

@@ -31,23 +31,10 @@ struct ParticipantJobRequest {
   std::string home;
   std::string config_path;
   std::vector<std::string> overrides;
-  std::string bundle;                  // overrides participant.bundle
-  int64_t crash_at_round = 0;          // drill: SIGKILL itself on receiving this round's task
+  std::string bundle;          // overrides participant.bundle
+  int64_t crash_at_round = 0;  // drill: SIGKILL itself on receiving this round's task
 };
 
 Status RunParticipantJob(const ParticipantJobRequest& request);
-
-struct DemoRequest {
-  std::string home;
-  std::string source_dir;              // where examples/fraud/ lives
-  std::string workdir;                 // "" = $RONGHE_HOME/fed-demo/<time>
-  int64_t rounds = 0;                  // 0 = the federation file's
-  std::string drop_party = "bank-west";  // "" = nobody drops
-  int64_t drop_at_round = 0;           // 0 = the middle round
-  std::string json_path;               // "" = no JSON
-};
-
-// The 5-bank fraud consortium end to end (see docs/protocols/federated.md, "The demo").
-Status RunFedDemo(const DemoRequest& request);
 
 }  // namespace ronghe::fed

@@ -1,17 +1,18 @@
 #include "ronghe/fed/local_train.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <numeric>
 #include <random>
-
-#include <torch/torch.h>
 
 #include "ronghe/train/trainer.h"
 
 namespace ronghe::fed {
 
-Result<LocalTrainResult> LocalTrain(nn::Model& model, const data::TensorData& train, data::Task task,
-                                    int64_t num_classes, const v1::LocalSettings& s, uint64_t seed) {
+Result<LocalTrainResult> LocalTrain(nn::Model& model, const data::TensorData& train,
+                                    data::Task task, int64_t num_classes,
+                                    const v1::LocalSettings& s, uint64_t seed) {
   if (s.epochs() < 1 || s.batch_size() < 1 || !(s.lr() > 0)) {
     return InvalidArgument("round settings: epochs, batch_size and lr must be positive");
   }
@@ -25,9 +26,11 @@ Result<LocalTrainResult> LocalTrain(nn::Model& model, const data::TensorData& tr
     for (auto& p : params) global.push_back(p.detach().clone());
     std::unique_ptr<torch::optim::Optimizer> opt;
     if (s.optimizer() == "sgd") {
-      opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(s.lr()).momentum(0.9).weight_decay(s.weight_decay()));
+      opt = std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(s.lr()).momentum(0.9).weight_decay(s.weight_decay()));
     } else if (s.optimizer() == "adam" || s.optimizer().empty()) {
-      opt = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(s.lr()).weight_decay(s.weight_decay()));
+      opt = std::make_unique<torch::optim::Adam>(
+          params, torch::optim::AdamOptions(s.lr()).weight_decay(s.weight_decay()));
     } else {
       return InvalidArgument("round settings: optimizer '" + s.optimizer() + "' (adam or sgd)");
     }
@@ -54,7 +57,8 @@ Result<LocalTrainResult> LocalTrain(nn::Model& model, const data::TensorData& tr
         at::Tensor total = loss;
         if (s.prox_mu() > 0) {
           at::Tensor prox = torch::zeros({}, torch::kFloat);
-          for (size_t i = 0; i < params.size(); ++i) prox = prox + (params[i] - global[i]).pow(2).sum();
+          for (size_t i = 0; i < params.size(); ++i)
+            prox = prox + (params[i] - global[i]).pow(2).sum();
           total = loss + 0.5 * s.prox_mu() * prox;
         }
         total.backward();

@@ -3,9 +3,9 @@
 // mu > 0 (Li et al., MLSys 2020). Deterministic for a given seed and thread count.
 #pragma once
 
-#include <cstdint>
-
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 #include "ronghe/base/status.h"
 #include "ronghe/data/source.h"
@@ -19,7 +19,8 @@ struct LocalTrainResult {
   int64_t steps = 0;
 };
 
-Result<LocalTrainResult> LocalTrain(nn::Model& model, const data::TensorData& train, data::Task task,
-                                    int64_t num_classes, const v1::LocalSettings& settings, uint64_t seed);
+Result<LocalTrainResult> LocalTrain(nn::Model& model, const data::TensorData& train,
+                                    data::Task task, int64_t num_classes,
+                                    const v1::LocalSettings& settings, uint64_t seed);
 
 }  // namespace ronghe::fed

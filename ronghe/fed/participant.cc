@@ -1,27 +1,32 @@
 #include "ronghe/fed/participant.h"
 
-#include <csignal>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
 #include <chrono>
-#include <mutex>
+#include <csignal>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-#include <torch/torch.h>
-
+#include "ronghe/base/mutex.h"
+#include "ronghe/crypto/encoding.h"
 #include "ronghe/crypto/packing.h"
 #include "ronghe/crypto/paillier.h"
 #include "ronghe/fed/local_train.h"
-#include "ronghe/nn/model.h"
 #include "ronghe/fed/strategy.h"
+#include "ronghe/fed/testing.h"
+#include "ronghe/nn/model.h"
 
 namespace ronghe::fed {
 
 std::string DataJson(const data::LoadedData& d, const data::DataOptions& options) {
-  nlohmann::json j = {{"task", data::TaskName(d.task)}, {"classes", d.class_names}, {"data", options.ToJson()},
-                      {"data_sha256", d.data_sha256}, {"preprocessing", d.preprocessing}};
+  nlohmann::json j = {{"task", data::TaskName(d.task)},
+                      {"classes", d.class_names},
+                      {"data", options.ToJson()},
+                      {"data_sha256", d.data_sha256},
+                      {"preprocessing", d.preprocessing}};
   return j.dump();
 }
 
@@ -29,8 +34,9 @@ struct Participant::Impl {
   ParticipantOptions o;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> rounds{0}, sessions{0};
-  std::mutex conn_mu;
-  Connection* current = nullptr;  // GUARDED_BY(conn_mu)
+  ParticipantTestHooks hooks;
+  Mutex conn_mu;
+  Connection* current GUARDED_BY(conn_mu) = nullptr;
   uint64_t seq = 0;
 
   int64_t round = 0;
@@ -89,30 +95,35 @@ Status Participant::Impl::HandleTask(Connection& c, const std::string& payload) 
   }
   v1::RoundTask t;
   if (!t.ParseFromString(payload)) return InvalidArgument("round task is not a RoundTask message");
-  const bool secure = t.secure_aggregation() == "paillier";
-  if (!secure && t.secure_aggregation() != "none") {
-    return InvalidArgument("round task: unknown secure_aggregation '" + t.secure_aggregation() + "'");
-  }
-  if (secure && !o.public_key) return FailedPrecondition("round asks for paillier but this party has no key");
-  if (!(t.weight() > 0 && t.weight() <= 1) || !(t.clip() > 0)) return InvalidArgument("round task: bad weight or clip");
+  auto mode = ParseSecureAggregation(t.secure_aggregation());
+  if (!mode.ok())
+    return InvalidArgument("round task: unknown secure_aggregation '" + t.secure_aggregation() +
+                           "'");
+  const bool secure = *mode == SecureAggregation::kPaillier;
+
+  if (secure && !o.public_key)
+    return FailedPrecondition("round asks for paillier but this party has no key");
+  if (!(t.weight() > 0 && t.weight() <= 1) || !(t.clip() > 0))
+    return InvalidArgument("round task: bad weight or clip");
   auto cfg_json = nlohmann::json::parse(t.model_config_json(), nullptr, false);
   if (cfg_json.is_discarded()) return InvalidArgument("round task: model config is not JSON");
   ASSIGN_OR_RETURN(nn::ModelConfig mc, nn::ModelConfig::FromJson(cfg_json));
-  if (mc.input_shape != o.data->input_shape) return InvalidArgument("round task: the model's input shape differs from this party's data");
+  if (mc.input_shape != o.data->input_shape)
+    return InvalidArgument("round task: the model's input shape differs from this party's data");
   ASSIGN_OR_RETURN(auto model, nn::Model::Create(mc));
   ASSIGN_OR_RETURN(auto global, StateFromProto(t.model(), "round task"));
   RETURN_IF_ERROR(model->LoadState(global));
   const std::vector<float> before = Flatten(model->NamedState());
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(LocalTrainResult tr, LocalTrain(*model, o.data->train, o.data->task, o.data->num_classes,
-                                                   t.settings(), t.seed()));
+  ASSIGN_OR_RETURN(LocalTrainResult tr, LocalTrain(*model, o.data->train, o.data->task,
+                                                   o.data->num_classes, t.settings(), t.seed()));
   std::vector<float> update = Flatten(model->NamedState());
   for (size_t i = 0; i < update.size(); ++i) update[i] -= before[i];
   if (t.dp_clip_norm() > 0) ClipL2(&update, t.dp_clip_norm());
   const float clip = static_cast<float>(t.clip());
   for (float& x : update) x = std::clamp(x, -clip, clip);
   values = static_cast<int64_t>(update.size());
-  if (o.observe_update) o.observe_update(update);
+  if (hooks.observe_update) hooks.observe_update(update);
 
   v1::Upload up;
   up.set_values(update.size());
@@ -122,54 +133,62 @@ Status Participant::Impl::HandleTask(Connection& c, const std::string& payload) 
     std::vector<mpz_class> plain = packer.Encode(update.data(), values, t.weight());
     own_upload = crypto::EncryptVector(o.public_key->paillier(), plain, o.threads);
     for (auto& p : plain) p = 0;
-    const size_t width = (mpz_sizeinbase(o.public_key->paillier().n2().get_mpz_t(), 2) + 7) / 8;
+    const size_t width = crypto::CiphertextWidth(o.public_key->paillier());
     up.set_ciphertext_bytes(static_cast<uint32_t>(width));
-    up.set_ciphertexts(EncodeBigints(own_upload, width));
+    up.set_ciphertexts(crypto::EncodeFixedWidth(own_upload, width));
   } else {
     std::vector<float> scaled(update.size());
-    for (size_t i = 0; i < update.size(); ++i) scaled[i] = static_cast<float>(update[i] * t.weight());
+    for (size_t i = 0; i < update.size(); ++i)
+      scaled[i] = static_cast<float>(update[i] * t.weight());
     up.set_plain(EncodeFloats(scaled));
   }
   std::fill(update.begin(), update.end(), 0.0f);
   task = std::move(t);
-  spdlog::info("{}: round {}: trained {} steps (loss {:.4f}) in {:.2f} s; uploading {} bytes", o.party, round, tr.steps,
-               tr.mean_loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+  spdlog::info("{}: round {}: trained {} steps (loss {:.4f}) in {:.2f} s; uploading {} bytes",
+               o.party, round, tr.steps, tr.mean_loss,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                up.ByteSizeLong());
-  if (!SendPayload(c, v1::UPLOAD, up.SerializeAsString())) return Unavailable("connection lost during upload");
+  if (!SendPayload(c, v1::UPLOAD, up.SerializeAsString()))
+    return Unavailable("connection lost during upload");
   ++rounds;
   return Status::OK();
 }
 
 Status Participant::Impl::HandleDecrypt(Connection& c, const std::string& payload) {
-  if (!o.public_key || !task) return FailedPrecondition("decryption request without a paillier round");
-  if (decrypted_nonce == nonce) return PermissionDenied("already decrypted once in this round; refusing a second request");
+  if (!o.public_key || !task)
+    return FailedPrecondition("decryption request without a paillier round");
+  if (decrypted_nonce == nonce)
+    return PermissionDenied("already decrypted once in this round; refusing a second request");
   v1::DecryptRequest req;
-  if (!req.ParseFromString(payload)) return InvalidArgument("decryption request is not a DecryptRequest message");
+  if (!req.ParseFromString(payload))
+    return InvalidArgument("decryption request is not a DecryptRequest message");
   ASSIGN_OR_RETURN(crypto::Packer packer, MakePacker(*task));
-  const size_t width = (mpz_sizeinbase(o.public_key->paillier().n2().get_mpz_t(), 2) + 7) / 8;
-  if (req.ciphertext_bytes() != width) return InvalidArgument("decryption request: wrong ciphertext width");
-  ASSIGN_OR_RETURN(auto cts, DecodeBigints(req.ciphertexts(), width, packer.PlaintextCount(values), "decryption request"));
+  const size_t width = crypto::CiphertextWidth(o.public_key->paillier());
+  if (req.ciphertext_bytes() != width)
+    return InvalidArgument("decryption request: wrong ciphertext width");
+  ASSIGN_OR_RETURN(auto cts,
+                   crypto::DecodeFixedWidth(req.ciphertexts(), width, packer.PlaintextCount(values),
+                                            "decryption request"));
   // The one individual update this party can recognise is its own.
-  if (cts == own_upload) return PermissionDenied("asked to decrypt this party's own upload, not an aggregate");
+  if (cts == own_upload)
+    return PermissionDenied("asked to decrypt this party's own upload, not an aggregate");
   decrypted_nonce = nonce;
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(crypto::PartialDecryption part, crypto::PartialDecrypt(*o.public_key, o.share, cts, o.threads));
-  if (o.tamper_partial) o.tamper_partial(part);
+  ASSIGN_OR_RETURN(crypto::PartialDecryption part,
+                   crypto::PartialDecrypt(*o.public_key, o.share, cts, o.threads));
+  if (hooks.tamper_partial) hooks.tamper_partial(part);
   v1::Partial pd;
   pd.set_index(part.index);
   pd.set_share_bytes(static_cast<uint32_t>(width));
-  pd.set_shares(EncodeBigints(part.shares, width));
-  auto bytes_of = [](const mpz_class& x) {
-    std::string s((mpz_sizeinbase(x.get_mpz_t(), 2) + 7) / 8, '\0');
-    size_t n = 0;
-    if (x != 0) mpz_export(s.data(), &n, 1, 1, 1, 0, x.get_mpz_t());
-    return s;
-  };
-  pd.set_proof_e(bytes_of(part.proof.e));
-  pd.set_proof_z(bytes_of(part.proof.z));
-  spdlog::info("{}: round {}: partial decryption of {} ciphertexts in {:.2f} s", o.party, round, cts.size(),
+  pd.set_shares(crypto::EncodeFixedWidth(part.shares, width));
+  crypto::EncodedProof proof = crypto::EncodeProof(part.proof);
+  pd.set_proof_e(proof.e);
+  pd.set_proof_z(proof.z);
+  spdlog::info("{}: round {}: partial decryption of {} ciphertexts in {:.2f} s", o.party, round,
+               cts.size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  if (!SendPayload(c, v1::PARTIAL, pd.SerializeAsString())) return Unavailable("connection lost during decryption");
+  if (!SendPayload(c, v1::PARTIAL, pd.SerializeAsString()))
+    return Unavailable("connection lost during decryption");
   return Status::OK();
 }
 
@@ -180,7 +199,7 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
   h->set_key_fingerprint(o.public_key ? o.public_key->fingerprint() : "");
   h->set_num_examples(o.data->train.size());
   for (int64_t d : o.data->input_shape) h->add_input_shape(d);
-  h->set_outputs(o.data->task == data::Task::kBinary ? 1
+  h->set_outputs(o.data->task == data::Task::kBinary       ? 1
                  : o.data->task == data::Task::kMulticlass ? o.data->num_classes
                                                            : o.data->train.y.size(1));
   h->set_task(data::TaskName(o.data->task));
@@ -196,7 +215,8 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
     }
     if (e.has_welcome()) {
       welcomed = true;
-      spdlog::info("{}: connected (key share {}), next round {}", o.party, e.welcome().index(), e.welcome().next_round());
+      spdlog::info("{}: connected (key share {}), next round {}", o.party, e.welcome().index(),
+                   e.welcome().next_round());
     } else if (e.has_notice()) {
       switch (e.notice().code()) {
         case v1::Notice::FINISHED:
@@ -204,11 +224,13 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
           spdlog::info("{}: the coordinator finished training after round {}", o.party, hd.round());
           return Status::OK();
         case v1::Notice::ROUND_ABANDONED:
-          spdlog::warn("{}: round {} abandoned by the coordinator: {}", o.party, hd.round(), e.notice().message());
+          spdlog::warn("{}: round {} abandoned by the coordinator: {}", o.party, hd.round(),
+                       e.notice().message());
           break;
         case v1::Notice::REJECTED:
           spdlog::warn("{}: the coordinator rejected a message: {}", o.party, e.notice().message());
-          if (!welcomed) return PermissionDenied("coordinator refused this party: " + e.notice().message());
+          if (!welcomed)
+            return PermissionDenied("coordinator refused this party: " + e.notice().message());
           break;
         default:
           break;
@@ -226,12 +248,14 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
           nonce = hd.nonce();
           task_nonce.clear();
           st = HandleTask(c, task_in.Take());
-          if (st.code() == StatusCode::kCancelled || st.code() == StatusCode::kUnavailable) return st;
+          if (st.code() == StatusCode::kCancelled || st.code() == StatusCode::kUnavailable)
+            return st;
         }
         if (!st.ok()) Fail(c, static_cast<int64_t>(hd.round()), hd.nonce(), st.message());
       } else if (kind == v1::DECRYPT_REQUEST) {
         if (static_cast<int64_t>(hd.round()) != round || hd.nonce() != nonce) {
-          Fail(c, static_cast<int64_t>(hd.round()), hd.nonce(), "stale decryption request (not the current round)");
+          Fail(c, static_cast<int64_t>(hd.round()), hd.nonce(),
+               "stale decryption request (not the current round)");
           continue;
         }
         if (hd.nonce() != decrypt_nonce || !decrypt_in.started()) {
@@ -252,20 +276,27 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
   return stop ? Cancelled("stopped") : Unavailable("connection to the coordinator ended");
 }
 
-Participant::Participant(ParticipantOptions options) : impl_(std::make_unique<Impl>()) { impl_->o = std::move(options); }
+Participant::Participant(ParticipantOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->o = std::move(options);
+}
 Participant::~Participant() = default;
 int64_t Participant::rounds_trained() const { return impl_->rounds; }
 int64_t Participant::sessions() const { return impl_->sessions; }
 
 void Participant::Stop() {
   impl_->stop = true;
-  std::lock_guard<std::mutex> lock(impl_->conn_mu);
+  MutexLock lock(&impl_->conn_mu);
   if (impl_->current) impl_->current->Close();
+}
+
+void SetTestHooks(Participant& participant, ParticipantTestHooks hooks) {
+  participant.impl_->hooks = std::move(hooks);
 }
 
 Status Participant::Run(const Dialer& dial) {
   Impl& s = *impl_;
-  if (!s.o.data || s.o.party.empty() || s.o.consortium.empty()) return InvalidArgument("participant: party, consortium and data are required");
+  if (!s.o.data || s.o.party.empty() || s.o.consortium.empty())
+    return InvalidArgument("participant: party, consortium and data are required");
   std::mt19937_64 jitter(std::random_device{}());
   double backoff = s.o.backoff_initial_s;
   auto last_contact = std::chrono::steady_clock::now();
@@ -273,23 +304,27 @@ Status Participant::Run(const Dialer& dial) {
   while (!s.stop) {
     auto conn = dial();
     if (!conn.ok()) {
-      double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_contact).count();
+      double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - last_contact).count();
       if (s.o.give_up_after_s > 0 && waited > s.o.give_up_after_s) {
-        return Unavailable(s.o.party + ": gave up after " + std::to_string(static_cast<int>(waited)) + " s: " +
-                           conn.status().message());
+        return Unavailable(s.o.party + ": gave up after " +
+                           std::to_string(static_cast<int>(waited)) +
+                           " s: " + conn.status().message());
       }
-      if (!warned) spdlog::warn("{}: {}; retrying with backoff", s.o.party, conn.status().message());
+      if (!warned)
+        spdlog::warn("{}: {}; retrying with backoff", s.o.party, conn.status().message());
       warned = true;
       // Full jitter (AWS architecture blog): spreads reconnects of many parties after an outage.
       double sleep = std::uniform_real_distribution<double>(backoff / 2, backoff)(jitter);
-      for (double t = 0; t < sleep && !s.stop; t += 0.05) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      for (double t = 0; t < sleep && !s.stop; t += 0.05)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
       backoff = std::min(backoff * 2, s.o.backoff_max_s);
       continue;
     }
     ++s.sessions;
     warned = false;
     {
-      std::lock_guard<std::mutex> lock(s.conn_mu);
+      MutexLock lock(&s.conn_mu);
       s.current = conn->get();
     }
     if (s.stop) (*conn)->Close();
@@ -297,13 +332,14 @@ Status Participant::Run(const Dialer& dial) {
     s.welcomed = false;
     Status st = s.Session(**conn, &finished);
     {
-      std::lock_guard<std::mutex> lock(s.conn_mu);
+      MutexLock lock(&s.conn_mu);
       s.current = nullptr;
     }
     conn->reset();
     last_contact = std::chrono::steady_clock::now();
     if (finished) return Status::OK();
-    if (st.code() == StatusCode::kCancelled || st.code() == StatusCode::kPermissionDenied) return st;
+    if (st.code() == StatusCode::kCancelled || st.code() == StatusCode::kPermissionDenied)
+      return st;
     if (s.welcomed) backoff = s.o.backoff_initial_s;
     if (!s.stop) spdlog::warn("{}: {}; reconnecting", s.o.party, st.message());
   }

@@ -18,26 +18,24 @@
 namespace ronghe::fed {
 
 struct ParticipantOptions {
-  std::string consortium;                  // required
-  std::string party;                       // required: this party's name (its certificate's CN)
+  std::string consortium;  // required
+  std::string party;       // required: this party's name (its certificate's CN)
   std::shared_ptr<const crypto::ThresholdPublicKey> public_key;  // required for "paillier"
-  crypto::KeyShare share;                  // this party's key share (secret)
-  const data::LoadedData* data = nullptr;  // required: `train` is this party's training data
-  std::string data_json;                   // DataJson(): the schema announced in Hello
-  int threads = 0;                         // Default: 0 = all cores (encryption, decryption).
-  size_t chunk_bytes = kDefaultChunkBytes; // Default: 1 MiB.
-  double backoff_initial_s = 0.2;          // Default: 0.2 s before the first reconnect.
-  double backoff_max_s = 5;                // Default: 5 s at most between reconnects.
-  double give_up_after_s = 0;              // Default: 0 = never stop trying to reach the coordinator.
+  crypto::KeyShare share;                                        // this party's key share (secret)
+  const data::LoadedData* data = nullptr;   // required: `train` is this party's training data
+  std::string data_json;                    // DataJson(): the schema announced in Hello
+  int threads = 0;                          // Default: 0 = all cores (encryption, decryption).
+  size_t chunk_bytes = kDefaultChunkBytes;  // Default: 1 MiB.
+  double backoff_initial_s = 0.2;           // Default: 0.2 s before the first reconnect.
+  double backoff_max_s = 5;                 // Default: 5 s at most between reconnects.
+  double give_up_after_s = 0;  // Default: 0 = never stop trying to reach the coordinator.
   // Fault drills (demo and tests): on receiving this round's task, die. With `crash_process`
   // the process kills itself (SIGKILL); otherwise the connection is dropped and Run() returns.
   int64_t crash_at_round = 0;
   bool crash_process = true;
-  // Tests only: alter the partial decryption before it is sent (a cheating party).
-  std::function<void(crypto::PartialDecryption&)> tamper_partial;
-  // Tests only: sees the clipped plaintext update (to check it never crosses the wire).
-  std::function<void(const std::vector<float>&)> observe_update;
 };
+
+struct ParticipantTestHooks;  // testing.h
 
 using Dialer = std::function<Result<std::unique_ptr<Connection>>()>;
 
@@ -57,6 +55,7 @@ class Participant {
   struct Impl;
 
  private:
+  friend void SetTestHooks(Participant& participant, ParticipantTestHooks hooks);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -2,6 +2,7 @@
 // (split IID), over the in-memory transport (which serialises every message, so tests can read
 // the wire) and over real gRPC with mutual TLS on loopback. Keys are 1024-bit test keys.
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <atomic>
 #include <cmath>
@@ -9,15 +10,14 @@
 #include <mutex>
 #include <thread>
 
-#include <torch/torch.h>
-
 #include "ronghe/base/file.h"
 #include "ronghe/crypto/threshold.h"
 #include "ronghe/data/split.h"
 #include "ronghe/fed/coordinator.h"
 #include "ronghe/fed/grpc_transport.h"
 #include "ronghe/fed/participant.h"
-#include "ronghe/fed/pki.h"
+#include "ronghe/fed/testing.h"
+#include "ronghe/tls/x509.h"
 #include "ronghe/train/trainer.h"
 
 namespace ronghe::fed {
@@ -34,22 +34,26 @@ std::string PartyName(int i) { return "bank-" + std::to_string(i + 1); }
 
 const crypto::ThresholdKeys& Keys() {
   static const crypto::ThresholdKeys* keys = [] {
-    crypto::DealerOptions d{.bits = 1024, .parties = kParties, .threshold = kThreshold, .insecure_for_testing = true};
+    crypto::DealerOptions d{
+        .bits = 1024, .parties = kParties, .threshold = kThreshold, .insecure_for_testing = true};
     return new crypto::ThresholdKeys(std::move(crypto::DealThresholdKeys(d)).value());
   }();
   return *keys;
 }
 
 struct Pki {
-  PemPair ca, coordinator;
-  std::vector<PemPair> parties;
+  tls::PemPair ca, coordinator;
+  std::vector<tls::PemPair> parties;
 };
 const Pki& Certs() {
   static const Pki* pki = [] {
     auto* p = new Pki;
-    p->ca = MakeCa(kConsortium).value();
-    p->coordinator = MakeLeaf(p->ca, {kConsortium, "coordinator", {"localhost"}, {"127.0.0.1"}, true}).value();
-    for (int i = 0; i < kParties; ++i) p->parties.push_back(MakeLeaf(p->ca, {kConsortium, PartyName(i)}).value());
+    p->ca = tls::MakeCa(kConsortium).value();
+    p->coordinator =
+        tls::MakeLeaf(p->ca, {kConsortium, "coordinator", {"localhost"}, {"127.0.0.1"}, true})
+            .value();
+    for (int i = 0; i < kParties; ++i)
+      p->parties.push_back(tls::MakeLeaf(p->ca, {kConsortium, PartyName(i)}).value());
     return p;
   }();
   return *pki;
@@ -62,7 +66,8 @@ const std::vector<data::LoadedData>& PartyData() {
     data::DataOptions o = data::DefaultDataOptions("breast_cancer");
     auto all = data::LoadData(o, ResolveHome());
     if (!all.ok()) {
-      ADD_FAILURE() << "breast_cancer: " << all.status().ToString() << " (run scripts/fetch-data.sh)";
+      ADD_FAILURE() << "breast_cancer: " << all.status().ToString()
+                    << " (run scripts/fetch-data.sh)";
       return out;
     }
     auto idx = data::PartitionIid(all->train.size(), kParties, 7);
@@ -110,10 +115,10 @@ struct Scenario {
   std::string strategy = "fedavg";
   double prox_mu = 0;
   double noise_multiplier = 0;
-  int crash_party = -1;          // index of a party that dies...
-  int64_t crash_round = 0;       // ...on receiving this round's task
-  bool restart_crashed = false;  // and comes back at once
-  int tamper_party = -1;         // sends a wrong partial decryption
+  int crash_party = -1;            // index of a party that dies...
+  int64_t crash_round = 0;         // ...on receiving this round's task
+  bool restart_crashed = false;    // and comes back at once
+  int tamper_party = -1;           // sends a wrong partial decryption
   int stop_coordinator_after = 0;  // "kill" the coordinator after this round, then restart it
   std::map<int, Wrapped::Mutate> mutate;  // per party index
   WireTap tap;
@@ -133,7 +138,8 @@ class Harness {
   explicit Harness(Scenario s) : s_(std::move(s)) {
     std::string dir = ::testing::TempDir() + "/ronghe_fed_runtime";
     EXPECT_TRUE(MakeDirs(dir).ok());
-    std::string db = dir + "/" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".db";
+    std::string db =
+        dir + "/" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".db";
     store_ = std::move(store::RunStore::Open(db)).value();
   }
 
@@ -158,7 +164,7 @@ class Harness {
     o.local.set_prox_mu(s_.prox_mu);
     o.server.name = s_.strategy == "fedprox" ? "fedavg" : s_.strategy;
     if (o.server.name != "fedavg") o.server.lr = 0.01;
-    o.secure_aggregation = s_.secure;
+    o.secure_aggregation = ParseSecureAggregation(s_.secure).value();
     o.dp.noise_multiplier = s_.noise_multiplier;
     o.seed = 3;
     o.threads = 2;
@@ -195,11 +201,14 @@ class Harness {
           po.give_up_after_s = 60;
           po.crash_process = false;
           if (first && i == s_.crash_party) po.crash_at_round = s_.crash_round;
+          ParticipantTestHooks hooks;
           if (i == s_.tamper_party) {
-            po.tamper_partial = [](crypto::PartialDecryption& p) { p.shares[0] += 1; };
+            hooks.tamper_partial = [](crypto::PartialDecryption& p) { p.shares[0] += 1; };
           }
-          if (s_.observe) po.observe_update = [this, i](const std::vector<float>& u) { s_.observe(i, u); };
+          if (s_.observe)
+            hooks.observe_update = [this, i](const std::vector<float>& u) { s_.observe(i, u); };
           Participant part(po);
+          SetTestHooks(part, hooks);
           {
             std::lock_guard<std::mutex> lock(mu_);
             live_[i] = &part;
@@ -210,7 +219,8 @@ class Harness {
             live_[i] = nullptr;
           }
           sessions[i] += part.sessions();
-          if (st.code() == StatusCode::kCancelled && first && i == s_.crash_party && s_.restart_crashed) {
+          if (st.code() == StatusCode::kCancelled && first && i == s_.crash_party &&
+              s_.restart_crashed) {
             first = false;
             continue;
           }
@@ -247,13 +257,13 @@ class Harness {
  private:
   void StartCoordinator(int64_t resume) {
     CoordinatorOptions o = Options();
-    if (s_.stop_coordinator_after > 0 && resume == 0) {
-      o.after_round = [this](int64_t round) {
-        if (round == s_.stop_coordinator_after) coordinator_->Stop();
-      };
-    }
     auto c = Coordinator::Create(o, store_.get(), resume);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
+    if (s_.stop_coordinator_after > 0 && resume == 0) {
+      SetTestHooks(**c, {.after_round = [this](int64_t round) {
+        if (round == s_.stop_coordinator_after) coordinator_->Stop();
+      }});
+    }
     std::lock_guard<std::mutex> lock(mu_);
     coordinator_ = std::move(*c);
     if (s_.net == Net::kGrpc) {
@@ -263,7 +273,8 @@ class Harness {
       so.consortium = kConsortium;
       for (int i = 0; i < kParties; ++i) so.parties.insert(PartyName(i));
       Coordinator* coord = coordinator_.get();
-      auto server = GrpcServer::Start(so, [coord](const std::string& party, Connection& c) { coord->Serve(party, c); });
+      auto server = GrpcServer::Start(
+          so, [coord](const std::string& party, Connection& c) { coord->Serve(party, c); });
       ASSERT_TRUE(server.ok()) << server.status().ToString();
       server_ = std::move(*server);
       port_ = server_->port();  // a restarted coordinator listens where the first one did
@@ -294,7 +305,8 @@ class Harness {
       if (!up_) return Unavailable("coordinator down");
       auto [mine, theirs] = MakePipe(s_.tap);
       Coordinator* coord = coordinator_.get();
-      serve_threads_.emplace_back([coord, i, c = std::move(theirs)]() mutable { coord->Serve(PartyName(i), *c); });
+      serve_threads_.emplace_back(
+          [coord, i, c = std::move(theirs)]() mutable { coord->Serve(PartyName(i), *c); });
       conn = std::move(mine);
     } else {
       int port;
@@ -310,7 +322,9 @@ class Harness {
       ASSIGN_OR_RETURN(conn, GrpcDial(d));
     }
     auto it = s_.mutate.find(i);
-    auto m = it != s_.mutate.end() ? it->second : [](const v1::Envelope& e) { return std::vector<v1::Envelope>{e}; };
+    auto m = it != s_.mutate.end() ? it->second : [](const v1::Envelope& e) {
+      return std::vector<v1::Envelope>{e};
+    };
     return std::unique_ptr<Connection>(new Wrapped(std::move(conn), m, &rejected_));
   }
 
@@ -330,7 +344,8 @@ class Harness {
 double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   double m = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
   return m;
 }
 
@@ -387,7 +402,9 @@ TEST_P(FedRuntimeTest, ParticipantCrashingMidRoundDoesNotStallAndRejoins) {
   Outcome o = Harness(s).Run();
   ASSERT_TRUE(o.status.ok()) << o.status.ToString();
   ASSERT_EQ(o.result.rounds.size(), 4u);
-  auto has = [](const std::vector<std::string>& v, const std::string& x) { return std::count(v.begin(), v.end(), x) > 0; };
+  auto has = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::count(v.begin(), v.end(), x) > 0;
+  };
   EXPECT_TRUE(has(o.result.rounds[0].contributors, "bank-5"));
   EXPECT_FALSE(has(o.result.rounds[1].contributors, "bank-5"));
   EXPECT_EQ(o.result.rounds[1].contributors.size(), 4u);
@@ -411,7 +428,8 @@ TEST_P(FedRuntimeTest, TooFewParticipantsAbandonsTheRoundAndNeverProducesAModel)
   Outcome o = h.Run();
   ASSERT_FALSE(o.status.ok());
   EXPECT_NE(o.status.message().find("round 2 failed"), std::string::npos) << o.status.ToString();
-  EXPECT_NE(o.status.message().find("model of round 1 is kept"), std::string::npos) << o.status.ToString();
+  EXPECT_NE(o.status.message().find("model of round 1 is kept"), std::string::npos)
+      << o.status.ToString();
 }
 
 TEST_P(FedRuntimeTest, CoordinatorStoppedAfterARoundResumesToTheSameModel) {
@@ -429,7 +447,8 @@ TEST_P(FedRuntimeTest, CoordinatorStoppedAfterARoundResumesToTheSameModel) {
   ASSERT_EQ(resumed.result.rounds.size(), 2u);  // rounds 3 and 4 ran in the second coordinator
   EXPECT_EQ(resumed.result.rounds[0].round, 3);
   EXPECT_EQ(MaxAbsDiff(resumed.result.weights, clean.result.weights), 0.0);
-  for (auto& st : resumed.participant_status) EXPECT_TRUE(st.ok()) << st.ToString();  // reconnected by themselves
+  for (auto& st : resumed.participant_status)
+    EXPECT_TRUE(st.ok()) << st.ToString();  // reconnected by themselves
   for (int64_t n : resumed.sessions) EXPECT_GE(n, 2);
 }
 
@@ -446,7 +465,8 @@ TEST_P(FedRuntimeTest, WrongPartialDecryptionIsExcludedNamedAndReplaced) {
     EXPECT_EQ(r.decryptors.size(), 3u);
     EXPECT_EQ(std::count(r.decryptors.begin(), r.decryptors.end(), "bank-1"), 0);
     bool named = false;
-    for (auto& e : r.excluded) named |= e.rfind("bank-1: ", 0) == 0 && e.find("does not verify") != std::string::npos;
+    for (auto& e : r.excluded)
+      named |= e.rfind("bank-1: ", 0) == 0 && e.find("does not verify") != std::string::npos;
     EXPECT_TRUE(named) << (r.excluded.empty() ? "" : r.excluded[0]);
     EXPECT_EQ(r.contributors.size(), 5u);  // its update still counts: only its shares were bad
   }
@@ -478,7 +498,8 @@ TEST_P(FedRuntimeTest, ReplayedUploadIsRejectedAndChangesNothing) {
       }
     }
     v1::Envelope real = e;
-    if (e.header().seq() > 0 && !recorded->empty() && e.header().round() == 2) real.mutable_header()->set_seq(++*seq);
+    if (e.header().seq() > 0 && !recorded->empty() && e.header().round() == 2)
+      real.mutable_header()->set_seq(++*seq);
     out.push_back(real);
     return out;
   };
@@ -605,7 +626,8 @@ TEST(FedWireTest, NoPlaintextUpdateValueCrossesTheWire) {
         for (size_t i = 0; i + 1 < u.size(); ++i) {
           float pair[2] = {static_cast<float>(u[i] * w), static_cast<float>(u[i + 1] * w)};
           if (pair[0] == 0 || pair[1] == 0) continue;
-          if (wire.find(std::string(reinterpret_cast<char*>(pair), 8)) != std::string::npos) ++found_scaled;
+          if (wire.find(std::string(reinterpret_cast<char*>(pair), 8)) != std::string::npos)
+            ++found_scaled;
         }
       }
     }
@@ -643,19 +665,27 @@ TEST(FedGrpcTest, ClientsWithoutAConsortiumPartyCertificateAreRefused) {
     v1::Envelope e;
     return (*conn)->Recv(&e);  // refused streams end at once
   };
-  PemPair other_ca = MakeCa(kConsortium).value();
-  PemPair stranger = MakeLeaf(other_ca, {kConsortium, PartyName(0)}).value();
-  EXPECT_FALSE(try_session({Certs().ca.cert_pem, "", ""}));                            // no certificate
-  EXPECT_FALSE(try_session({Certs().ca.cert_pem, stranger.cert_pem, stranger.key_pem}));  // another CA
-  EXPECT_FALSE(try_session({Certs().ca.cert_pem, Certs().coordinator.cert_pem, Certs().coordinator.key_pem}));
-  EXPECT_FALSE(try_session({Certs().ca.cert_pem, Certs().parties[1].cert_pem, Certs().parties[1].key_pem}));  // not in the party list
+  tls::PemPair other_ca = tls::MakeCa(kConsortium).value();
+  tls::PemPair stranger = tls::MakeLeaf(other_ca, {kConsortium, PartyName(0)}).value();
+  EXPECT_FALSE(try_session({Certs().ca.cert_pem, "", ""}));  // no certificate
+  EXPECT_FALSE(
+      try_session({Certs().ca.cert_pem, stranger.cert_pem, stranger.key_pem}));  // another CA
+  EXPECT_FALSE(try_session(
+      {Certs().ca.cert_pem, Certs().coordinator.cert_pem, Certs().coordinator.key_pem}));
+  EXPECT_FALSE(try_session({Certs().ca.cert_pem, Certs().parties[1].cert_pem,
+                            Certs().parties[1].key_pem}));  // not in the party list
   EXPECT_EQ(sessions.load(), 0);
   // The real party gets through.
-  auto conn = GrpcDial({addr, {Certs().ca.cert_pem, Certs().parties[0].cert_pem, Certs().parties[0].key_pem}, "", 2});
+  auto conn =
+      GrpcDial({addr,
+                {Certs().ca.cert_pem, Certs().parties[0].cert_pem, Certs().parties[0].key_pem},
+                "",
+                2});
   ASSERT_TRUE(conn.ok()) << conn.status().ToString();
   v1::Envelope hello;
   ASSERT_TRUE((*conn)->Send(hello));
-  for (int i = 0; i < 100 && sessions.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && sessions.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(sessions.load(), 1);
   (*conn)->Close();
   (*server)->Shutdown();

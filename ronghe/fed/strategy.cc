@@ -10,7 +10,8 @@ namespace ronghe::fed {
 
 Result<ServerOptimizer> ServerOptimizer::Create(const ServerOptimizerOptions& o, int64_t size) {
   if (o.name != "fedavg" && o.name != "fedadam" && o.name != "fedyogi") {
-    return InvalidArgument("federation.strategy: unknown '" + o.name + "' (fedavg, fedprox, fedadam, fedyogi)");
+    return InvalidArgument("federation.strategy: unknown '" + o.name +
+                           "' (fedavg, fedprox, fedadam, fedyogi)");
   }
   if (!(o.lr > 0)) return InvalidArgument("federation.server_lr: must be > 0");
   if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) {
@@ -27,14 +28,16 @@ Result<ServerOptimizer> ServerOptimizer::Create(const ServerOptimizerOptions& o,
 }
 
 Status ServerOptimizer::Apply(const std::vector<float>& d, std::vector<float>* w) {
-  if (d.size() != w->size()) return InvalidArgument("server optimizer: update and model sizes differ");
+  if (d.size() != w->size())
+    return InvalidArgument("server optimizer: update and model sizes differ");
   const float lr = static_cast<float>(o_.lr);
   if (o_.name == "fedavg") {
     for (size_t i = 0; i < d.size(); ++i) (*w)[i] += lr * d[i];
     return Status::OK();
   }
   if (m_.size() != d.size()) return Internal("server optimizer: state has the wrong size");
-  const float b1 = static_cast<float>(o_.beta1), b2 = static_cast<float>(o_.beta2), tau = static_cast<float>(o_.tau);
+  const float b1 = static_cast<float>(o_.beta1), b2 = static_cast<float>(o_.beta2),
+              tau = static_cast<float>(o_.tau);
   const bool yogi = o_.name == "fedyogi";
   for (size_t i = 0; i < d.size(); ++i) {
     m_[i] = b1 * m_[i] + (1 - b1) * d[i];

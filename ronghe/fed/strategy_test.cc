@@ -1,8 +1,8 @@
 #include "ronghe/fed/strategy.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace ronghe::fed {
 namespace {
@@ -24,7 +24,8 @@ TEST(StrategyTest, FedAdamAndFedYogiFollowReddiEtAl) {
     std::vector<float> w = {0};
     ASSERT_TRUE(s->Apply({0.5f}, &w).ok());
     double m = 0.1 * 0.5, d2 = 0.25, v0 = 1e-6;
-    double v = name == "fedadam" ? 0.99 * v0 + 0.01 * d2 : v0 - 0.01 * d2 * ((v0 - d2) > 0 ? 1 : -1);
+    double v =
+        name == "fedadam" ? 0.99 * v0 + 0.01 * d2 : v0 - 0.01 * d2 * ((v0 - d2) > 0 ? 1 : -1);
     EXPECT_NEAR(w[0], 0.1 * m / (std::sqrt(v) + 1e-3), 1e-6) << name;
   }
   EXPECT_FALSE(ServerOptimizer::Create({.name = "fedsgd"}, 1).ok());

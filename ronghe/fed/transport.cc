@@ -1,8 +1,8 @@
 #include "ronghe/fed/transport.h"
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
+
+#include "ronghe/base/mutex.h"
 
 namespace ronghe::fed {
 
@@ -11,45 +11,49 @@ namespace {
 // Both directions of one pipe share this state; each message is serialised on Send and parsed
 // on Recv, as a network would.
 struct PipeState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::string> to_coordinator, to_participant;
-  bool closed = false;
-  WireTap tap;
+  Mutex mu;
+  CondVar cv;
+  std::deque<std::string> to_coordinator GUARDED_BY(mu), to_participant GUARDED_BY(mu);
+  bool closed GUARDED_BY(mu) = false;
+  WireTap tap GUARDED_BY(mu);
 };
 
 class PipeEnd : public Connection {
  public:
-  PipeEnd(std::shared_ptr<PipeState> s, bool is_participant) : s_(std::move(s)), participant_(is_participant) {}
+  PipeEnd(std::shared_ptr<PipeState> s, bool is_participant)
+      : s_(std::move(s)), participant_(is_participant) {}
   ~PipeEnd() override { Close(); }
 
   bool Send(const v1::Envelope& m) override {
     std::string bytes;
     if (!m.SerializeToString(&bytes)) return false;
-    std::lock_guard<std::mutex> lock(s_->mu);
+    MutexLock lock(&s_->mu);
     if (s_->closed) return false;
     if (s_->tap) s_->tap(bytes, participant_);
     (participant_ ? s_->to_coordinator : s_->to_participant).push_back(std::move(bytes));
-    s_->cv.notify_all();
+    s_->cv.NotifyAll();
     return true;
   }
 
   bool Recv(v1::Envelope* m) override {
-    std::unique_lock<std::mutex> lock(s_->mu);
+    MutexLock lock(&s_->mu);
     auto& q = participant_ ? s_->to_participant : s_->to_coordinator;
-    s_->cv.wait(lock, [&] { return s_->closed || !q.empty(); });
+    s_->cv.Wait(&s_->mu, [&] {
+      s_->mu.AssertHeld();
+      return s_->closed || !q.empty();
+    });
     // Like TCP: what was sent before the close is still delivered, then the stream ends.
     if (q.empty()) return false;
     std::string bytes = std::move(q.front());
     q.pop_front();
-    lock.unlock();
+    lock.Unlock();
     return m->ParseFromString(bytes);
   }
 
   void Close() override {
-    std::lock_guard<std::mutex> lock(s_->mu);
+    MutexLock lock(&s_->mu);
     s_->closed = true;
-    s_->cv.notify_all();
+    s_->cv.NotifyAll();
   }
 
  private:
@@ -61,7 +65,10 @@ class PipeEnd : public Connection {
 
 std::pair<std::unique_ptr<Connection>, std::unique_ptr<Connection>> MakePipe(WireTap tap) {
   auto s = std::make_shared<PipeState>();
-  s->tap = std::move(tap);
+  {
+    MutexLock lock(&s->mu);
+    s->tap = std::move(tap);
+  }
   return {std::make_unique<PipeEnd>(s, true), std::make_unique<PipeEnd>(s, false)};
 }
 

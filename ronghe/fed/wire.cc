@@ -1,37 +1,21 @@
 #include "ronghe/fed/wire.h"
 
 #include <openssl/rand.h>
+#include <torch/torch.h>
 
 #include <cstring>
 
-#include <torch/torch.h>
-
 namespace ronghe::fed {
 
-std::string EncodeBigints(const std::vector<mpz_class>& values, size_t width) {
-  std::string out(values.size() * width, '\0');
-  for (size_t i = 0; i < values.size(); ++i) {
-    size_t n = 0;
-    // Export to the right end of the slot: leading zero bytes stay zero.
-    size_t len = (mpz_sizeinbase(values[i].get_mpz_t(), 2) + 7) / 8;
-    if (mpz_sgn(values[i].get_mpz_t()) == 0) len = 0;
-    mpz_export(&out[i * width + (width - len)], &n, 1, 1, 1, 0, values[i].get_mpz_t());
-  }
-  return out;
+const char* SecureAggregationName(SecureAggregation mode) {
+  return mode == SecureAggregation::kPaillier ? "paillier" : "none";
 }
 
-Result<std::vector<mpz_class>> DecodeBigints(const std::string& bytes, size_t width,
-                                             size_t expected_count, const std::string& what) {
-  if (width == 0 || width > 4096) return InvalidArgument(what + ": ciphertext width " + std::to_string(width) + " is invalid");
-  if (bytes.size() != expected_count * width) {
-    return InvalidArgument(what + ": " + std::to_string(bytes.size()) + " bytes, expected " +
-                           std::to_string(expected_count) + " values of " + std::to_string(width) + " bytes");
-  }
-  std::vector<mpz_class> out(expected_count);
-  for (size_t i = 0; i < expected_count; ++i) {
-    mpz_import(out[i].get_mpz_t(), width, 1, 1, 1, 0, bytes.data() + i * width);
-  }
-  return out;
+Result<SecureAggregation> ParseSecureAggregation(const std::string& name) {
+  if (name == "paillier") return SecureAggregation::kPaillier;
+  if (name == "none") return SecureAggregation::kNone;
+  return InvalidArgument("secure_aggregation must be \"paillier\" or \"none\", not '" +
+                         name.substr(0, 64) + "'");
 }
 
 std::string EncodeFloats(const std::vector<float>& values) {
@@ -39,7 +23,8 @@ std::string EncodeFloats(const std::vector<float>& values) {
   return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
 }
 
-Result<std::vector<float>> DecodeFloats(const std::string& bytes, size_t expected_count, const std::string& what) {
+Result<std::vector<float>> DecodeFloats(const std::string& bytes, size_t expected_count,
+                                        const std::string& what) {
   if (bytes.size() != expected_count * sizeof(float)) {
     return InvalidArgument(what + ": " + std::to_string(bytes.size()) + " bytes, expected " +
                            std::to_string(expected_count) + " float32 values");
@@ -47,7 +32,8 @@ Result<std::vector<float>> DecodeFloats(const std::string& bytes, size_t expecte
   std::vector<float> out(expected_count);
   if (expected_count) std::memcpy(out.data(), bytes.data(), bytes.size());
   for (size_t i = 0; i < expected_count; ++i) {
-    if (!std::isfinite(out[i])) return InvalidArgument(what + ": value " + std::to_string(i) + " is not finite");
+    if (!std::isfinite(out[i]))
+      return InvalidArgument(what + ": value " + std::to_string(i) + " is not finite");
   }
   return out;
 }
@@ -75,14 +61,17 @@ std::vector<float> Flatten(const std::vector<std::pair<std::string, at::Tensor>>
   return out;
 }
 
-Status Unflatten(const std::vector<float>& flat, std::vector<std::pair<std::string, at::Tensor>>* state) {
+Status Unflatten(const std::vector<float>& flat,
+                 std::vector<std::pair<std::string, at::Tensor>>* state) {
   size_t at = 0;
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : *state) {
     if (t.scalar_type() != at::kFloat) continue;
     size_t n = static_cast<size_t>(t.numel());
-    if (at + n > flat.size()) return InvalidArgument("model update is shorter than the model (" + name + ")");
-    at::Tensor src = torch::from_blob(const_cast<float*>(flat.data() + at), t.sizes(), torch::kFloat);
+    if (at + n > flat.size())
+      return InvalidArgument("model update is shorter than the model (" + name + ")");
+    at::Tensor src =
+        torch::from_blob(const_cast<float*>(flat.data() + at), t.sizes(), torch::kFloat);
     t.copy_(src);
     at += n;
   }
@@ -110,14 +99,17 @@ Result<std::vector<std::pair<std::string, at::Tensor>>> StateFromProto(
     int64_t numel = 1;
     std::vector<int64_t> shape;
     for (int64_t d : pt.shape()) {
-      if (d < 0 || d > (int64_t{1} << 32)) return InvalidArgument(what + ": tensor " + pt.name() + " has a bad shape");
+      if (d < 0 || d > (int64_t{1} << 32))
+        return InvalidArgument(what + ": tensor " + pt.name() + " has a bad shape");
       numel *= d;
-      if (numel > (int64_t{1} << 32)) return InvalidArgument(what + ": tensor " + pt.name() + " is too large");
+      if (numel > (int64_t{1} << 32))
+        return InvalidArgument(what + ": tensor " + pt.name() + " is too large");
       shape.push_back(d);
     }
     if (static_cast<int64_t>(pt.data().size()) != numel * 4) {
-      return InvalidArgument(what + ": tensor " + pt.name() + " holds " + std::to_string(pt.data().size()) +
-                             " bytes for " + std::to_string(numel) + " float32 values");
+      return InvalidArgument(what + ": tensor " + pt.name() + " holds " +
+                             std::to_string(pt.data().size()) + " bytes for " +
+                             std::to_string(numel) + " float32 values");
     }
     at::Tensor t = torch::empty(shape, torch::kFloat);
     if (numel) std::memcpy(t.data_ptr(), pt.data().data(), pt.data().size());
@@ -126,9 +118,11 @@ Result<std::vector<std::pair<std::string, at::Tensor>>> StateFromProto(
   return out;
 }
 
-std::vector<v1::Chunk> SplitPayload(v1::PayloadKind kind, const std::string& payload, size_t chunk_bytes) {
+std::vector<v1::Chunk> SplitPayload(v1::PayloadKind kind, const std::string& payload,
+                                    size_t chunk_bytes) {
   if (chunk_bytes == 0) chunk_bytes = kDefaultChunkBytes;
-  uint32_t count = static_cast<uint32_t>(std::max<size_t>(1, (payload.size() + chunk_bytes - 1) / chunk_bytes));
+  uint32_t count =
+      static_cast<uint32_t>(std::max<size_t>(1, (payload.size() + chunk_bytes - 1) / chunk_bytes));
   std::vector<v1::Chunk> out(count);
   for (uint32_t i = 0; i < count; ++i) {
     out[i].set_kind(kind);
@@ -142,21 +136,23 @@ std::vector<v1::Chunk> SplitPayload(v1::PayloadKind kind, const std::string& pay
 
 Status Reassembler::Add(const v1::Chunk& c, const std::string& what) {
   if (c.kind() != kind_) {
-    return InvalidArgument(what + ": chunk of kind " + v1::PayloadKind_Name(c.kind()) + ", expected " +
-                           v1::PayloadKind_Name(kind_));
+    return InvalidArgument(what + ": chunk of kind " + v1::PayloadKind_Name(c.kind()) +
+                           ", expected " + v1::PayloadKind_Name(kind_));
   }
   if (c.count() == 0) return InvalidArgument(what + ": chunk count is 0");
   if (next_ == 0) {
     count_ = c.count();
     // Even empty chunks cost a message: refuse a declared count no real payload needs.
     if (count_ > max_bytes_ / 1024 + 16) {
-      return InvalidArgument(what + ": " + std::to_string(count_) + " chunks declared for at most " +
-                             std::to_string(max_bytes_) + " bytes");
+      return InvalidArgument(what + ": " + std::to_string(count_) +
+                             " chunks declared for at most " + std::to_string(max_bytes_) +
+                             " bytes");
     }
   }
   if (c.count() != count_ || c.index() != next_) {
-    return InvalidArgument(what + ": chunk " + std::to_string(c.index()) + "/" + std::to_string(c.count()) +
-                           " out of order (expected " + std::to_string(next_) + "/" + std::to_string(count_) + ")");
+    return InvalidArgument(what + ": chunk " + std::to_string(c.index()) + "/" +
+                           std::to_string(c.count()) + " out of order (expected " +
+                           std::to_string(next_) + "/" + std::to_string(count_) + ")");
   }
   if (data_.size() + c.data().size() > max_bytes_) {
     return InvalidArgument(what + ": payload exceeds " + std::to_string(max_bytes_) + " bytes");
@@ -168,7 +164,8 @@ Status Reassembler::Add(const v1::Chunk& c, const std::string& what) {
 
 std::string NewNonce() {
   std::string n(16, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(n.data()), 16) != 1) std::abort();  // no CSPRNG: never continue
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(n.data()), 16) != 1)
+    std::abort();  // no CSPRNG: never continue
   return n;
 }
 

@@ -2,14 +2,13 @@
 // model state, and the chunking that keeps every gRPC message small whatever the model size.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <gmpxx.h>
 
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "ronghe/base/status.h"
 #include "ronghe/fed/fed.pb.h"
@@ -18,14 +17,16 @@ namespace ronghe::fed {
 
 namespace v1 = ::ronghe::fed::v1;
 
+// How updates are aggregated: the plaintext FedAvg baseline, or threshold Paillier (the
+// coordinator sees only ciphertexts and the decrypted sum). On the wire and in config files by
+// name: "none" | "paillier".
+enum class SecureAggregation { kNone, kPaillier };
+const char* SecureAggregationName(SecureAggregation mode);
+// InvalidArgument for any other name.
+Result<SecureAggregation> ParseSecureAggregation(const std::string& name);
+
 // Default chunk size: 1 MiB, a quarter of gRPC's default 4 MiB receive limit.
 constexpr size_t kDefaultChunkBytes = 1 << 20;
-
-// Big-endian, `width` bytes each, concatenated. REQUIRES: every value fits in `width` bytes.
-std::string EncodeBigints(const std::vector<mpz_class>& values, size_t width);
-// The inverse; `what` names the payload in errors ("party bank-west: upload").
-Result<std::vector<mpz_class>> DecodeBigints(const std::string& bytes, size_t width,
-                                             size_t expected_count, const std::string& what);
 
 std::string EncodeFloats(const std::vector<float>& values);
 Result<std::vector<float>> DecodeFloats(const std::string& bytes, size_t expected_count,
@@ -42,7 +43,8 @@ struct FlatLayout {
 FlatLayout LayoutOf(const std::vector<std::pair<std::string, at::Tensor>>& state);
 std::vector<float> Flatten(const std::vector<std::pair<std::string, at::Tensor>>& state);
 // Writes `flat` back into the float tensors of `state` (in place).
-Status Unflatten(const std::vector<float>& flat, std::vector<std::pair<std::string, at::Tensor>>* state);
+Status Unflatten(const std::vector<float>& flat,
+                 std::vector<std::pair<std::string, at::Tensor>>* state);
 
 // Model state <-> protocol tensors (float32 only).
 void StateToProto(const std::vector<std::pair<std::string, at::Tensor>>& state,
@@ -51,7 +53,8 @@ Result<std::vector<std::pair<std::string, at::Tensor>>> StateFromProto(
     const google::protobuf::RepeatedPtrField<v1::Tensor>& tensors, const std::string& what);
 
 // Cuts a serialised payload into chunks of at most `chunk_bytes`.
-std::vector<v1::Chunk> SplitPayload(v1::PayloadKind kind, const std::string& payload, size_t chunk_bytes);
+std::vector<v1::Chunk> SplitPayload(v1::PayloadKind kind, const std::string& payload,
+                                    size_t chunk_bytes);
 
 // Reassembles one payload from its chunks, in order, refusing anything out of order, of another
 // kind, or larger than `max_bytes`.

@@ -7,19 +7,6 @@
 namespace ronghe::fed {
 namespace {
 
-TEST(WireTest, BigintsRoundTripAtFixedWidth) {
-  std::vector<mpz_class> v = {mpz_class(0), mpz_class(1), crypto::RandomBits(1000), crypto::RandomBits(1024)};
-  std::string bytes = EncodeBigints(v, 128);
-  EXPECT_EQ(bytes.size(), 4u * 128);
-  auto back = DecodeBigints(bytes, 128, 4, "test");
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(*back, v);
-  auto wrong = DecodeBigints(bytes, 128, 5, "party x: upload");
-  ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.status().message().find("party x: upload"), std::string::npos);
-  EXPECT_FALSE(DecodeBigints(bytes.substr(1), 128, 4, "t").ok());
-}
-
 TEST(WireTest, FloatsRefuseWrongLengthAndNonFinite) {
   std::vector<float> v = {1.5f, -2.0f, 0.0f};
   auto back = DecodeFloats(EncodeFloats(v), 3, "t");

@@ -27,7 +27,8 @@ Result<LoadedArtifact> LoadArtifact(const std::string& path) {
   auto bad = [&](const std::string& why) { return DataLoss(path + ": " + why); };
   const auto& m = f.meta;
   if (!m.is_object() || JsonString(m, "format") != kArtifactFormat) {
-    return bad("not a ronghe model artifact (manifest format is not '" + std::string(kArtifactFormat) + "')");
+    return bad("not a ronghe model artifact (manifest format is not '" +
+               std::string(kArtifactFormat) + "')");
   }
   if (!m.contains("format_version") || !m["format_version"].is_number_integer() ||
       m["format_version"].get<int>() != kArtifactVersion) {

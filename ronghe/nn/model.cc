@@ -29,14 +29,16 @@ struct CnnImpl : torch::nn::Module {
           int64_t out, double dropout) {
     int64_t prev = in_channels;
     for (int64_t c : channels) {
-      features->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(prev, c, 3).padding(1).bias(false)));
+      features->push_back(
+          torch::nn::Conv2d(torch::nn::Conv2dOptions(prev, c, 3).padding(1).bias(false)));
       features->push_back(torch::nn::BatchNorm2d(c));
       features->push_back(torch::nn::ReLU());
       features->push_back(torch::nn::MaxPool2d(2));
       prev = c;
     }
     // Adaptive pooling makes the head independent of the input resolution.
-    features->push_back(torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({pool, pool})));
+    features->push_back(
+        torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({pool, pool})));
     head->push_back(torch::nn::Flatten());
     head->push_back(torch::nn::Linear(prev * pool * pool, dense));
     head->push_back(torch::nn::ReLU());
@@ -66,7 +68,8 @@ struct LstmImpl : torch::nn::Module {
     auto packed = torch::nn::utils::rnn::pack_padded_sequence(x, lengths.to(torch::kInt64).cpu(),
                                                               /*batch_first=*/true,
                                                               /*enforce_sorted=*/false);
-    auto h = std::get<0>(std::get<1>(lstm->forward_with_packed_input(packed)));  // [layers, N, hidden]
+    auto h =
+        std::get<0>(std::get<1>(lstm->forward_with_packed_input(packed)));  // [layers, N, hidden]
     return proj->forward(h.select(0, h.size(0) - 1));
   }
   torch::nn::LSTM lstm;
@@ -89,9 +92,15 @@ struct Model::Impl {
 };
 
 nlohmann::json ModelConfig::ToJson() const {
-  return {{"kind", kind},         {"input_shape", input_shape}, {"outputs", outputs},
-          {"hidden", hidden},     {"dropout", dropout},         {"channels", channels},
-          {"pool_size", pool_size}, {"dense", dense},           {"lstm_hidden", lstm_hidden},
+  return {{"kind", kind},
+          {"input_shape", input_shape},
+          {"outputs", outputs},
+          {"hidden", hidden},
+          {"dropout", dropout},
+          {"channels", channels},
+          {"pool_size", pool_size},
+          {"dense", dense},
+          {"lstm_hidden", lstm_hidden},
           {"lstm_layers", lstm_layers}};
 }
 
@@ -126,7 +135,8 @@ Status ParseModelConfig(Config& cfg, ModelConfig* c) {
   RETURN_IF_ERROR(cfg.Get("model.dense", &c->dense));
   RETURN_IF_ERROR(cfg.Get("model.lstm_hidden", &c->lstm_hidden));
   RETURN_IF_ERROR(cfg.Get("model.lstm_layers", &c->lstm_layers));
-  if (c->dropout < 0 || c->dropout >= 1) return cfg.ValueError("model.dropout", "must lie in [0, 1)");
+  if (c->dropout < 0 || c->dropout >= 1)
+    return cfg.ValueError("model.dropout", "must lie in [0, 1)");
   for (int64_t h : c->hidden)
     if (h < 1) return cfg.ValueError("model.hidden", "widths must be >= 1");
   for (int64_t h : c->channels)
@@ -165,7 +175,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
         return InvalidArgument("lstm: needs sequence input [time, features], got " +
                                std::to_string(c.input_shape.size()) + " dimensions");
       }
-      auto lstm = std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs);
+      auto lstm =
+          std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs);
       impl->Set(lstm);
       impl->forward_packed = [lstm](const torch::Tensor& x, const torch::Tensor& len) {
         return lstm->forward_packed(x, len);
@@ -182,7 +193,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
 at::Tensor Model::Forward(const at::Tensor& x) { return impl_->forward(x); }
 
 at::Tensor Model::Forward(const at::Tensor& x, const at::Tensor& lengths) {
-  TORCH_CHECK(impl_->forward_packed, "sequence lengths apply to the lstm model only, not ", config_.kind);
+  TORCH_CHECK(impl_->forward_packed, "sequence lengths apply to the lstm model only, not ",
+              config_.kind);
   return impl_->forward_packed(x, lengths);
 }
 void Model::SetTraining(bool training) { impl_->module->train(training); }
@@ -215,7 +227,8 @@ Status Model::LoadState(const std::vector<std::pair<std::string, at::Tensor>>& s
     t.copy_(it->second);
     given.erase(it);
   }
-  if (!given.empty()) return DataLoss("unexpected tensor '" + given.begin()->first + "' for this model");
+  if (!given.empty())
+    return DataLoss("unexpected tensor '" + given.begin()->first + "' for this model");
   return Status::OK();
 }
 

@@ -2,14 +2,14 @@
 // Built on LibTorch modules, held behind a pimpl so this header stays light (no <torch/torch.h>).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/status.h"
@@ -21,19 +21,19 @@ class Module;
 namespace ronghe::nn {
 
 struct ModelConfig {
-  std::string kind;                          // "mlp" | "cnn" | "lstm" (required)
-  std::vector<int64_t> input_shape;          // one example; filled in from the data
-  int64_t outputs = 0;                       // logits (binary: 1) or forecast horizon; from data
+  std::string kind;                  // "mlp" | "cnn" | "lstm" (required)
+  std::vector<int64_t> input_shape;  // one example; filled in from the data
+  int64_t outputs = 0;               // logits (binary: 1) or forecast horizon; from data
   // mlp
-  std::vector<int64_t> hidden = {64, 32};    // Default: two hidden layers, 64 and 32 wide.
-  double dropout = 0.0;                      // Default: 0 (mlp and the cnn's dense layer).
+  std::vector<int64_t> hidden = {64, 32};  // Default: two hidden layers, 64 and 32 wide.
+  double dropout = 0.0;                    // Default: 0 (mlp and the cnn's dense layer).
   // cnn: conv3x3-BN-ReLU-maxpool2 per entry, then adaptive average pool and a dense layer.
   std::vector<int64_t> channels = {32, 64};  // Default: 32, 64.
   int64_t pool_size = 7;                     // Default: 7. Adaptive pool output side.
   int64_t dense = 128;                       // Default: 128.
   // lstm
-  int64_t lstm_hidden = 64;                  // Default: 64.
-  int64_t lstm_layers = 1;                   // Default: 1.
+  int64_t lstm_hidden = 64;  // Default: 64.
+  int64_t lstm_layers = 1;   // Default: 1.
 
   nlohmann::json ToJson() const;
   static Result<ModelConfig> FromJson(const nlohmann::json& j);

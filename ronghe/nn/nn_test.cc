@@ -1,8 +1,7 @@
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
@@ -89,7 +88,9 @@ TEST(ModelTest, CnnTakesEveryResolution) {
   auto m = Model::Create(c);
   ASSERT_TRUE(m.ok()) << m.status().message();
   for (int64_t side : {28, 56, 112}) {
-    EXPECT_EQ((*m)->Forward(torch::randn({2, 1, side, side})).sizes(), (std::vector<int64_t>{2, 10})) << side;
+    EXPECT_EQ((*m)->Forward(torch::randn({2, 1, side, side})).sizes(),
+              (std::vector<int64_t>{2, 10}))
+        << side;
   }
 }
 
@@ -138,7 +139,8 @@ TEST(ArtifactTest, RoundTripGivesIdenticalOutputs) {
   auto x = torch::randn({4, 1, 28, 28});
   auto want = (*m)->Forward(x);
   std::string path = TempPath("cnn.rhm");
-  ASSERT_TRUE(SaveArtifact(path, **m, {{"task", "multiclass"}, {"metrics", {{"accuracy", 0.9}}}}).ok());
+  ASSERT_TRUE(
+      SaveArtifact(path, **m, {{"task", "multiclass"}, {"metrics", {{"accuracy", 0.9}}}}).ok());
   auto loaded = LoadArtifact(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
   EXPECT_TRUE(torch::equal(loaded->model->Forward(x), want));
@@ -180,7 +182,8 @@ TEST(ArtifactTest, CorruptTruncatedOrTamperedFilesGiveErrorsNotCrashes) {
   f = *DecodeTensorFile(good, "x");
   f.meta["format"] = "pickle";
   ASSERT_TRUE(WriteTensorFile(bad_path, f).ok());
-  EXPECT_NE(LoadArtifact(bad_path).status().message().find("not a ronghe model"), std::string::npos);
+  EXPECT_NE(LoadArtifact(bad_path).status().message().find("not a ronghe model"),
+            std::string::npos);
   EXPECT_EQ(LoadArtifact(TempPath("missing.rhm")).status().code(), StatusCode::kNotFound);
 }
 
@@ -193,7 +196,10 @@ TEST(TensorFileTest, HostileHeadersAreRejected) {
   ASSERT_TRUE(decoded.ok());
   EXPECT_TRUE(torch::equal(*decoded->Get("a"), torch::arange(10, torch::kFloat32)));
   // Rewrite the header to claim a huge tensor, then re-seal the digest.
-  auto reseal = [](std::string body) { body.resize(body.size() - 32); return body + Sha256(body); };
+  auto reseal = [](std::string body) {
+    body.resize(body.size() - 32);
+    return body + Sha256(body);
+  };
   std::string b = good;
   size_t pos = b.find("\"nbytes\":40");
   ASSERT_NE(pos, std::string::npos);

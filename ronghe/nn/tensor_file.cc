@@ -95,12 +95,14 @@ std::string EncodeTensorFile(const TensorFile& file) {
 
 Result<TensorFile> DecodeTensorFile(const std::string& bytes, const std::string& source) {
   auto bad = [&](const std::string& why) { return DataLoss(source + ": " + why); };
-  if (bytes.size() < kFixed + kDigest) return bad("truncated (too short to be a ronghe tensor file)");
-  if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return bad("not a ronghe tensor file (bad magic)");
+  if (bytes.size() < kFixed + kDigest)
+    return bad("truncated (too short to be a ronghe tensor file)");
+  if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    return bad("not a ronghe tensor file (bad magic)");
   uint32_t version = static_cast<uint32_t>(GetLe(bytes, 8, 4));
   if (version != kVersion) {
-    return bad("format version " + std::to_string(version) + " is not supported (this ronghe reads " +
-               std::to_string(kVersion) + ")");
+    return bad("format version " + std::to_string(version) +
+               " is not supported (this ronghe reads " + std::to_string(kVersion) + ")");
   }
   size_t body = bytes.size() - kDigest;
   if (Sha256(std::string_view(bytes.data(), body)) != bytes.substr(body)) {

@@ -13,12 +13,12 @@
 // (signed models come with the marketplace). See docs/formats/model.md.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/status.h"
 

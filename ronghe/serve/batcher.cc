@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
+
+#include "ronghe/base/mutex.h"
 
 namespace ronghe::serve {
 
@@ -29,22 +29,23 @@ struct DynamicBatcher::State {
     Clock::time_point deadline;  // max() = none
     std::promise<Result<at::Tensor>> promise;
   };
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::deque<Pending>> queues;  // one per priority level
-  int64_t queued = 0;
-  bool stopping = false;
-  BatcherStats stats;
-  std::vector<std::thread> instances;
+  mutable Mutex mu;
+  CondVar cv;
+  std::vector<std::deque<Pending>> queues GUARDED_BY(mu);  // one per priority level
+  int64_t queued GUARDED_BY(mu) = 0;
+  bool stopping GUARDED_BY(mu) = false;
+  BatcherStats stats GUARDED_BY(mu);
+  std::vector<std::thread> instances;  // started by Create, joined by Shutdown
 
-  // Fails every queued request whose deadline passed. Called with mu held.
-  void ExpireLocked(Clock::time_point now) {
+  // Fails every queued request whose deadline passed.
+  void ExpireLocked(Clock::time_point now) REQUIRES(mu) {
     for (auto& q : queues) {
       for (auto it = q.begin(); it != q.end();) {
         if (it->deadline <= now) {
-          it->promise.set_value(DeadlineExceeded("request timed out after " +
-                                                 std::to_string(static_cast<int64_t>(Seconds(now - it->enqueued) * 1e6)) +
-                                                 " us in the queue"));
+          it->promise.set_value(DeadlineExceeded(
+              "request timed out after " +
+              std::to_string(static_cast<int64_t>(Seconds(now - it->enqueued) * 1e6)) +
+              " us in the queue"));
           ++stats.timed_out;
           --queued;
           it = q.erase(it);
@@ -56,8 +57,9 @@ struct DynamicBatcher::State {
   }
 
   // The requests the next batch would take, highest priority first, FIFO within a level, all of
-  // the first one's shape, within max_batch_size rows. Called with mu held.
-  std::vector<std::pair<int, size_t>> PickLocked(int64_t* rows, Clock::time_point* oldest) const {
+  // the first one's shape, within max_batch_size rows.
+  std::vector<std::pair<int, size_t>> PickLocked(int64_t* rows, Clock::time_point* oldest) const
+      REQUIRES(mu) {
     std::vector<std::pair<int, size_t>> picked;
     *rows = 0;
     *oldest = Clock::time_point::max();
@@ -86,18 +88,23 @@ struct DynamicBatcher::State {
     return picked;
   }
 
-  bool ReadyLocked(int64_t rows, Clock::time_point oldest, Clock::time_point now) const {
+  bool ReadyLocked(int64_t rows, Clock::time_point oldest, Clock::time_point now) const
+      REQUIRES(mu) {
     if (stopping || o.max_batch_size == 0 || rows >= o.max_batch_size) return true;
-    if (std::find(o.preferred_batch_sizes.begin(), o.preferred_batch_sizes.end(), rows) != o.preferred_batch_sizes.end()) {
+    if (std::find(o.preferred_batch_sizes.begin(), o.preferred_batch_sizes.end(), rows) !=
+        o.preferred_batch_sizes.end()) {
       return true;
     }
     return now >= oldest + std::chrono::microseconds(o.max_queue_delay_us);
   }
 
-  void Loop(int instance) {
-    std::unique_lock<std::mutex> lock(mu);
+  void Loop(int instance) EXCLUDES(mu) {
+    MutexLock lock(&mu);
     while (true) {
-      cv.wait(lock, [&] { return stopping || queued > 0; });
+      cv.Wait(&mu, [&] {
+        mu.AssertHeld();
+        return stopping || queued > 0;
+      });
       Clock::time_point now = Clock::now();
       ExpireLocked(now);
       if (queued == 0) {
@@ -112,7 +119,7 @@ struct DynamicBatcher::State {
         Clock::time_point until = oldest + std::chrono::microseconds(o.max_queue_delay_us);
         for (const auto& q : queues)
           for (const auto& r : q) until = std::min(until, r.deadline);
-        cv.wait_until(lock, until);
+        cv.WaitUntil(&mu, until);
         continue;
       }
       // Take the picked requests out, back to front so indices stay valid.
@@ -126,8 +133,8 @@ struct DynamicBatcher::State {
       std::reverse(batch.begin(), batch.end());
       queued -= static_cast<int64_t>(batch.size());
       for (const auto& r : batch) stats.queue_seconds += Seconds(now - r.enqueued);
-      lock.unlock();
-      cv.notify_all();  // room in the queue; another instance may take the rest
+      lock.Unlock();
+      cv.NotifyAll();  // room in the queue; another instance may take the rest
 
       std::vector<at::Tensor> inputs;
       for (const auto& r : batch) inputs.push_back(r.input);
@@ -137,7 +144,8 @@ struct DynamicBatcher::State {
         at::Tensor x = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
         out = run(instance, x);
         if (out.ok() && (!out->defined() || out->dim() == 0 || out->size(0) != rows)) {
-          out = Internal("the model returned " + std::to_string(out->defined() && out->dim() ? out->size(0) : 0) +
+          out = Internal("the model returned " +
+                         std::to_string(out->defined() && out->dim() ? out->size(0) : 0) +
                          " rows for a batch of " + std::to_string(rows));
         }
       } catch (const std::exception& e) {
@@ -145,7 +153,7 @@ struct DynamicBatcher::State {
       }
       double compute = Seconds(Clock::now() - start);
       // Count the batch before answering, so a client holding its answer sees it in the stats.
-      lock.lock();
+      lock.Lock();
       ++stats.batches;
       ++stats.batch_rows[rows];
       stats.compute_seconds += compute;
@@ -173,7 +181,8 @@ Status ValidateBatcherOptions(const BatcherOptions& o) {
   if (o.instances < 1) return InvalidArgument("instances must be >= 1");
   for (int64_t p : o.preferred_batch_sizes) {
     if (p < 1 || (o.max_batch_size > 0 && p > o.max_batch_size)) {
-      return InvalidArgument("preferred batch size " + std::to_string(p) + " is outside 1..max_batch_size");
+      return InvalidArgument("preferred batch size " + std::to_string(p) +
+                             " is outside 1..max_batch_size");
     }
   }
   return Status::OK();
@@ -189,7 +198,10 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const BatcherOpti
   auto s = std::make_unique<State>();
   s->o = o;
   s->run = std::move(run);
-  s->queues.resize(static_cast<size_t>(o.priority_levels));
+  {
+    MutexLock lock(&s->mu);
+    s->queues.resize(static_cast<size_t>(o.priority_levels));
+  }
   State* st = s.get();
   for (int i = 0; i < o.instances; ++i) s->instances.emplace_back([st, i] { st->Loop(i); });
   return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(std::move(s)));
@@ -199,7 +211,7 @@ std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
   State::Pending p;
   auto fut = p.promise.get_future();
   auto refuse = [&](Status st) {
-    std::lock_guard<std::mutex> lock(s_->mu);
+    MutexLock lock(&s_->mu);
     ++s_->stats.rejected;
     p.promise.set_value(std::move(st));
     return std::move(fut);
@@ -209,7 +221,8 @@ std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
   }
   if (s_->o.max_batch_size > 0 && req.input.size(0) > s_->o.max_batch_size) {
     return refuse(InvalidArgument("the input has " + std::to_string(req.input.size(0)) +
-                                  " rows, more than max_batch_size " + std::to_string(s_->o.max_batch_size)));
+                                  " rows, more than max_batch_size " +
+                                  std::to_string(s_->o.max_batch_size)));
   }
   if (req.priority < 0 || req.priority >= s_->o.priority_levels) {
     return refuse(InvalidArgument("priority " + std::to_string(req.priority) + " is outside 0.." +
@@ -219,9 +232,10 @@ std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
   p.shape.assign(req.input.sizes().begin() + 1, req.input.sizes().end());
   p.enqueued = Clock::now();
   int64_t timeout = req.timeout_us > 0 ? req.timeout_us : s_->o.default_timeout_us;
-  p.deadline = timeout > 0 ? p.enqueued + std::chrono::microseconds(timeout) : Clock::time_point::max();
+  p.deadline =
+      timeout > 0 ? p.enqueued + std::chrono::microseconds(timeout) : Clock::time_point::max();
   {
-    std::lock_guard<std::mutex> lock(s_->mu);
+    MutexLock lock(&s_->mu);
     if (s_->stopping) {
       ++s_->stats.rejected;
       p.promise.set_value(Unavailable("the model is shutting down"));
@@ -229,7 +243,8 @@ std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
     }
     if (s_->queued >= s_->o.max_queue_size) {
       ++s_->stats.rejected;
-      p.promise.set_value(ResourceExhausted("the queue is full (" + std::to_string(s_->o.max_queue_size) +
+      p.promise.set_value(ResourceExhausted("the queue is full (" +
+                                            std::to_string(s_->o.max_queue_size) +
                                             " requests); retry later"));
       return fut;
     }
@@ -237,28 +252,28 @@ std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
     ++s_->queued;
     ++s_->stats.requests;
   }
-  s_->cv.notify_one();
+  s_->cv.NotifyOne();
   return fut;
 }
 
 void DynamicBatcher::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(s_->mu);
+    MutexLock lock(&s_->mu);
     if (s_->stopping && s_->instances.empty()) return;
     s_->stopping = true;
   }
-  s_->cv.notify_all();
+  s_->cv.NotifyAll();
   for (auto& t : s_->instances) t.join();
   s_->instances.clear();
 }
 
 BatcherStats DynamicBatcher::Stats() const {
-  std::lock_guard<std::mutex> lock(s_->mu);
+  MutexLock lock(&s_->mu);
   return s_->stats;
 }
 
 int64_t DynamicBatcher::QueueSize() const {
-  std::lock_guard<std::mutex> lock(s_->mu);
+  MutexLock lock(&s_->mu);
   return s_->queued;
 }
 

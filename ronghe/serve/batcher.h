@@ -7,6 +7,8 @@
 // is never run. Shutdown() stops accepting and drains what is queued.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -14,37 +16,37 @@
 #include <memory>
 #include <vector>
 
-#include <ATen/core/Tensor.h>
-
 #include "ronghe/base/status.h"
 
 namespace ronghe::serve {
 
 struct BatcherOptions {
-  int64_t max_batch_size = 8;          // Default: 8 rows. 0 turns batching off: each request runs alone.
-  int64_t max_queue_delay_us = 100;    // Default: 100 us, how long the oldest request may wait for company.
-  std::vector<int64_t> preferred_batch_sizes;  // Default: none. A batch of one of these sizes runs at once.
-  int64_t max_queue_size = 1024;       // Default: 1024 queued requests; beyond, refused at once.
-  int priority_levels = 1;             // Default: 1. Priorities 0 (highest) .. levels-1.
-  int64_t default_timeout_us = 0;      // Default: 0 = none. Queue timeout of requests that set none.
-  int instances = 1;                   // Default: 1. Model instances, each running one batch at a time.
+  int64_t max_batch_size = 8;  // Default: 8 rows. 0 turns batching off: each request runs alone.
+  int64_t max_queue_delay_us =
+      100;  // Default: 100 us, how long the oldest request may wait for company.
+  std::vector<int64_t>
+      preferred_batch_sizes;       // Default: none. A batch of one of these sizes runs at once.
+  int64_t max_queue_size = 1024;   // Default: 1024 queued requests; beyond, refused at once.
+  int priority_levels = 1;         // Default: 1. Priorities 0 (highest) .. levels-1.
+  int64_t default_timeout_us = 0;  // Default: 0 = none. Queue timeout of requests that set none.
+  int instances = 1;               // Default: 1. Model instances, each running one batch at a time.
 };
 
 struct InferRequest {
-  at::Tensor input;        // [rows, ...]; requests batch together when their shapes after rows agree
-  int priority = 0;        // 0 = highest
+  at::Tensor input;  // [rows, ...]; requests batch together when their shapes after rows agree
+  int priority = 0;  // 0 = highest
   int64_t timeout_us = 0;  // 0 = the batcher's default
 };
 
 struct BatcherStats {
-  int64_t requests = 0;            // accepted
-  int64_t rejected = 0;            // queue full or invalid
+  int64_t requests = 0;  // accepted
+  int64_t rejected = 0;  // queue full or invalid
   int64_t timed_out = 0;
-  int64_t failed = 0;              // the model returned an error
+  int64_t failed = 0;  // the model returned an error
   int64_t batches = 0;
   std::map<int64_t, int64_t> batch_rows;  // rows per executed batch -> count
-  double queue_seconds = 0;        // summed over requests
-  double compute_seconds = 0;      // summed over batches
+  double queue_seconds = 0;               // summed over requests
+  double compute_seconds = 0;             // summed over batches
 };
 
 class DynamicBatcher {

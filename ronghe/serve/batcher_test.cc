@@ -1,13 +1,12 @@
 #include "ronghe/serve/batcher.h"
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <atomic>
 #include <future>
 #include <mutex>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace ronghe::serve {
 namespace {
@@ -65,8 +64,9 @@ TEST(BatcherTest, QueuedRequestsRunAsFullBatchesWithTheirOwnRows) {
 
 TEST(BatcherTest, MultiRowRequestsPreferredSizesAndBatchingOff) {
   HeldModel m;
-  auto b = DynamicBatcher::Create({.max_batch_size = 8, .max_queue_delay_us = 1000000,
-                                   .preferred_batch_sizes = {1, 4}}, m.Fn());
+  auto b = DynamicBatcher::Create(
+      {.max_batch_size = 8, .max_queue_delay_us = 1000000, .preferred_batch_sizes = {1, 4}},
+      m.Fn());
   ASSERT_TRUE(b.ok());
   auto held = (*b)->Submit({Row(-1)});
   m.entered.get_future().wait();
@@ -144,11 +144,13 @@ TEST(BatcherTest, HigherPriorityRunsFirstAndShapesDoNotMix) {
 }
 
 TEST(BatcherTest, ErrorsReachEveryRequestOfTheBatchAndShutdownDrains) {
-  auto b = DynamicBatcher::Create({.max_batch_size = 4, .max_queue_delay_us = 1000000, .instances = 2},
-                                  [](int, const at::Tensor& x) -> Result<at::Tensor> {
-                                    if (x[0][0].item<float>() < 0) return InvalidArgument("negative input");
-                                    return x;
-                                  });
+  auto b =
+      DynamicBatcher::Create({.max_batch_size = 4, .max_queue_delay_us = 1000000, .instances = 2},
+                             [](int, const at::Tensor& x) -> Result<at::Tensor> {
+                               if (x[0][0].item<float>() < 0)
+                                 return InvalidArgument("negative input");
+                               return x;
+                             });
   ASSERT_TRUE(b.ok());
   std::vector<std::future<Result<at::Tensor>>> futs;
   for (int i = 0; i < 3; ++i) futs.push_back((*b)->Submit({Row(float(i))}));
@@ -158,19 +160,24 @@ TEST(BatcherTest, ErrorsReachEveryRequestOfTheBatchAndShutdownDrains) {
   ASSERT_FALSE(after.ok());
   EXPECT_EQ(after.status().code(), StatusCode::kUnavailable);
 
-  auto bad = DynamicBatcher::Create({.max_batch_size = 4, .max_queue_delay_us = 0},
-                                    [](int, const at::Tensor&) -> Result<at::Tensor> { return InvalidArgument("broken model"); });
+  auto bad = DynamicBatcher::Create(
+      {.max_batch_size = 4, .max_queue_delay_us = 0},
+      [](int, const at::Tensor&) -> Result<at::Tensor> { return InvalidArgument("broken model"); });
   ASSERT_TRUE(bad.ok());
   auto r = (*bad)->Submit({Row(1)}).get();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "broken model");
-  EXPECT_FALSE(DynamicBatcher::Create({.max_batch_size = 4, .preferred_batch_sizes = {6}}, [](int, const at::Tensor& x) -> Result<at::Tensor> { return x; }).ok());
+  EXPECT_FALSE(
+      DynamicBatcher::Create({.max_batch_size = 4, .preferred_batch_sizes = {6}},
+                             [](int, const at::Tensor& x) -> Result<at::Tensor> { return x; })
+          .ok());
 }
 
 // Many client threads against two instances: every request gets exactly its own rows back.
 TEST(BatcherTest, ConcurrentClientsGetTheirOwnAnswers) {
-  auto b = DynamicBatcher::Create({.max_batch_size = 16, .max_queue_delay_us = 200, .instances = 2},
-                                  [](int, const at::Tensor& x) -> Result<at::Tensor> { return x * 2 + 1; });
+  auto b = DynamicBatcher::Create(
+      {.max_batch_size = 16, .max_queue_delay_us = 200, .instances = 2},
+      [](int, const at::Tensor& x) -> Result<at::Tensor> { return x * 2 + 1; });
   ASSERT_TRUE(b.ok());
   std::atomic<int> wrong{0};
   std::vector<std::thread> clients;

@@ -1,7 +1,7 @@
 #include "ronghe/serve/calibrate.h"
 
-#include <c10/core/InferenceMode.h>
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,8 +19,8 @@ namespace ronghe::serve {
 namespace {
 
 struct Scored {
-  at::Tensor conf;     // [n] light confidence
-  at::Tensor light_ok, full_ok;  // [n] bool
+  at::Tensor conf;                 // [n] light confidence
+  at::Tensor light_ok, full_ok;    // [n] bool
   double light_s = 0, full_s = 0;  // forward seconds over the split
 };
 
@@ -93,22 +93,27 @@ Result<CalibrateOutcome> Calibrate(const CalibrateRequest& req) {
   ASSIGN_OR_RETURN(std::string full_path, ArtifactOf(req.repo, rs.cascade.full));
   ASSIGN_OR_RETURN(nn::LoadedArtifact light, nn::LoadArtifact(light_path));
   ASSIGN_OR_RETURN(nn::LoadedArtifact full, nn::LoadArtifact(full_path));
-  auto load = [&](const nn::LoadedArtifact& a, const std::string& path) -> Result<data::LoadedData> {
+  auto load = [&](const nn::LoadedArtifact& a,
+                  const std::string& path) -> Result<data::LoadedData> {
     const auto& m = a.manifest;
     if (!m.contains("data") || !m.contains("preprocessing")) {
-      return DataLoss(path + ": manifest lacks data or preprocessing: calibration needs the model's data set");
+      return DataLoss(
+          path + ": manifest lacks data or preprocessing: calibration needs the model's data set");
     }
     ASSIGN_OR_RETURN(data::DataOptions o, data::DataOptions::FromJson(m["data"]));
     return data::LoadData(o, req.home, &m["preprocessing"]);
   };
   ASSIGN_OR_RETURN(data::LoadedData ld, load(light, light_path));
   ASSIGN_OR_RETURN(data::LoadedData fd, load(full, full_path));
-  if (ld.task == data::Task::kRegression) return InvalidArgument("a cascade routes classifiers only");
+  if (ld.task == data::Task::kRegression)
+    return InvalidArgument("a cascade routes classifiers only");
   bool binary = ld.task == data::Task::kBinary;
-  auto score = [&](const data::TensorData& l, const data::TensorData& f, const std::string& split) -> Result<Scored> {
+  auto score = [&](const data::TensorData& l, const data::TensorData& f,
+                   const std::string& split) -> Result<Scored> {
     if (l.size() != f.size() || !at::equal(l.y, f.y)) {
-      return FailedPrecondition("the light and full models' " + split +
-                                " splits differ (different data options or seeds): they cannot be compared");
+      return FailedPrecondition(
+          "the light and full models' " + split +
+          " splits differ (different data options or seeds): they cannot be compared");
     }
     Scored s;
     ASSIGN_OR_RETURN(at::Tensor lo, Logits(*light.model, l.x, &s.light_s));
@@ -154,8 +159,9 @@ Result<CalibrateOutcome> Calibrate(const CalibrateRequest& req) {
     }
   }
   if (best_k < 0) {
-    return FailedPrecondition("no threshold reaches accuracy " + std::to_string(out.target) +
-                              " on the validation split (full model alone: " + std::to_string(full_acc) + ")");
+    return FailedPrecondition(
+        "no threshold reaches accuracy " + std::to_string(out.target) +
+        " on the validation split (full model alone: " + std::to_string(full_acc) + ")");
   }
   out.threshold = best_k == n ? 1.0 + 1e-9 : c[best_k];
   if (out.threshold > 1.0) out.threshold = 1.0;  // conf < 1.0 escalates all but certain rows
@@ -170,7 +176,8 @@ Result<CalibrateOutcome> Calibrate(const CalibrateRequest& req) {
     t << out.threshold;
     // Replaces the value of the first `threshold = ...` line, keeping comments and layout.
     std::smatch m;
-    if (!std::regex_search(text, m, std::regex(R"((^|\n)([ \t]*threshold[ \t]*=[ \t]*)([^\n#]*))"))) {
+    if (!std::regex_search(text, m,
+                           std::regex(R"((^|\n)([ \t]*threshold[ \t]*=[ \t]*)([^\n#]*))"))) {
       return FailedPrecondition(path + ": found no `threshold = ...` line to update");
     }
     std::string rest = text.substr(static_cast<size_t>(m.position(3) + m.length(3)));

@@ -21,9 +21,9 @@ struct CalibrateRequest {
 
 struct CascadeQuality {
   int64_t rows = 0;
-  double escalated = 0;         // share of rows sent to the full model
+  double escalated = 0;  // share of rows sent to the full model
   double cascade_accuracy = 0, full_accuracy = 0, light_accuracy = 0;
-  double relative_cost = 0;     // cascade compute / full-only compute, from parameter counts
+  double relative_cost = 0;  // cascade compute / full-only compute, from parameter counts
 };
 
 struct CalibrateOutcome {

@@ -1,18 +1,16 @@
 #include "ronghe/serve/experiment.h"
 
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
-#include "ronghe/store/run_store.h"
+#include "ronghe/base/mutex.h"
+#include "ronghe/store/experiment_store.h"
 
 namespace ronghe::serve {
 
@@ -55,40 +53,6 @@ double Quantile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  Stmt& Bind(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& Bind(int i, double v) {
-    sqlite3_bind_double(s_, i, v);
-    return *this;
-  }
-  Stmt& Bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  int Step() { return sqlite3_step(s_); }
-  void Reset() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  std::string Text(int c) const {
-    const unsigned char* t = sqlite3_column_text(s_, c);
-    return t ? reinterpret_cast<const char*>(t) : "";
-  }
-  double Double(int c) const { return sqlite3_column_double(s_, c); }
-  int64_t Int(int c) const { return sqlite3_column_int64(s_, c); }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
-
 }  // namespace
 
 ExperimentTestResult MannWhitneyU(const std::vector<double>& a, const std::vector<double>& b) {
@@ -104,7 +68,8 @@ ExperimentTestResult MannWhitneyU(const std::vector<double>& a, const std::vecto
   while (i < all.size()) {
     size_t j = i;
     while (j + 1 < all.size() && all[j + 1].first == all[i].first) ++j;
-    double rank = (static_cast<double>(i) + static_cast<double>(j)) / 2.0 + 1.0;  // average rank of ties
+    double rank =
+        (static_cast<double>(i) + static_cast<double>(j)) / 2.0 + 1.0;  // average rank of ties
     double t = static_cast<double>(j - i + 1);
     tie_term += t * t * t - t;
     for (size_t k = i; k <= j; ++k) {
@@ -127,98 +92,60 @@ ExperimentTestResult TwoProportionZ(int64_t x1, int64_t n1, int64_t x2, int64_t 
   double p1 = static_cast<double>(x1) / static_cast<double>(n1);
   double p2 = static_cast<double>(x2) / static_cast<double>(n2);
   double p = static_cast<double>(x1 + x2) / static_cast<double>(n1 + n2);
-  double se = std::sqrt(p * (1 - p) * (1.0 / static_cast<double>(n1) + 1.0 / static_cast<double>(n2)));
+  double se =
+      std::sqrt(p * (1 - p) * (1.0 / static_cast<double>(n1) + 1.0 / static_cast<double>(n2)));
   if (!(se > 0)) return {};
   double z = (p2 - p1) / se;  // z > 0: the second proportion is higher
   return {z, NormalTwoSidedP(z)};
 }
 
 struct Experiments::Impl {
-  sqlite3* db = nullptr;
+  std::unique_ptr<store::ExperimentStore> db;
   std::string path;
   bool temporary = false;
-  struct Row {
-    std::string experiment, variant, request_id;
-    int64_t latency_us;
-    bool ok;
-    double at;
-  };
-  std::mutex mu;  // queue, decisions, counters
-  std::condition_variable cv;
-  std::vector<Row> queue;
-  bool stop = false;
-  bool writing = false;  // the writer holds rows taken from the queue and not yet committed
-  bool flush = false;    // someone waits in Flush(): write now rather than at the next tick
-  std::map<std::string, std::string> decided;  // experiment -> decided variant label
-  std::map<std::string, std::map<std::string, std::pair<int64_t, int64_t>>> counters;
+  Mutex mu;  // queue, decisions, counters
+  CondVar cv;
+  std::vector<store::ExperimentRequestRecord> queue GUARDED_BY(mu);
+  bool stop GUARDED_BY(mu) = false;
+  bool writing GUARDED_BY(mu) =
+      false;  // the writer holds rows taken from the queue and not yet committed
+  bool flush GUARDED_BY(mu) =
+      false;  // someone waits in Flush(): write now rather than at the next tick
+  std::map<std::string, std::string> decided GUARDED_BY(mu);  // experiment -> decided variant label
+  std::map<std::string, std::map<std::string, std::pair<int64_t, int64_t>>> counters GUARDED_BY(mu);
   std::thread writer;
-  std::mutex db_mu;  // one statement at a time on the connection
 
-  Status Exec(const char* sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string m = err ? err : "?";
-      sqlite3_free(err);
-      return Unavailable(path + ": sqlite: " + m);
-    }
-    return Status::OK();
+  void RefreshDecisions() EXCLUDES(mu) {
+    auto d = db->Decisions();
+    if (!d.ok()) return;  // the previous decisions stay in force until the store answers again
+    MutexLock l(&mu);
+    decided = std::move(*d);
   }
 
-  Status WriteRows(std::vector<Row>& rows) {
-    if (rows.empty()) return Status::OK();
-    std::lock_guard<std::mutex> l(db_mu);
-    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Stmt s(db, "INSERT INTO experiment_requests(experiment, request_id, variant, latency_us, ok, recorded_at) "
-               "VALUES (?, ?, ?, ?, ?, ?)");
-    if (!s.ok()) {
-      (void)Exec("ROLLBACK");
-      return Unavailable(path + ": sqlite: " + sqlite3_errmsg(db));
-    }
-    for (const Row& r : rows) {
-      s.Bind(1, r.experiment).Bind(2, r.request_id).Bind(3, r.variant).Bind(4, r.latency_us)
-          .Bind(5, static_cast<int64_t>(r.ok)).Bind(6, r.at);
-      if (s.Step() != SQLITE_DONE) {
-        (void)Exec("ROLLBACK");
-        return Unavailable(path + ": sqlite: " + sqlite3_errmsg(db));
-      }
-      s.Reset();
-    }
-    rows.clear();
-    return Exec("COMMIT");
-  }
-
-  void RefreshDecisions() {
-    std::map<std::string, std::string> d;
-    {
-      std::lock_guard<std::mutex> l(db_mu);
-      Stmt s(db, "SELECT name, decided_variant FROM experiments WHERE status != 'running'");
-      while (s.ok() && s.Step() == SQLITE_ROW) d[s.Text(0)] = s.Text(1);
-    }
-    std::lock_guard<std::mutex> l(mu);
-    decided = std::move(d);
-  }
-
-  void Loop() {
+  void Loop() EXCLUDES(mu) {
     auto last_refresh = std::chrono::steady_clock::now();
-    std::unique_lock<std::mutex> l(mu);
+    MutexLock l(&mu);
     while (true) {
-      cv.wait_for(l, std::chrono::milliseconds(200), [&] { return stop || flush || queue.size() >= 1000; });
+      cv.WaitFor(&mu, std::chrono::milliseconds(200), [&] {
+        mu.AssertHeld();
+        return stop || flush || queue.size() >= 1000;
+      });
       flush = false;
-      std::vector<Row> rows;
+      std::vector<store::ExperimentRequestRecord> rows;
       rows.swap(queue);
       writing = !rows.empty();
       bool stopping = stop;
-      l.unlock();
-      if (Status st = WriteRows(rows); !st.ok()) {
+      l.Unlock();
+      if (Status st = db->AddRequests(rows); !st.ok()) {
         std::fprintf(stderr, "ronghe serve: experiment records lost: %s\n", st.message().c_str());
       }
       if (std::chrono::steady_clock::now() - last_refresh > std::chrono::seconds(1)) {
         RefreshDecisions();
         last_refresh = std::chrono::steady_clock::now();
       }
-      l.lock();
+      l.Lock();
       writing = false;
-      cv.notify_all();  // wakes Flush()
+      cv.NotifyAll();  // wakes Flush()
       if (stopping && queue.empty()) return;
     }
   }
@@ -237,18 +164,7 @@ Result<std::unique_ptr<Experiments>> Experiments::Open(const std::string& db_pat
     impl->path = tmpl;
     impl->temporary = true;
   }
-  {
-    // Creates or migrates the schema (the experiment tables live in the run store's database).
-    ASSIGN_OR_RETURN(auto store, store::RunStore::Open(impl->path));
-  }
-  if (sqlite3_open_v2(impl->path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    std::string why = impl->db ? sqlite3_errmsg(impl->db) : "out of memory";
-    sqlite3_close(impl->db);
-    return IoError(impl->path + ": " + why);
-  }
-  sqlite3_busy_timeout(impl->db, 30000);
-  RETURN_IF_ERROR(impl->Exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
+  ASSIGN_OR_RETURN(impl->db, store::ExperimentStore::Open(impl->path));
   impl->RefreshDecisions();
   Impl* raw = impl.get();
   impl->writer = std::thread([raw] { raw->Loop(); });
@@ -257,12 +173,12 @@ Result<std::unique_ptr<Experiments>> Experiments::Open(const std::string& db_pat
 
 Experiments::~Experiments() {
   {
-    std::lock_guard<std::mutex> l(impl_->mu);
+    MutexLock l(&impl_->mu);
     impl_->stop = true;
   }
-  impl_->cv.notify_all();
+  impl_->cv.NotifyAll();
   if (impl_->writer.joinable()) impl_->writer.join();
-  sqlite3_close(impl_->db);
+  impl_->db.reset();
   if (impl_->temporary) {
     ::unlink(impl_->path.c_str());
     ::unlink((impl_->path + "-wal").c_str());
@@ -271,22 +187,13 @@ Experiments::~Experiments() {
 }
 
 Status Experiments::Register(const std::string& model, const ExperimentSettings& e) {
-  std::lock_guard<std::mutex> l(impl_->db_mu);
-  Stmt s(impl_->db,
-         "INSERT INTO experiments(name, model, variants_json, weights_json, sticky_key, status, created_at) "
-         "VALUES (?, ?, ?, ?, ?, 'running', ?) ON CONFLICT(name) DO UPDATE SET "
-         "model = excluded.model, variants_json = excluded.variants_json, "
-         "weights_json = excluded.weights_json, sticky_key = excluded.sticky_key");
-  if (!s.ok()) return Unavailable(impl_->path + ": sqlite: " + sqlite3_errmsg(impl_->db));
-  s.Bind(1, e.name).Bind(2, model).Bind(3, json(e.variants).dump()).Bind(4, json(e.weights).dump())
-      .Bind(5, e.sticky_key).Bind(6, UnixNow());
-  if (s.Step() != SQLITE_DONE) return Unavailable(impl_->path + ": sqlite: " + sqlite3_errmsg(impl_->db));
-  return Status::OK();
+  return impl_->db->Upsert({e.name, model, json(e.variants).dump(), json(e.weights).dump(),
+                            e.sticky_key, "running", ""});
 }
 
 int Experiments::Pick(const ExperimentSettings& e, const std::string& key) {
   {
-    std::lock_guard<std::mutex> l(impl_->mu);
+    MutexLock l(&impl_->mu);
     auto d = impl_->decided.find(e.name);
     if (d != impl_->decided.end()) {
       for (size_t i = 0; i < e.variants.size(); ++i) {
@@ -316,60 +223,46 @@ int Experiments::Pick(const ExperimentSettings& e, const std::string& key) {
 
 void Experiments::Record(const std::string& experiment, const std::string& variant,
                          const std::string& request_id, double latency_s, bool ok) {
-  std::lock_guard<std::mutex> l(impl_->mu);
+  MutexLock l(&impl_->mu);
   auto& c = impl_->counters[experiment][variant];
   ++c.first;
   if (!ok) ++c.second;
   // A decided experiment is over: its evidence stays as it was when decided, and the store does
   // not grow by a row per request for as long as the winner serves.
   if (impl_->decided.count(experiment)) return;
-  impl_->queue.push_back({experiment, variant, request_id, static_cast<int64_t>(latency_s * 1e6), ok, UnixNow()});
-  if (impl_->queue.size() >= 1000) impl_->cv.notify_all();
+  impl_->queue.push_back(
+      {experiment, variant, request_id, static_cast<int64_t>(latency_s * 1e6), ok, UnixNow()});
+  if (impl_->queue.size() >= 1000) impl_->cv.NotifyAll();
 }
 
 Status Experiments::Flush() {
-  std::unique_lock<std::mutex> l(impl_->mu);
-  impl_->flush = true;
-  impl_->cv.notify_all();
-  impl_->cv.wait(l, [&] { return (impl_->queue.empty() && !impl_->writing) || impl_->stop; });
+  Impl& s = *impl_;
+  MutexLock l(&s.mu);
+  s.flush = true;
+  s.cv.NotifyAll();
+  s.cv.Wait(&s.mu, [&] {
+    s.mu.AssertHeld();
+    return (s.queue.empty() && !s.writing) || s.stop;
+  });
   return Status::OK();
 }
 
-Status Experiments::Feedback(const std::string& experiment, const std::string& request_id, double outcome) {
+Status Experiments::Feedback(const std::string& experiment, const std::string& request_id,
+                             double outcome) {
   if (outcome != 0 && outcome != 1) return InvalidArgument("outcome must be 0 or 1");
   if (request_id.empty()) return InvalidArgument("feedback needs the request's id");
   RETURN_IF_ERROR(Flush());
-  std::lock_guard<std::mutex> l(impl_->db_mu);
-  {
-    Stmt s(impl_->db, "SELECT 1 FROM experiment_requests WHERE experiment = ? AND request_id = ? LIMIT 1");
-    s.Bind(1, experiment).Bind(2, request_id);
-    if (!s.ok() || s.Step() != SQLITE_ROW) {
-      return NotFound("experiment '" + experiment + "' has no request with id '" + request_id.substr(0, 128) + "'");
-    }
-  }
-  Stmt s(impl_->db, "INSERT OR REPLACE INTO experiment_feedback(experiment, request_id, outcome, recorded_at) "
-                    "VALUES (?, ?, ?, ?)");
-  s.Bind(1, experiment).Bind(2, request_id).Bind(3, outcome).Bind(4, UnixNow());
-  if (!s.ok() || s.Step() != SQLITE_DONE) return Unavailable(impl_->path + ": sqlite: " + sqlite3_errmsg(impl_->db));
-  return Status::OK();
+  return impl_->db->AddFeedback(experiment, request_id, outcome);
 }
 
 std::vector<std::string> Experiments::List() {
-  std::lock_guard<std::mutex> l(impl_->db_mu);
-  std::vector<std::string> out;
-  Stmt s(impl_->db, "SELECT name FROM experiments ORDER BY created_at");
-  while (s.ok() && s.Step() == SQLITE_ROW) out.push_back(s.Text(0));
-  return out;
+  auto names = impl_->db->Names();
+  return names.ok() ? *names : std::vector<std::string>{};
 }
 
-Status Experiments::Decide(const std::string& name, const std::string& status, const std::string& variant) {
-  {
-    std::lock_guard<std::mutex> l(impl_->db_mu);
-    Stmt s(impl_->db, "UPDATE experiments SET status = ?, decided_variant = ?, decided_at = ? WHERE name = ?");
-    s.Bind(1, status).Bind(2, variant).Bind(3, UnixNow()).Bind(4, name);
-    if (!s.ok() || s.Step() != SQLITE_DONE) return Unavailable(impl_->path + ": sqlite: " + sqlite3_errmsg(impl_->db));
-    if (sqlite3_changes(impl_->db) == 0) return NotFound("no experiment '" + name + "'");
-  }
+Status Experiments::Decide(const std::string& name, const std::string& status,
+                           const std::string& variant) {
+  RETURN_IF_ERROR(impl_->db->Decide(name, status, variant));
   impl_->RefreshDecisions();
   return Status::OK();
 }
@@ -377,44 +270,35 @@ Status Experiments::Decide(const std::string& name, const std::string& status, c
 Result<ExperimentReport> Experiments::Report(const std::string& name) {
   RETURN_IF_ERROR(Flush());
   ExperimentReport r;
-  std::lock_guard<std::mutex> l(impl_->db_mu);
-  {
-    Stmt s(impl_->db, "SELECT model, variants_json, weights_json, status, decided_variant FROM experiments WHERE name = ?");
-    s.Bind(1, name);
-    if (!s.ok() || s.Step() != SQLITE_ROW) return NotFound("no experiment '" + name.substr(0, 128) + "'");
-    r.name = name;
-    r.model = s.Text(0);
-    json v = json::parse(s.Text(1), nullptr, false), w = json::parse(s.Text(2), nullptr, false);
-    if (!v.is_array() || !w.is_array()) return DataLoss(impl_->path + ": experiment '" + name + "' is corrupt");
-    for (const auto& x : v) r.variants.push_back(x.is_string() ? x.get<std::string>() : x.dump());
-    for (const auto& x : w) r.weights.push_back(x.is_number() ? x.get<double>() : 0.0);
-    r.status = s.Text(3);
-    r.decided_variant = s.Text(4);
-  }
+  ASSIGN_OR_RETURN(store::ExperimentRecord rec, impl_->db->Get(name));
+  r.name = name;
+  r.model = rec.model;
+  json v = json::parse(rec.variants_json, nullptr, false),
+       w = json::parse(rec.weights_json, nullptr, false);
+  if (!v.is_array() || !w.is_array())
+    return DataLoss(impl_->path + ": experiment '" + name + "' is corrupt");
+  for (const auto& x : v) r.variants.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+  for (const auto& x : w) r.weights.push_back(x.is_number() ? x.get<double>() : 0.0);
+  r.status = rec.status;
+  r.decided_variant = rec.decided_variant;
   std::map<std::string, std::vector<double>> lat;
   std::map<std::string, VariantReport> by;
-  for (const auto& v : r.variants) by[v].variant = v;
-  {
-    Stmt s(impl_->db, "SELECT variant, latency_us, ok FROM experiment_requests WHERE experiment = ?");
-    s.Bind(1, name);
-    while (s.ok() && s.Step() == SQLITE_ROW) {
-      VariantReport& v = by[s.Text(0)];
-      v.variant = s.Text(0);
-      ++v.requests;
-      if (s.Int(2)) lat[v.variant].push_back(s.Double(1) / 1000.0);
-      else ++v.errors;
-    }
+  for (const auto& x : r.variants) by[x].variant = x;
+  ASSIGN_OR_RETURN(auto requests, impl_->db->Requests(name));
+  for (const auto& q : requests) {
+    VariantReport& x = by[q.variant];
+    x.variant = q.variant;
+    ++x.requests;
+    if (q.ok)
+      lat[x.variant].push_back(static_cast<double>(q.latency_us) / 1000.0);
+    else
+      ++x.errors;
   }
-  {
-    Stmt s(impl_->db,
-           "SELECT r.variant, f.outcome FROM experiment_feedback f JOIN experiment_requests r "
-           "ON r.experiment = f.experiment AND r.request_id = f.request_id WHERE f.experiment = ?");
-    s.Bind(1, name);
-    while (s.ok() && s.Step() == SQLITE_ROW) {
-      VariantReport& v = by[s.Text(0)];
-      ++v.feedback;
-      if (s.Double(1) == 1) ++v.positives;
-    }
+  ASSIGN_OR_RETURN(auto outcomes, impl_->db->Outcomes(name));
+  for (const auto& o : outcomes) {
+    VariantReport& x = by[o.variant];
+    ++x.feedback;
+    if (o.outcome == 1) ++x.positives;
   }
   for (const auto& v : r.variants) {
     VariantReport x = by[v];
@@ -429,7 +313,9 @@ Result<ExperimentReport> Experiments::Report(const std::string& name) {
   // Control = variant 0; the challenger compared is the other variant with the best outcome rate.
   double best = -1;
   for (size_t i = 1; i < r.stats.size(); ++i) {
-    double rate = r.stats[i].feedback ? static_cast<double>(r.stats[i].positives) / static_cast<double>(r.stats[i].feedback) : -0.5;
+    double rate = r.stats[i].feedback ? static_cast<double>(r.stats[i].positives) /
+                                            static_cast<double>(r.stats[i].feedback)
+                                      : -0.5;
     if (rate > best) {
       best = rate;
       r.compared = static_cast<int>(i);
@@ -448,32 +334,81 @@ Result<ExperimentReport> Experiments::Report(const std::string& name) {
   constexpr double kMaterialSlowdown = 0.10;  // a median more than 10% higher
   if (a.feedback < kMinFeedback || b.feedback < kMinFeedback) {
     r.verdict = "continue";
-    r.reason = "needs at least " + std::to_string(kMinFeedback) + " outcome labels per variant (have " +
-               std::to_string(a.feedback) + " and " + std::to_string(b.feedback) + ")";
+    r.reason = "needs at least " + std::to_string(kMinFeedback) +
+               " outcome labels per variant (have " + std::to_string(a.feedback) + " and " +
+               std::to_string(b.feedback) + ")";
   } else if (r.outcome_p < kAlpha && r.outcome_z < 0) {
     r.verdict = "rollback";
-    r.reason = "'" + b.variant + "' has a significantly lower outcome rate than '" + a.variant + "'";
+    r.reason =
+        "'" + b.variant + "' has a significantly lower outcome rate than '" + a.variant + "'";
   } else if (r.outcome_p < kAlpha && r.outcome_z > 0) {
     // Slower counts when it is both significant and material: with thousands of requests the
     // U test detects differences of a few microseconds that nobody would trade outcomes for.
-    bool slower = r.latency_p < kAlpha && r.latency_z > 0 && b.p50_ms > a.p50_ms * (1 + kMaterialSlowdown);
+    bool slower =
+        r.latency_p < kAlpha && r.latency_z > 0 && b.p50_ms > a.p50_ms * (1 + kMaterialSlowdown);
     if (slower) {
       r.verdict = "continue";
-      r.reason = "'" + b.variant + "' is better on outcomes but significantly and materially slower (median " +
-                 std::to_string(b.p50_ms) + " vs " + std::to_string(a.p50_ms) + " ms): a trade-off to decide";
+      r.reason = "'" + b.variant +
+                 "' is better on outcomes but significantly and materially slower (median " +
+                 std::to_string(b.p50_ms) + " vs " + std::to_string(a.p50_ms) +
+                 " ms): a trade-off to decide";
     } else {
       r.verdict = "promote";
-      r.reason = "'" + b.variant + "' has a significantly higher outcome rate and is not materially slower";
+      r.reason = "'" + b.variant +
+                 "' has a significantly higher outcome rate and is not materially slower";
     }
   } else {
     r.verdict = "continue";
-    r.reason = "no significant difference in outcomes yet (p = " + std::to_string(r.outcome_p) + ")";
+    r.reason =
+        "no significant difference in outcomes yet (p = " + std::to_string(r.outcome_p) + ")";
   }
   return r;
 }
 
-std::map<std::string, std::map<std::string, std::pair<int64_t, int64_t>>> Experiments::Counters() const {
-  std::lock_guard<std::mutex> l(impl_->mu);
+Result<std::string> Experiments::Conclude(const std::string& name, bool promote,
+                                          const std::string& variant) {
+  ASSIGN_OR_RETURN(ExperimentReport r, Report(name));
+  std::string v = variant;
+  if (v.empty())
+    v = promote ? r.stats[static_cast<size_t>(r.compared)].variant : r.stats[0].variant;
+  if (std::find(r.variants.begin(), r.variants.end(), v) == r.variants.end()) {
+    return InvalidArgument("experiment '" + r.name + "' has no variant '" + v + "'");
+  }
+  RETURN_IF_ERROR(Decide(r.name, promote ? "promoted" : "rolled_back", v));
+  return v;
+}
+
+json ReportJson(const ExperimentReport& r) {
+  json vars = json::array();
+  for (const auto& v : r.stats) {
+    vars.push_back({{"variant", v.variant},
+                    {"requests", v.requests},
+                    {"errors", v.errors},
+                    {"p50_ms", v.p50_ms},
+                    {"p99_ms", v.p99_ms},
+                    {"mean_ms", v.mean_ms},
+                    {"feedback", v.feedback},
+                    {"positives", v.positives}});
+  }
+  const size_t c = static_cast<size_t>(r.compared);
+  return {
+      {"name", r.name},
+      {"model", r.model},
+      {"status", r.status},
+      {"decided_variant", r.decided_variant},
+      {"variants", vars},
+      {"weights", r.weights},
+      {"compared",
+       {r.stats.empty() ? "" : r.stats[0].variant, r.stats.size() > c ? r.stats[c].variant : ""}},
+      {"latency_test", {{"name", "Mann-Whitney U"}, {"z", r.latency_z}, {"p", r.latency_p}}},
+      {"outcome_test", {{"name", "two-proportion z"}, {"z", r.outcome_z}, {"p", r.outcome_p}}},
+      {"verdict", r.verdict},
+      {"reason", r.reason}};
+}
+
+std::map<std::string, std::map<std::string, std::pair<int64_t, int64_t>>> Experiments::Counters()
+    const {
+  MutexLock l(&impl_->mu);
   return impl_->counters;
 }
 

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,17 +23,15 @@
 #include "ronghe/base/status.h"
 #include "ronghe/serve/repository.h"
 
-struct sqlite3;
-
 namespace ronghe::serve {
 
 struct VariantReport {
-  std::string variant;       // the label in the config ("champion", "2", ...)
+  std::string variant;  // the label in the config ("champion", "2", ...)
   int64_t requests = 0;
   int64_t errors = 0;
   double p50_ms = 0, p99_ms = 0, mean_ms = 0;
-  int64_t feedback = 0;      // requests with an outcome label
-  int64_t positives = 0;     // outcome == 1
+  int64_t feedback = 0;   // requests with an outcome label
+  int64_t positives = 0;  // outcome == 1
 };
 
 struct ExperimentReport {
@@ -55,6 +54,9 @@ struct ExperimentTestResult {
 ExperimentTestResult MannWhitneyU(const std::vector<double>& a, const std::vector<double>& b);
 ExperimentTestResult TwoProportionZ(int64_t x1, int64_t n1, int64_t x2, int64_t n2);
 
+// The report as JSON, for the HTTP endpoint and `ronghe experiments show --json` alike.
+nlohmann::json ReportJson(const ExperimentReport& report);
+
 class Experiments {
  public:
   // `db_path` "" keeps everything in memory (nothing survives the process).
@@ -68,8 +70,8 @@ class Experiments {
   int Pick(const ExperimentSettings& e, const std::string& key);
   // Queues one answered request; written in batches by a background thread. Once the experiment
   // is decided, requests only count in Counters(): the stored evidence ends with the decision.
-  void Record(const std::string& experiment, const std::string& variant, const std::string& request_id,
-              double latency_s, bool ok);
+  void Record(const std::string& experiment, const std::string& variant,
+              const std::string& request_id, double latency_s, bool ok);
   // An outcome label (0 or 1) for an earlier request of the experiment.
   Status Feedback(const std::string& experiment, const std::string& request_id, double outcome);
   Result<ExperimentReport> Report(const std::string& name);
@@ -77,6 +79,11 @@ class Experiments {
   // Ends the experiment: every later request goes to `variant` (promote: the challenger;
   // rollback: the control).
   Status Decide(const std::string& name, const std::string& status, const std::string& variant);
+  // Promote or roll back, as `ronghe experiments promote|rollback` and the HTTP endpoint do:
+  // `variant` "" = the report's compared challenger (promote) or the control (rollback).
+  // Returns the variant that now takes all default traffic.
+  Result<std::string> Conclude(const std::string& name, bool promote,
+                               const std::string& variant = "");
   Status Flush();
 
   // Live counters for /metrics: experiment -> variant -> {requests, errors}.

@@ -1,11 +1,12 @@
 #include "ronghe/serve/grpc.h"
 
-#include <grpcpp/grpcpp.h>
 #include <ATen/ATen.h>
+#include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <cstring>
 
+#include "ronghe/base/version.h"
 #include "ronghe/serve/inference.grpc.pb.h"
 
 namespace ronghe::serve {
@@ -17,27 +18,63 @@ namespace {
 grpc::Status ToGrpc(const Status& st) {
   grpc::StatusCode c;
   switch (st.code()) {
-    case StatusCode::kOk: return grpc::Status::OK;
-    case StatusCode::kInvalidArgument: c = grpc::StatusCode::INVALID_ARGUMENT; break;
-    case StatusCode::kNotFound: c = grpc::StatusCode::NOT_FOUND; break;
-    case StatusCode::kResourceExhausted: c = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
-    case StatusCode::kUnavailable: c = grpc::StatusCode::UNAVAILABLE; break;
-    case StatusCode::kDeadlineExceeded: c = grpc::StatusCode::DEADLINE_EXCEEDED; break;
-    case StatusCode::kFailedPrecondition: c = grpc::StatusCode::FAILED_PRECONDITION; break;
-    default: c = grpc::StatusCode::INTERNAL; break;
+    case StatusCode::kOk:
+      return grpc::Status::OK;
+    case StatusCode::kInvalidArgument:
+      c = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case StatusCode::kNotFound:
+      c = grpc::StatusCode::NOT_FOUND;
+      break;
+    case StatusCode::kResourceExhausted:
+      c = grpc::StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case StatusCode::kUnavailable:
+      c = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case StatusCode::kDeadlineExceeded:
+      c = grpc::StatusCode::DEADLINE_EXCEEDED;
+      break;
+    case StatusCode::kFailedPrecondition:
+      c = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    default:
+      c = grpc::StatusCode::INTERNAL;
+      break;
   }
   return grpc::Status(c, st.message());
+}
+
+// Every handler's body: an exception (a c10::Error from a model, a JSON type error) answers
+// INTERNAL with its message instead of ending the server.
+template <typename Fn>
+grpc::Status Guarded(Fn&& fn) {
+  grpc::Status out;
+  Status st = CatchAll([&] {
+    out = fn();
+    return Status::OK();
+  });
+  return st.ok() ? out : ToGrpc(st);
 }
 
 json ParamsToJson(const google::protobuf::Map<std::string, inference::InferParameter>& m) {
   json j = json::object();
   for (const auto& [k, v] : m) {
     switch (v.parameter_choice_case()) {
-      case inference::InferParameter::kBoolParam: j[k] = v.bool_param(); break;
-      case inference::InferParameter::kInt64Param: j[k] = v.int64_param(); break;
-      case inference::InferParameter::kStringParam: j[k] = v.string_param(); break;
-      case inference::InferParameter::kDoubleParam: j[k] = v.double_param(); break;
-      default: break;
+      case inference::InferParameter::kBoolParam:
+        j[k] = v.bool_param();
+        break;
+      case inference::InferParameter::kInt64Param:
+        j[k] = v.int64_param();
+        break;
+      case inference::InferParameter::kStringParam:
+        j[k] = v.string_param();
+        break;
+      case inference::InferParameter::kDoubleParam:
+        j[k] = v.double_param();
+        break;
+      default:
+        break;
     }
   }
   return j;
@@ -47,11 +84,16 @@ void JsonToParams(const json& j, google::protobuf::Map<std::string, inference::I
   for (auto it = j.begin(); it != j.end(); ++it) {
     inference::InferParameter p;
     const json& v = it.value();
-    if (v.is_boolean()) p.set_bool_param(v.get<bool>());
-    else if (v.is_number_integer()) p.set_int64_param(v.get<int64_t>());
-    else if (v.is_number()) p.set_double_param(v.get<double>());
-    else if (v.is_string()) p.set_string_param(v.get<std::string>());
-    else p.set_string_param(v.dump());  // arrays/objects (e.g. escalated rows) as JSON text
+    if (v.is_boolean())
+      p.set_bool_param(v.get<bool>());
+    else if (v.is_number_integer())
+      p.set_int64_param(v.get<int64_t>());
+    else if (v.is_number())
+      p.set_double_param(v.get<double>());
+    else if (v.is_string())
+      p.set_string_param(v.get<std::string>());
+    else
+      p.set_string_param(v.dump());  // arrays/objects (e.g. escalated rows) as JSON text
     (*m)[it.key()] = p;
   }
 }
@@ -59,27 +101,32 @@ void JsonToParams(const json& j, google::protobuf::Map<std::string, inference::I
 size_t ElementSize(DataType t) {
   switch (t) {
     case DataType::kBool:
-    case DataType::kUint8: return 1;
+    case DataType::kUint8:
+      return 1;
     case DataType::kInt32:
-    case DataType::kFp32: return 4;
-    default: return 8;
+    case DataType::kFp32:
+      return 4;
+    default:
+      return 8;
   }
 }
 
 template <typename T, typename Repeated>
 Status CopyContents(const Repeated& src, const std::string& field, int64_t n, InferTensor* t) {
   if (static_cast<int64_t>(src.size()) != n) {
-    return InvalidArgument(field + ": " + std::to_string(src.size()) + " values, but the shape holds " +
-                           std::to_string(n));
+    return InvalidArgument(field + ": " + std::to_string(src.size()) +
+                           " values, but the shape holds " + std::to_string(n));
   }
   T* out = t->tensor.data_ptr<T>();
   for (int64_t i = 0; i < n; ++i) {
     auto v = src.Get(static_cast<int>(i));
     if constexpr (std::is_same_v<T, uint8_t>) {
-      if (v > 255) return InvalidArgument(field + "[" + std::to_string(i) + "]: out of range for UINT8");
+      if (v > 255)
+        return InvalidArgument(field + "[" + std::to_string(i) + "]: out of range for UINT8");
     }
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      if (!std::isfinite(v)) return InvalidArgument(field + "[" + std::to_string(i) + "]: not finite");
+      if (!std::isfinite(v))
+        return InvalidArgument(field + "[" + std::to_string(i) + "]: not finite");
     }
     out[i] = static_cast<T>(v);
   }
@@ -111,7 +158,8 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
     int64_t n = 1;
     for (int64_t d : in.shape()) {
       if (d < 0) return InvalidArgument(field + ".shape: negative dimension");
-      if (d > 0 && n > budget / d) return InvalidArgument(field + ": more than " + std::to_string(kMaxElements) + " elements");
+      if (d > 0 && n > budget / d)
+        return InvalidArgument(field + ": more than " + std::to_string(kMaxElements) + " elements");
       n *= d;
       t.shape.push_back(d);
     }
@@ -128,7 +176,8 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
           uint32_t len;
           std::memcpy(&len, r.data() + pos, 4);
           pos += 4;
-          if (r.size() - pos < len) return InvalidArgument(field + ": BYTES element overruns its buffer");
+          if (r.size() - pos < len)
+            return InvalidArgument(field + ": BYTES element overruns its buffer");
           t.bytes.emplace_back(r.data() + pos, len);
           pos += len;
         }
@@ -136,7 +185,8 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
         for (const auto& b : in.contents().bytes_contents()) t.bytes.push_back(b);
       }
       if (static_cast<int64_t>(t.bytes.size()) != n) {
-        return InvalidArgument(field + ": " + std::to_string(t.bytes.size()) + " values, but the shape holds " + std::to_string(n));
+        return InvalidArgument(field + ": " + std::to_string(t.bytes.size()) +
+                               " values, but the shape holds " + std::to_string(n));
       }
       msg.inputs.push_back(std::move(t));
       continue;
@@ -151,7 +201,8 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
     if (raw) {
       const std::string& r = req.raw_input_contents(i);
       if (static_cast<int64_t>(r.size()) != n * static_cast<int64_t>(ElementSize(t.datatype))) {
-        return InvalidArgument(field + ": raw contents hold " + std::to_string(r.size()) + " bytes, the shape needs " +
+        return InvalidArgument(field + ": raw contents hold " + std::to_string(r.size()) +
+                               " bytes, the shape needs " +
                                std::to_string(n * static_cast<int64_t>(ElementSize(t.datatype))));
       }
       std::memcpy(t.tensor.data_ptr(), r.data(), r.size());
@@ -164,13 +215,26 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
       std::string cf = field + ".contents";
       Status s;
       switch (t.datatype) {
-        case DataType::kBool: s = CopyContents<bool>(c.bool_contents(), cf + ".bool_contents", n, &t); break;
-        case DataType::kUint8: s = CopyContents<uint8_t>(c.uint_contents(), cf + ".uint_contents", n, &t); break;
-        case DataType::kInt32: s = CopyContents<int32_t>(c.int_contents(), cf + ".int_contents", n, &t); break;
-        case DataType::kInt64: s = CopyContents<int64_t>(c.int64_contents(), cf + ".int64_contents", n, &t); break;
-        case DataType::kFp32: s = CopyContents<float>(c.fp32_contents(), cf + ".fp32_contents", n, &t); break;
-        case DataType::kFp64: s = CopyContents<double>(c.fp64_contents(), cf + ".fp64_contents", n, &t); break;
-        default: break;
+        case DataType::kBool:
+          s = CopyContents<bool>(c.bool_contents(), cf + ".bool_contents", n, &t);
+          break;
+        case DataType::kUint8:
+          s = CopyContents<uint8_t>(c.uint_contents(), cf + ".uint_contents", n, &t);
+          break;
+        case DataType::kInt32:
+          s = CopyContents<int32_t>(c.int_contents(), cf + ".int_contents", n, &t);
+          break;
+        case DataType::kInt64:
+          s = CopyContents<int64_t>(c.int64_contents(), cf + ".int64_contents", n, &t);
+          break;
+        case DataType::kFp32:
+          s = CopyContents<float>(c.fp32_contents(), cf + ".fp32_contents", n, &t);
+          break;
+        case DataType::kFp64:
+          s = CopyContents<double>(c.fp64_contents(), cf + ".fp64_contents", n, &t);
+          break;
+        default:
+          break;
       }
       RETURN_IF_ERROR(s);
     }
@@ -185,7 +249,8 @@ void ToProto(const InferTensor& t, inference::ModelInferResponse::InferOutputTen
   out->set_datatype(DataTypeName(t.datatype));
   for (int64_t d : t.shape) out->add_shape(d);
   auto* c = out->mutable_contents();
-  int64_t n = t.datatype == DataType::kBytes ? static_cast<int64_t>(t.bytes.size()) : t.tensor.numel();
+  int64_t n =
+      t.datatype == DataType::kBytes ? static_cast<int64_t>(t.bytes.size()) : t.tensor.numel();
   switch (t.datatype) {
     case DataType::kFp32: {
       const float* p = t.tensor.data_ptr<float>();
@@ -239,73 +304,90 @@ class Service final : public inference::GRPCInferenceService::Service {
   }
   grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest* q,
                           inference::ModelReadyResponse* r) override {
-    Status st = s_->ModelReady(q->name(), q->version());
-    if (!st.ok() && st.code() == StatusCode::kNotFound) return ToGrpc(st);
-    r->set_ready(st.ok());
-    return grpc::Status::OK;
+    return Guarded([&]() -> grpc::Status {
+      Status st = s_->ModelReady(q->name(), q->version());
+      if (!st.ok() && st.code() == StatusCode::kNotFound) return ToGrpc(st);
+      r->set_ready(st.ok());
+      return grpc::Status::OK;
+    });
   }
   grpc::Status ServerMetadata(grpc::ServerContext*, const inference::ServerMetadataRequest*,
                               inference::ServerMetadataResponse* r) override {
     r->set_name("ronghe");
-    r->set_version("0.1.0");
-    for (const char* e : {"model_repository", "statistics", "experiments", "cascade"}) r->add_extensions(e);
+    r->set_version(Version());
+    for (const char* e : {"model_repository", "statistics", "experiments", "cascade"})
+      r->add_extensions(e);
     return grpc::Status::OK;
   }
   grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest* q,
                              inference::ModelMetadataResponse* r) override {
-    auto j = s_->ModelMetadata(q->name(), q->version());
-    if (!j.ok()) return ToGrpc(j.status());
-    r->set_name((*j)["name"].get<std::string>());
-    r->set_platform((*j)["platform"].get<std::string>());
-    for (const auto& v : (*j)["versions"]) r->add_versions(v.get<std::string>());
-    for (const char* side : {"inputs", "outputs"}) {
-      for (const auto& t : (*j)[side]) {
-        auto* m = std::string(side) == "inputs" ? r->add_inputs() : r->add_outputs();
-        m->set_name(t["name"].get<std::string>());
-        m->set_datatype(t["datatype"].get<std::string>());
-        for (const auto& d : t["shape"]) m->add_shape(d.get<int64_t>());
+    return Guarded([&]() -> grpc::Status {
+      auto j = s_->ModelMetadata(q->name(), q->version());
+      if (!j.ok()) return ToGrpc(j.status());
+      r->set_name((*j)["name"].get<std::string>());
+      r->set_platform((*j)["platform"].get<std::string>());
+      for (const auto& v : (*j)["versions"]) r->add_versions(v.get<std::string>());
+      for (const char* side : {"inputs", "outputs"}) {
+        for (const auto& t : (*j)[side]) {
+          auto* m = std::string(side) == "inputs" ? r->add_inputs() : r->add_outputs();
+          m->set_name(t["name"].get<std::string>());
+          m->set_datatype(t["datatype"].get<std::string>());
+          for (const auto& d : t["shape"]) m->add_shape(d.get<int64_t>());
+        }
       }
-    }
-    return grpc::Status::OK;
+      return grpc::Status::OK;
+    });
   }
   grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* q,
                           inference::ModelInferResponse* r) override {
-    auto start = std::chrono::steady_clock::now();
-    auto msg = FromProto(*q);
-    Result<InferResult> res = msg.ok() ? s_->Infer(q->model_name(), q->model_version(), *msg)
-                                       : Result<InferResult>(msg.status());
-    if (res.ok()) {
-      r->set_model_name(res->model);
-      r->set_model_version(res->version);
-      r->set_id(q->id());
-      JsonToParams(res->parameters, r->mutable_parameters());
-      for (const auto& t : res->outputs) ToProto(t, r->add_outputs());
-    }
-    s_->AccessLog({{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
-                   {"protocol", "grpc"}, {"method", "ModelInfer"}, {"model", q->model_name()},
-                   {"version", res.ok() ? res->version : q->model_version()},
-                   {"status", res.ok() ? "OK" : res.status().message()},
-                   {"ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count()}});
-    return res.ok() ? grpc::Status::OK : ToGrpc(res.status());
+    return Guarded([&]() -> grpc::Status {
+      auto start = std::chrono::steady_clock::now();
+      auto msg = FromProto(*q);
+      Result<InferResult> res = msg.ok() ? s_->Infer(q->model_name(), q->model_version(), *msg)
+                                         : Result<InferResult>(msg.status());
+      if (res.ok()) {
+        r->set_model_name(res->model);
+        r->set_model_version(res->version);
+        r->set_id(q->id());
+        JsonToParams(res->parameters, r->mutable_parameters());
+        for (const auto& t : res->outputs) ToProto(t, r->add_outputs());
+      }
+      s_->AccessLog(
+          {{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                      .count()},
+           {"protocol", "grpc"},
+           {"method", "ModelInfer"},
+           {"model", q->model_name()},
+           {"version", res.ok() ? res->version : q->model_version()},
+           {"status", res.ok() ? "OK" : res.status().message()},
+           {"ms",
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                .count()}});
+      return res.ok() ? grpc::Status::OK : ToGrpc(res.status());
+    });
   }
   grpc::Status RepositoryIndex(grpc::ServerContext*, const inference::RepositoryIndexRequest*,
                                inference::RepositoryIndexResponse* r) override {
-    for (const auto& m : s_->RepositoryIndex()) {
-      auto* x = r->add_models();
-      x->set_name(m["name"].get<std::string>());
-      x->set_version(m.value("version", ""));
-      x->set_state(m["state"].get<std::string>());
-      x->set_reason(m.value("reason", ""));
-    }
-    return grpc::Status::OK;
+    return Guarded([&]() -> grpc::Status {
+      for (const auto& m : s_->RepositoryIndex()) {
+        auto* x = r->add_models();
+        x->set_name(m["name"].get<std::string>());
+        x->set_version(m.value("version", ""));
+        x->set_state(m["state"].get<std::string>());
+        x->set_reason(m.value("reason", ""));
+      }
+      return grpc::Status::OK;
+    });
   }
-  grpc::Status RepositoryModelLoad(grpc::ServerContext*, const inference::RepositoryModelLoadRequest* q,
+  grpc::Status RepositoryModelLoad(grpc::ServerContext*,
+                                   const inference::RepositoryModelLoadRequest* q,
                                    inference::RepositoryModelLoadResponse*) override {
-    return ToGrpc(s_->Load(q->model_name()));
+    return Guarded([&]() -> grpc::Status { return ToGrpc(s_->Load(q->model_name())); });
   }
-  grpc::Status RepositoryModelUnload(grpc::ServerContext*, const inference::RepositoryModelUnloadRequest* q,
+  grpc::Status RepositoryModelUnload(grpc::ServerContext*,
+                                     const inference::RepositoryModelUnloadRequest* q,
                                      inference::RepositoryModelUnloadResponse*) override {
-    return ToGrpc(s_->Unload(q->model_name()));
+    return Guarded([&]() -> grpc::Status { return ToGrpc(s_->Unload(q->model_name())); });
   }
 
  private:
@@ -323,18 +405,14 @@ struct GrpcFrontend::Impl {
 
 GrpcFrontend::GrpcFrontend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(InferenceServer* server, const GrpcOptions& o) {
+Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(InferenceServer* server,
+                                                          const GrpcOptions& o) {
   auto impl = std::make_unique<Impl>();
   impl->service = std::make_unique<Service>(server);
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (o.tls.enabled()) {
     ASSIGN_OR_RETURN(TlsMaterial tls, LoadTls(o.tls));
-    grpc::SslServerCredentialsOptions ssl(tls.client_ca_pem.empty()
-                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    ssl.pem_root_certs = tls.client_ca_pem;
-    ssl.pem_key_cert_pairs.push_back({tls.key_pem, tls.cert_pem});
-    creds = grpc::SslServerCredentials(ssl);
+    creds = tls::GrpcServerCredentials(tls.cert_pem, tls.key_pem, tls.client_ca_pem);
   }
   grpc::ServerBuilder b;
   b.AddListeningPort(o.host + ":" + std::to_string(o.port), creds, &impl->port);

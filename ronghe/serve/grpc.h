@@ -8,21 +8,26 @@
 
 #include "ronghe/base/status.h"
 #include "ronghe/serve/server.h"
-#include "ronghe/serve/tls.h"
+#include "ronghe/tls/tls.h"
 
 namespace ronghe::serve {
 
+using tls::LoadTls;
+using tls::TlsMaterial;
+using tls::TlsOptions;
+
 struct GrpcOptions {
-  std::string host = "0.0.0.0";       // Default: every interface.
-  int port = 8001;                    // Default: 8001 (Triton's). 0 = any free port.
+  std::string host = "0.0.0.0";          // Default: every interface.
+  int port = 8001;                       // Default: 8001 (Triton's). 0 = any free port.
   int64_t max_message_bytes = 16 << 20;  // Default: 16 MiB; larger: RESOURCE_EXHAUSTED.
-  TlsOptions tls;                     // Default: plaintext. With a certificate: TLS, and with a
-                                      // client CA, mutual TLS.
+  TlsOptions tls;                        // Default: plaintext. With a certificate: TLS, and with a
+                                         // client CA, mutual TLS.
 };
 
 class GrpcFrontend {
  public:
-  static Result<std::unique_ptr<GrpcFrontend>> Start(InferenceServer* server, const GrpcOptions& options);
+  static Result<std::unique_ptr<GrpcFrontend>> Start(InferenceServer* server,
+                                                     const GrpcOptions& options);
   ~GrpcFrontend();  // Stop()
   int port() const;
   // Stops accepting; calls in progress finish (bounded by 30 s).

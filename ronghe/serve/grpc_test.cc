@@ -1,17 +1,18 @@
-// The gRPC front end over loopback, called through the client class gRPC generates from inference.proto.
+// The gRPC front end over loopback, called through the client class gRPC generates from
+// inference.proto.
 #include "ronghe/serve/grpc.h"
 
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 
-#include <gtest/gtest.h>
-
 #include "ronghe/nn/artifact.h"
 #include "ronghe/serve/inference.grpc.pb.h"
+#include "ronghe/store/run_store.h"
 
 namespace ronghe::serve {
 namespace {
@@ -36,7 +37,7 @@ class GrpcTest : public ::testing::Test {
     ASSERT_TRUE(nn::SaveArtifact(art_, **m, {{"task", "multiclass"}}).ok());
     ServerOptions o;
     o.repository.dir = dir_ + "/repo";
-    o.store_path = dir_ + "/ronghe.db";
+    o.store_path = store::HomeStorePath(dir_);
     auto s = InferenceServer::Create(o);
     ASSERT_TRUE(s.ok()) << s.status().message();
     server_ = std::move(s).value();
@@ -46,8 +47,8 @@ class GrpcTest : public ::testing::Test {
     auto f = GrpcFrontend::Start(server_.get(), g);
     ASSERT_TRUE(f.ok()) << f.status().message();
     frontend_ = std::move(f).value();
-    client_ = inference::GRPCInferenceService::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(frontend_->port()), grpc::InsecureChannelCredentials()));
+    client_ = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(frontend_->port()), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     frontend_.reset();
@@ -101,7 +102,9 @@ TEST_F(GrpcTest, InferEqualsOfflinePredictionsWithTypedAndRawContents) {
     ASSERT_EQ(r.outputs_size(), 1);
     const auto& o = r.outputs(0);
     ASSERT_EQ(o.contents().fp32_contents_size(), 9);
-    at::Tensor got = torch::tensor(std::vector<float>(o.contents().fp32_contents().begin(), o.contents().fp32_contents().end())).view({3, 3});
+    at::Tensor got = torch::tensor(std::vector<float>(o.contents().fp32_contents().begin(),
+                                                      o.contents().fp32_contents().end()))
+                         .view({3, 3});
     EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << (raw ? "raw" : "typed");
   }
   grpc::ClientContext ctx;
@@ -128,7 +131,8 @@ TEST_F(GrpcTest, BadRequestsGetTheirCodes) {
   for (int i = 0; i < 3; ++i) in->mutable_contents()->add_fp32_contents(1.0f);  // one short
   grpc::Status st = call(q);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(st.error_message().find("3 values, but the shape holds 4"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("3 values, but the shape holds 4"), std::string::npos)
+      << st.error_message();
   in->mutable_contents()->add_fp32_contents(1.0f);
   q.set_model_name("nope");
   st = call(q);
@@ -137,7 +141,8 @@ TEST_F(GrpcTest, BadRequestsGetTheirCodes) {
   q.add_raw_input_contents("abc");  // wrong byte count
   st = call(q);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(st.error_message().find("raw contents hold 3 bytes"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("raw contents hold 3 bytes"), std::string::npos)
+      << st.error_message();
   q.clear_raw_input_contents();
   EXPECT_TRUE(call(q).ok());  // and it still serves
 }

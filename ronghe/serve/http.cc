@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "ronghe/base/openssl.h"
+#include "ronghe/base/version.h"
 #include "ronghe/serve/experiment.h"
 
 namespace ronghe::serve {
@@ -31,22 +32,6 @@ std::string Group(const httplib::Request& req, size_t i) {
   return req.matches.size() > i ? req.matches[i].str() : "";
 }
 
-json ReportJson(const ExperimentReport& r) {
-  json vars = json::array();
-  for (const auto& v : r.stats) {
-    vars.push_back({{"variant", v.variant}, {"requests", v.requests}, {"errors", v.errors},
-                    {"p50_ms", v.p50_ms}, {"p99_ms", v.p99_ms}, {"mean_ms", v.mean_ms},
-                    {"feedback", v.feedback}, {"positives", v.positives}});
-  }
-  return {{"name", r.name}, {"model", r.model}, {"status", r.status}, {"decided_variant", r.decided_variant},
-          {"variants", vars}, {"weights", r.weights},
-          {"compared", {r.stats.empty() ? "" : r.stats[0].variant,
-                        r.stats.size() > static_cast<size_t>(r.compared) ? r.stats[static_cast<size_t>(r.compared)].variant : ""}},
-          {"latency_test", {{"name", "Mann-Whitney U"}, {"z", r.latency_z}, {"p", r.latency_p}}},
-          {"outcome_test", {{"name", "two-proportion z"}, {"z", r.outcome_z}, {"p", r.outcome_p}}},
-          {"verdict", r.verdict}, {"reason", r.reason}};
-}
-
 }  // namespace
 
 struct HttpFrontend::Impl {
@@ -68,11 +53,19 @@ struct HttpFrontend::Impl {
         Reply(res, 500, ErrorBody(std::string("internal error: ") + e.what()));
       }
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-      json line = {{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
-                   {"remote", req.remote_addr}, {"method", req.method}, {"path", req.path},
-                   {"route", route}, {"status", res.status}, {"bytes_in", req.body.size()},
-                   {"bytes_out", res.body.size()}, {"ms", ms}};
-      if (res.has_header("x-ronghe-version")) line["version"] = res.get_header_value("x-ronghe-version");
+      json line = {
+          {"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                     .count()},
+          {"remote", req.remote_addr},
+          {"method", req.method},
+          {"path", req.path},
+          {"route", route},
+          {"status", res.status},
+          {"bytes_in", req.body.size()},
+          {"bytes_out", res.body.size()},
+          {"ms", ms}};
+      if (res.has_header("x-ronghe-version"))
+        line["version"] = res.get_header_value("x-ronghe-version");
       if (res.status >= 400 && res.body.size() < 512) {
         json b = json::parse(res.body, nullptr, false);
         if (b.is_object() && b.contains("error")) line["error"] = b["error"];
@@ -82,86 +75,104 @@ struct HttpFrontend::Impl {
   }
 
   void Routes() {
-    http->Get("/v2/health/live", Logged("live", [](const httplib::Request&, httplib::Response& res) {
-      Reply(res, 200, R"({"live":true})");
-    }));
-    http->Get("/v2/health/ready", Logged("ready", [this](const httplib::Request&, httplib::Response& res) {
-      bool ready = server->Ready();
-      Reply(res, ready ? 200 : 503, ready ? R"({"ready":true})" : R"({"ready":false})");
-    }));
-    http->Get("/v2", Logged("server", [](const httplib::Request&, httplib::Response& res) {
-      Reply(res, 200, json{{"name", "ronghe"}, {"version", "0.1.0"},
-                           {"extensions", {"model_repository", "statistics", "experiments", "cascade"}}}.dump());
-    }));
-    http->Get("/metrics", Logged("metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.status = 200;
-      res.set_content(server->Metrics(), "text/plain; version=0.0.4");
-    }));
+    http->Get("/v2/health/live",
+              Logged("live", [](const httplib::Request&, httplib::Response& res) {
+                Reply(res, 200, R"({"live":true})");
+              }));
+    http->Get("/v2/health/ready",
+              Logged("ready", [this](const httplib::Request&, httplib::Response& res) {
+                bool ready = server->Ready();
+                Reply(res, ready ? 200 : 503, ready ? R"({"ready":true})" : R"({"ready":false})");
+              }));
+    http->Get(
+        "/v2", Logged("server", [](const httplib::Request&, httplib::Response& res) {
+          Reply(res, 200,
+                json{{"name", "ronghe"},
+                     {"version", Version()},
+                     {"extensions", {"model_repository", "statistics", "experiments", "cascade"}}}
+                    .dump());
+        }));
+    http->Get("/metrics",
+              Logged("metrics", [this](const httplib::Request&, httplib::Response& res) {
+                res.status = 200;
+                res.set_content(server->Metrics(), "text/plain; version=0.0.4");
+              }));
     const std::string model = R"(/v2/models/([A-Za-z0-9_.\-]+)(?:/versions/([A-Za-z0-9_.\-]+))?)";
-    http->Post(model + "/infer", Logged("infer", [this](const httplib::Request& req, httplib::Response& res) {
-      auto msg = DecodeInferRequest(req.body);
-      if (!msg.ok()) return ReplyError(res, msg.status());
-      auto r = server->Infer(Group(req, 1), Group(req, 2), *msg);
-      if (!r.ok()) return ReplyError(res, r.status());
-      res.set_header("x-ronghe-version", r->model + ":" + r->version);
-      Reply(res, 200, EncodeInferResponse(r->model, r->version, msg->id, r->outputs, r->parameters));
-    }));
-    http->Get(model + "/ready", Logged("model_ready", [this](const httplib::Request& req, httplib::Response& res) {
-      Status st = server->ModelReady(Group(req, 1), Group(req, 2));
-      if (!st.ok()) return ReplyError(res, st);
-      Reply(res, 200, R"({"ready":true})");
-    }));
-    http->Get(model, Logged("model_metadata", [this](const httplib::Request& req, httplib::Response& res) {
-      auto j = server->ModelMetadata(Group(req, 1), Group(req, 2));
-      if (!j.ok()) return ReplyError(res, j.status());
-      Reply(res, 200, j->dump());
-    }));
-    http->Post(R"(/v2/models/([A-Za-z0-9_.\-]+)/feedback)", Logged("feedback", [this](const httplib::Request& req, httplib::Response& res) {
-      if (req.body.size() > 1 << 20) return ReplyError(res, InvalidArgument("feedback body over 1 MiB"));
-      json body = json::parse(req.body, nullptr, false);
-      if (body.is_discarded()) return ReplyError(res, InvalidArgument("feedback body is not valid JSON"));
-      Status st = server->Feedback(Group(req, 1), body);
-      if (!st.ok()) return ReplyError(res, st);
-      Reply(res, 200, "{}");
-    }));
-    auto index = Logged("repository_index", [this](const httplib::Request&, httplib::Response& res) {
-      Reply(res, 200, server->RepositoryIndex().dump());
-    });
+    http->Post(model + "/infer",
+               Logged("infer", [this](const httplib::Request& req, httplib::Response& res) {
+                 auto msg = DecodeInferRequest(req.body);
+                 if (!msg.ok()) return ReplyError(res, msg.status());
+                 auto r = server->Infer(Group(req, 1), Group(req, 2), *msg);
+                 if (!r.ok()) return ReplyError(res, r.status());
+                 res.set_header("x-ronghe-version", r->model + ":" + r->version);
+                 Reply(
+                     res, 200,
+                     EncodeInferResponse(r->model, r->version, msg->id, r->outputs, r->parameters));
+               }));
+    http->Get(model + "/ready",
+              Logged("model_ready", [this](const httplib::Request& req, httplib::Response& res) {
+                Status st = server->ModelReady(Group(req, 1), Group(req, 2));
+                if (!st.ok()) return ReplyError(res, st);
+                Reply(res, 200, R"({"ready":true})");
+              }));
+    http->Get(model,
+              Logged("model_metadata", [this](const httplib::Request& req, httplib::Response& res) {
+                auto j = server->ModelMetadata(Group(req, 1), Group(req, 2));
+                if (!j.ok()) return ReplyError(res, j.status());
+                Reply(res, 200, j->dump());
+              }));
+    http->Post(R"(/v2/models/([A-Za-z0-9_.\-]+)/feedback)",
+               Logged("feedback", [this](const httplib::Request& req, httplib::Response& res) {
+                 if (req.body.size() > 1 << 20)
+                   return ReplyError(res, InvalidArgument("feedback body over 1 MiB"));
+                 json body = json::parse(req.body, nullptr, false);
+                 if (body.is_discarded())
+                   return ReplyError(res, InvalidArgument("feedback body is not valid JSON"));
+                 Status st = server->Feedback(Group(req, 1), body);
+                 if (!st.ok()) return ReplyError(res, st);
+                 Reply(res, 200, "{}");
+               }));
+    auto index =
+        Logged("repository_index", [this](const httplib::Request&, httplib::Response& res) {
+          Reply(res, 200, server->RepositoryIndex().dump());
+        });
     http->Post("/v2/repository/index", index);
     http->Get("/v2/repository/index", index);
-    http->Post(R"(/v2/repository/models/([A-Za-z0-9_.\-]+)/(load|unload))",
-              Logged("repository_load", [this](const httplib::Request& req, httplib::Response& res) {
-                std::string m = Group(req, 1);
-                Status st = Group(req, 2) == "load" ? server->Load(m) : server->Unload(m);
-                if (!st.ok()) return ReplyError(res, st);
-                Reply(res, 200, "{}");
+    http->Post(
+        R"(/v2/repository/models/([A-Za-z0-9_.\-]+)/(load|unload))",
+        Logged("repository_load", [this](const httplib::Request& req, httplib::Response& res) {
+          std::string m = Group(req, 1);
+          Status st = Group(req, 2) == "load" ? server->Load(m) : server->Unload(m);
+          if (!st.ok()) return ReplyError(res, st);
+          Reply(res, 200, "{}");
+        }));
+    http->Get("/v2/experiments",
+              Logged("experiments", [this](const httplib::Request&, httplib::Response& res) {
+                Reply(res, 200, json(server->experiments()->List()).dump());
               }));
-    http->Get("/v2/experiments", Logged("experiments", [this](const httplib::Request&, httplib::Response& res) {
-      Reply(res, 200, json(server->experiments()->List()).dump());
-    }));
-    http->Get(R"(/v2/experiments/([A-Za-z0-9_.\-]+))", Logged("experiment", [this](const httplib::Request& req, httplib::Response& res) {
-      auto r = server->experiments()->Report(Group(req, 1));
-      if (!r.ok()) return ReplyError(res, r.status());
-      Reply(res, 200, ReportJson(*r).dump());
-    }));
-    http->Post(R"(/v2/experiments/([A-Za-z0-9_.\-]+)/(promote|rollback))",
-              Logged("experiment_decide", [this](const httplib::Request& req, httplib::Response& res) {
+    http->Get(R"(/v2/experiments/([A-Za-z0-9_.\-]+))",
+              Logged("experiment", [this](const httplib::Request& req, httplib::Response& res) {
                 auto r = server->experiments()->Report(Group(req, 1));
                 if (!r.ok()) return ReplyError(res, r.status());
-                bool promote = Group(req, 2) == "promote";
-                std::string variant = promote ? r->stats[static_cast<size_t>(r->compared)].variant : r->stats[0].variant;
-                json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
-                if (body.is_object() && body.contains("variant") && body["variant"].is_string()) {
-                  variant = body["variant"].get<std::string>();
-                }
-                if (std::find(r->variants.begin(), r->variants.end(), variant) == r->variants.end()) {
-                  return ReplyError(res, InvalidArgument("experiment '" + r->name + "' has no variant '" + variant + "'"));
-                }
-                Status st = server->experiments()->Decide(r->name, promote ? "promoted" : "rolled_back", variant);
-                if (!st.ok()) return ReplyError(res, st);
-                Reply(res, 200, json{{"experiment", r->name}, {"status", promote ? "promoted" : "rolled_back"},
-                                     {"variant", variant}}.dump());
+                Reply(res, 200, ReportJson(*r).dump());
               }));
+    http->Post(
+        R"(/v2/experiments/([A-Za-z0-9_.\-]+)/(promote|rollback))",
+        Logged("experiment_decide", [this](const httplib::Request& req, httplib::Response& res) {
+          bool promote = Group(req, 2) == "promote";
+          std::string variant;
+          json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+          if (body.is_object() && body.contains("variant") && body["variant"].is_string()) {
+            variant = body["variant"].get<std::string>();
+          }
+          auto chosen = server->experiments()->Conclude(Group(req, 1), promote, variant);
+          if (!chosen.ok()) return ReplyError(res, chosen.status());
+          Reply(res, 200,
+                json{{"experiment", Group(req, 1)},
+                     {"status", promote ? "promoted" : "rolled_back"},
+                     {"variant", *chosen}}
+                    .dump());
+        }));
     // Unrouted paths (404), bodies over the limit (413) and other library-made errors get the
     // protocol's {"error": ...} body instead of an empty one.
     http->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -171,22 +182,24 @@ struct HttpFrontend::Impl {
                                             : "HTTP " + std::to_string(res.status);
       res.set_content(ErrorBody(why), kJson);
     });
-    http->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string why = "internal error";
-      try {
-        if (ep) std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        why += std::string(": ") + e.what();
-      } catch (...) {
-      }
-      Reply(res, 500, ErrorBody(why));
-    });
+    http->set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string why = "internal error";
+          try {
+            if (ep) std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            why += std::string(": ") + e.what();
+          } catch (...) {
+          }
+          Reply(res, 500, ErrorBody(why));
+        });
   }
 };
 
 HttpFrontend::HttpFrontend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* server, const HttpOptions& options) {
+Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* server,
+                                                          const HttpOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->server = server;
   impl->options = options;
@@ -204,7 +217,8 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
       }
       if (!tls.client_ca_file.empty()) {
         STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str());
-        if (!names || SSL_CTX_load_verify_locations(&ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
+        if (!names ||
+            SSL_CTX_load_verify_locations(&ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
           if (names) sk_X509_NAME_pop_free(names, X509_NAME_free);
           return false;
         }
@@ -214,14 +228,17 @@ Result<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(InferenceServer* serve
       return true;
     });
     if (!ssl->is_valid()) {
-      return InvalidArgument(OpenSslError(options.tls.cert_file + ": OpenSSL refused the TLS set-up"));
+      return InvalidArgument(
+          OpenSslError(options.tls.cert_file + ": OpenSSL refused the TLS set-up"));
     }
     impl->http = std::move(ssl);
   } else {
     impl->http = std::make_unique<httplib::Server>();
   }
   int threads = std::max(1, options.threads);
-  impl->http->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  impl->http->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
   impl->http->set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
   impl->http->set_keep_alive_max_count(1000000);
   impl->http->set_tcp_nodelay(true);

@@ -14,25 +14,30 @@
 
 #include "ronghe/base/status.h"
 #include "ronghe/serve/server.h"
-#include "ronghe/serve/tls.h"
+#include "ronghe/tls/tls.h"
 
 namespace ronghe::serve {
 
+using tls::LoadTls;
+using tls::TlsMaterial;
+using tls::TlsOptions;
+
 struct HttpOptions {
-  std::string host = "0.0.0.0";   // Default: every interface.
-  int port = 8000;                // Default: 8000 (Triton's). 0 = any free port (tests).
-  int threads = 256;              // Default: 256 connection threads. cpp-httplib holds a thread
-                                  // per open connection (until it closes or idles 5 s), so more
-                                  // open connections than threads queue for seconds.
+  std::string host = "0.0.0.0";       // Default: every interface.
+  int port = 8000;                    // Default: 8000 (Triton's). 0 = any free port (tests).
+  int threads = 256;                  // Default: 256 connection threads. cpp-httplib holds a thread
+                                      // per open connection (until it closes or idles 5 s), so more
+                                      // open connections than threads queue for seconds.
   int64_t max_body_bytes = 16 << 20;  // Default: 16 MiB; larger bodies get 413.
-  TlsOptions tls;                 // Default: plaintext. With a certificate: HTTPS (TLS 1.2+), and
-                                  // with a client CA, mutual TLS.
+  TlsOptions tls;  // Default: plaintext. With a certificate: HTTPS (TLS 1.2+), and
+                   // with a client CA, mutual TLS.
 };
 
 class HttpFrontend {
  public:
   // Binds and starts serving on a background thread; an address in use is Unavailable.
-  static Result<std::unique_ptr<HttpFrontend>> Start(InferenceServer* server, const HttpOptions& options);
+  static Result<std::unique_ptr<HttpFrontend>> Start(InferenceServer* server,
+                                                     const HttpOptions& options);
   ~HttpFrontend();  // Stop()
 
   int port() const;

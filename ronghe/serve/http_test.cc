@@ -2,6 +2,7 @@
 // server in this process, cpp-httplib's client in test threads.
 #include "ronghe/serve/http.h"
 
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -12,11 +13,10 @@
 #include <regex>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "ronghe/base/file.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/serve/experiment.h"
+#include "ronghe/store/run_store.h"
 
 namespace ronghe::serve {
 namespace {
@@ -46,8 +46,10 @@ void WriteMlp(const std::string& path, int64_t seed, int64_t inputs = 6, int64_t
   json classes_json = json::array();
   for (int64_t i = 0; i < classes; ++i) classes_json.push_back("c" + std::to_string(i));
   fs::create_directories(fs::path(path).parent_path());
-  ASSERT_TRUE(nn::SaveArtifact(path, **m, {{"task", classes == 2 ? "binary" : "multiclass"},
-                                           {"classes", classes_json}}).ok());
+  ASSERT_TRUE(
+      nn::SaveArtifact(
+          path, **m, {{"task", classes == 2 ? "binary" : "multiclass"}, {"classes", classes_json}})
+          .ok());
 }
 
 void WriteText(const std::string& path, const std::string& text) {
@@ -65,7 +67,8 @@ at::Tensor Offline(const std::string& artifact, const at::Tensor& x) {
 
 json InferBody(const at::Tensor& x, const std::string& id = "", json params = json::object()) {
   std::vector<float> v(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
-  json b = {{"inputs", {{{"name", "input"}, {"datatype", "FP32"}, {"shape", x.sizes().vec()}, {"data", v}}}}};
+  json b = {{"inputs",
+             {{{"name", "input"}, {"datatype", "FP32"}, {"shape", x.sizes().vec()}, {"data", v}}}}};
   if (!id.empty()) b["id"] = id;
   if (!params.empty()) b["parameters"] = params;
   return b;
@@ -121,7 +124,7 @@ class HttpTest : public ::testing::Test {
   void SetUp() override {
     repo_ = TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     options_.repository.dir = repo_ + "/repo";
-    options_.store_path = repo_ + "/ronghe.db";
+    options_.store_path = store::HomeStorePath(repo_);
   }
   void TearDown() override { fs::remove_all(repo_); }
   std::string repo_;
@@ -153,10 +156,12 @@ TEST_F(HttpTest, InferenceEqualsTheArtifactsOfflinePredictions) {
   EXPECT_EQ(resp["model_version"], "1");
   EXPECT_EQ(resp["id"], "req-1");
   EXPECT_TRUE(torch::allclose(OutputTensor(resp, "logits"), want, 1e-5, 1e-6));
-  EXPECT_TRUE(torch::allclose(OutputTensor(resp, "probabilities"), torch::softmax(want, 1), 1e-5, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(OutputTensor(resp, "probabilities"), torch::softmax(want, 1), 1e-5, 1e-6));
   std::vector<int64_t> cls = resp["outputs"][1]["data"].get<std::vector<int64_t>>();
   at::Tensor want_cls = want.argmax(1);
-  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(cls[static_cast<size_t>(i)], want_cls[i].item<int64_t>());
+  for (int64_t i = 0; i < 5; ++i)
+    EXPECT_EQ(cls[static_cast<size_t>(i)], want_cls[i].item<int64_t>());
 
   // One output asked for, by version number.
   json b = InferBody(x.slice(0, 0, 1));
@@ -185,10 +190,15 @@ TEST_F(HttpTest, ConcurrentRequestsAreBatchedAsMetricsShow) {
       for (int i = 0; i < kEach; ++i) {
         at::Tensor x = torch::full({1, 6}, static_cast<float>(c * 100 + i));
         auto [code, resp] = Post(*client, "/v2/models/tab/infer", InferBody(x).dump());
-        if (code == 200) ++ok;
-        else ADD_FAILURE() << "client " << c << " request " << i << ": HTTP " << code << ": " << resp.dump();
+        if (code == 200)
+          ++ok;
+        else
+          ADD_FAILURE() << "client " << c << " request " << i << ": HTTP " << code << ": "
+                        << resp.dump();
         // Each client gets its own row's answer back, whatever batch it rode in.
-        if (code == 200 && !torch::allclose(OutputTensor(resp, "logits"), Offline(art, x), 1e-5, 1e-6)) wrong = true;
+        if (code == 200 &&
+            !torch::allclose(OutputTensor(resp, "logits"), Offline(art, x), 1e-5, 1e-6))
+          wrong = true;
       }
     });
   }
@@ -197,13 +207,21 @@ TEST_F(HttpTest, ConcurrentRequestsAreBatchedAsMetricsShow) {
   EXPECT_FALSE(wrong.load());
   std::string metrics = s.client->Get("/metrics")->body;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(metrics, m, std::regex(R"re(ronghe_inference_batch_size_count\{model="tab",version="1"\} (\d+))re")));
+  ASSERT_TRUE(std::regex_search(
+      metrics, m,
+      std::regex(R"re(ronghe_inference_batch_size_count\{model="tab",version="1"\} (\d+))re")));
   int64_t batches = std::stoll(m[1]);
-  ASSERT_TRUE(std::regex_search(metrics, m, std::regex(R"re(ronghe_inference_batch_size_bucket\{model="tab",version="1",le="1"\} (\d+))re")));
+  ASSERT_TRUE(std::regex_search(
+      metrics, m,
+      std::regex(
+          R"re(ronghe_inference_batch_size_bucket\{model="tab",version="1",le="1"\} (\d+))re")));
   int64_t single = std::stoll(m[1]);
   EXPECT_LT(batches, kClients * kEach) << metrics;  // fewer batches than requests
   EXPECT_LT(single, batches) << "some batch held more than one row";
-  EXPECT_NE(metrics.find(R"(ronghe_inference_requests_total{model="tab",version="1",outcome="success"} 160)"), std::string::npos);
+  EXPECT_NE(
+      metrics.find(
+          R"(ronghe_inference_requests_total{model="tab",version="1",outcome="success"} 160)"),
+      std::string::npos);
 }
 
 TEST_F(HttpTest, ReloadUnderLoadLosesNoRequestAndAFailedLoadKeepsTheOldVersion) {
@@ -256,8 +274,10 @@ TEST_F(HttpTest, ReloadUnderLoadLosesNoRequestAndAFailedLoadKeepsTheOldVersion) 
   auto [c3, r3] = Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
   EXPECT_EQ(c3, 200);
   EXPECT_EQ(r3["model_version"], "2");
-  EXPECT_TRUE(torch::allclose(OutputTensor(r3, "logits"), Offline(dir + "/2/model.rhm", torch::ones({1, 6})), 1e-5, 1e-6));
-  EXPECT_NE(s.client->Get("/metrics")->body.find("ronghe_model_reloads_total 1"), std::string::npos);
+  EXPECT_TRUE(torch::allclose(OutputTensor(r3, "logits"),
+                              Offline(dir + "/2/model.rhm", torch::ones({1, 6})), 1e-5, 1e-6));
+  EXPECT_NE(s.client->Get("/metrics")->body.find("ronghe_model_reloads_total 1"),
+            std::string::npos);
 
   // Unload: the model answers 503 naming why; load brings it back.
   fs::remove_all(dir + "/3");
@@ -266,7 +286,8 @@ TEST_F(HttpTest, ReloadUnderLoadLosesNoRequestAndAFailedLoadKeepsTheOldVersion) 
   EXPECT_EQ(c4, 503);
   EXPECT_NE(r4["error"].get<std::string>().find("unloaded"), std::string::npos);
   EXPECT_EQ(Post(*s.client, "/v2/repository/models/tab/load", "").first, 200);
-  EXPECT_EQ(Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump()).first, 200);
+  EXPECT_EQ(Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump()).first,
+            200);
 }
 
 TEST_F(HttpTest, WatchPicksUpANewVersion) {
@@ -278,7 +299,8 @@ TEST_F(HttpTest, WatchPicksUpANewVersion) {
   WriteMlp(dir + "/2/model.rhm", 2);
   std::string version;
   for (int i = 0; i < 2000 && version != "2"; ++i) {
-    auto [code, resp] = Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
+    auto [code, resp] =
+        Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
     ASSERT_EQ(code, 200);
     version = resp["model_version"].get<std::string>();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -306,14 +328,19 @@ sticky_key = "customer"
   ASSERT_TRUE(s.server);
   std::string body = InferBody(torch::ones({1, 6})).dump();
   // Aliases address versions directly.
-  EXPECT_EQ(Post(*s.client, "/v2/models/fraud/versions/challenger/infer", body).second["model_version"], "2");
-  EXPECT_EQ(Post(*s.client, "/v2/models/fraud/versions/champion/infer", body).second["model_version"], "1");
+  EXPECT_EQ(
+      Post(*s.client, "/v2/models/fraud/versions/challenger/infer", body).second["model_version"],
+      "2");
+  EXPECT_EQ(
+      Post(*s.client, "/v2/models/fraud/versions/champion/infer", body).second["model_version"],
+      "1");
 
   constexpr int kKeys = 1000;
   int challenger = 0;
   std::map<int, std::string> first;
   for (int k = 0; k < kKeys; ++k) {
-    json b = InferBody(torch::ones({1, 6}), "r" + std::to_string(k), {{"customer", "cust-" + std::to_string(k)}});
+    json b = InferBody(torch::ones({1, 6}), "r" + std::to_string(k),
+                       {{"customer", "cust-" + std::to_string(k)}});
     auto [code, resp] = Post(*s.client, "/v2/models/fraud/infer", b.dump());
     ASSERT_EQ(code, 200) << resp.dump();
     std::string variant = resp["parameters"]["variant"];
@@ -326,7 +353,8 @@ sticky_key = "customer"
   // Sticky: the same customer lands on the same variant every time.
   for (int k = 0; k < 50; ++k) {
     json b = InferBody(torch::ones({1, 6}), "", {{"customer", "cust-" + std::to_string(k)}});
-    EXPECT_EQ(Post(*s.client, "/v2/models/fraud/infer", b.dump()).second["parameters"]["variant"], first[k]);
+    EXPECT_EQ(Post(*s.client, "/v2/models/fraud/infer", b.dump()).second["parameters"]["variant"],
+              first[k]);
   }
   // Feedback labels: the challenger converts better in this drill.
   for (int k = 0; k < kKeys; ++k) {
@@ -335,13 +363,19 @@ sticky_key = "customer"
                              json{{"id", "r" + std::to_string(k)}, {"outcome", outcome}}.dump());
     ASSERT_EQ(code, 200) << resp.dump();
   }
-  EXPECT_EQ(Post(*s.client, "/v2/models/fraud/feedback", json{{"id", "nope"}, {"outcome", 1}}.dump()).first, 404);
+  EXPECT_EQ(
+      Post(*s.client, "/v2/models/fraud/feedback", json{{"id", "nope"}, {"outcome", 1}}.dump())
+          .first,
+      404);
   auto report = json::parse(s.client->Get("/v2/experiments/fraud-ab")->body);
-  EXPECT_EQ(report["variants"][0]["requests"].get<int>() + report["variants"][1]["requests"].get<int>(), kKeys + 50);
+  EXPECT_EQ(
+      report["variants"][0]["requests"].get<int>() + report["variants"][1]["requests"].get<int>(),
+      kKeys + 50);
   EXPECT_LT(report["outcome_test"]["p"].get<double>(), 0.001);
   EXPECT_GT(report["outcome_test"]["z"].get<double>(), 0);
   // The verdict also weighs latency, which depends on this machine's load: its rules are tested
-  // on fixed records in ExperimentVerdictTest; here it must at least not roll back a better variant.
+  // on fixed records in ExperimentVerdictTest; here it must at least not roll back a better
+  // variant.
   EXPECT_NE(report["verdict"], "rollback") << report.dump();
   // Promote: every default request now goes to the challenger.
   EXPECT_EQ(Post(*s.client, "/v2/experiments/fraud-ab/promote", "").first, 200);
@@ -349,8 +383,11 @@ sticky_key = "customer"
     json b = InferBody(torch::ones({1, 6}), "", {{"customer", "cust-" + std::to_string(k)}});
     EXPECT_EQ(Post(*s.client, "/v2/models/fraud/infer", b.dump()).second["model_version"], "2");
   }
-  EXPECT_NE(s.client->Get("/metrics")->body.find(R"(ronghe_experiment_requests_total{experiment="fraud-ab",variant="challenger",outcome="success"})"),
-            std::string::npos);
+  EXPECT_NE(
+      s.client->Get("/metrics")
+          ->body.find(
+              R"(ronghe_experiment_requests_total{experiment="fraud-ab",variant="challenger",outcome="success"})"),
+      std::string::npos);
 }
 
 TEST_F(HttpTest, CascadeEscalatesExactlyTheLowConfidenceRows) {
@@ -359,7 +396,8 @@ TEST_F(HttpTest, CascadeEscalatesExactlyTheLowConfidenceRows) {
   WriteMlp(light, 5, 6, 3, {4});
   WriteMlp(full, 6, 6, 3, {32});
   for (const char* m : {"light", "full"}) {
-    WriteText(options_.repository.dir + "/" + m + "/config.toml", "[batching]\nmax_batch_size = 64\n");
+    WriteText(options_.repository.dir + "/" + m + "/config.toml",
+              "[batching]\nmax_batch_size = 64\n");
   }
   WriteText(options_.repository.dir + "/route/config.toml",
             "[cascade]\nlight = \"light\"\nfull = \"full:1\"\nthreshold = 0.5\n");
@@ -384,19 +422,47 @@ TEST_F(HttpTest, CascadeEscalatesExactlyTheLowConfidenceRows) {
   EXPECT_EQ(resp["parameters"]["escalated_rows"], want_esc.sum().item<int64_t>());
   // Labels fed back score the cascade.
   std::vector<int64_t> labels(64, 0);
-  auto [fc, fr] = Post(*s.client, "/v2/models/route/feedback", json{{"id", "c1"}, {"labels", labels}}.dump());
+  auto [fc, fr] =
+      Post(*s.client, "/v2/models/route/feedback", json{{"id", "c1"}, {"labels", labels}}.dump());
   EXPECT_EQ(fc, 200) << fr.dump();
   std::string metrics = s.client->Get("/metrics")->body;
-  EXPECT_NE(metrics.find("ronghe_cascade_escalated_rows_total{route=\"route\"} " + std::to_string(want_esc.sum().item<int64_t>())),
-            std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("ronghe_cascade_labeled_rows_total{route=\"route\",rows=\"labeled\"} 64"), std::string::npos);
+  EXPECT_NE(metrics.find("ronghe_cascade_escalated_rows_total{route=\"route\"} " +
+                         std::to_string(want_esc.sum().item<int64_t>())),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("ronghe_cascade_labeled_rows_total{route=\"route\",rows=\"labeled\"} 64"),
+            std::string::npos);
+  // Both models' calls are recorded like any other request on them: a success and a latency.
+  for (const char* m : {"light", "full"}) {
+    const std::string labels = std::string("model=\"") + m + "\",version=\"1\"";
+    EXPECT_NE(metrics.find("ronghe_inference_requests_total{" + labels + ",outcome=\"success\"} 1"),
+              std::string::npos)
+        << m << "\n"
+        << metrics;
+    EXPECT_NE(metrics.find("ronghe_inference_request_duration_seconds_count{" + labels + "} 1"),
+              std::string::npos)
+        << m << "\n"
+        << metrics;
+  }
+  // A priority outside the levels is refused on a cascade as on a plain version (no clamping).
+  json body = InferBody(x, "c2");
+  body["parameters"]["priority"] = 7;
+  auto [pc, pr] = Post(*s.client, "/v2/models/route/infer", body.dump());
+  EXPECT_EQ(pc, 400) << pr.dump();
+  EXPECT_NE(pr.dump().find("parameters.priority: 7 is outside 0..0"), std::string::npos)
+      << pr.dump();
+  auto [vc, vr] = Post(*s.client, "/v2/models/light/infer", body.dump());
+  EXPECT_EQ(vc, 400) << vr.dump();
+  EXPECT_NE(vr.dump().find("parameters.priority: 7 is outside 0..0"), std::string::npos)
+      << vr.dump();
 }
 
 TEST_F(HttpTest, BadInputGetsA4xxWithAMessageAndTheServerKeepsServing) {
   WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 7);
   Served s = Served::Start(options_);
   ASSERT_TRUE(s.server);
-  auto expect = [&](const std::string& path, const std::string& body, int status, const std::string& words) {
+  auto expect = [&](const std::string& path, const std::string& body, int status,
+                    const std::string& words) {
     auto [code, resp] = Post(*s.client, path, body);
     EXPECT_EQ(code, status) << path << " " << body.substr(0, 80);
     ASSERT_TRUE(resp.is_object() && resp.contains("error")) << body.substr(0, 80);
@@ -404,22 +470,27 @@ TEST_F(HttpTest, BadInputGetsA4xxWithAMessageAndTheServerKeepsServing) {
   };
   std::string good = InferBody(torch::ones({1, 6})).dump();
   expect("/v2/models/tab/infer", "{\"inputs\": [", 400, "not valid JSON");
-  expect("/v2/models/tab/infer", InferBody(torch::ones({1, 5})).dump(), 400, "shape [1, 5], the model takes FP32 [-1, 6]");
+  expect("/v2/models/tab/infer", InferBody(torch::ones({1, 5})).dump(), 400,
+         "shape [1, 5], the model takes FP32 [-1, 6]");
   expect("/v2/models/tab/infer",
-         R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"INT64","data":[1,2,3,4,5,6]}]})", 400,
-         "datatype INT64, the model takes FP32");
+         R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"INT64","data":[1,2,3,4,5,6]}]})",
+         400, "datatype INT64, the model takes FP32");
   expect("/v2/models/tab/infer",
-         R"({"inputs":[{"name":"image","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}]})", 400,
-         "unknown input 'image'");
+         R"({"inputs":[{"name":"image","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}]})",
+         400, "unknown input 'image'");
   expect("/v2/models/nope/infer", good, 404, "unknown model 'nope'");
   expect("/v2/models/tab/versions/9/infer", good, 404, "no version 9");
   expect("/v2/models/tab/versions/gold/infer", good, 404, "no version or alias 'gold'");
-  expect("/v2/models/tab/infer", R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}],"outputs":[{"name":"x"}]})",
-         400, "unknown output 'x'");
+  expect(
+      "/v2/models/tab/infer",
+      R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}],"outputs":[{"name":"x"}]})",
+      400, "unknown output 'x'");
   expect("/v2/models/tab/infer", std::string(2 << 20, ' '), 413, "too large");
   expect("/v2/nothing", good, 404, "no such endpoint");
-  expect("/v2/models/tab/infer", R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}],"parameters":{"priority":3}})",
-         400, "priority");
+  expect(
+      "/v2/models/tab/infer",
+      R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","data":[1,2,3,4,5,6]}],"parameters":{"priority":3}})",
+      400, "priority");
   // Still serving.
   EXPECT_EQ(Post(*s.client, "/v2/models/tab/infer", good).first, 200);
 }
@@ -438,13 +509,19 @@ TEST_F(HttpTest, RawInputsArePreprocessedAsInTraining) {
   ASSERT_TRUE(m.ok());
   std::string art = options_.repository.dir + "/img/1/model.rhm";
   fs::create_directories(fs::path(art).parent_path());
-  ASSERT_TRUE(nn::SaveArtifact(art, **m, {{"task", "multiclass"},
-                                          {"preprocessing", {{"kind", "image"}, {"mean", 0.3}, {"std", 0.4}, {"scale", 1.0 / 255}}}}).ok());
+  ASSERT_TRUE(
+      nn::SaveArtifact(art, **m,
+                       {{"task", "multiclass"},
+                        {"preprocessing",
+                         {{"kind", "image"}, {"mean", 0.3}, {"std", 0.4}, {"scale", 1.0 / 255}}}})
+          .ok());
   Served s = Served::Start(options_);
   ASSERT_TRUE(s.server);
   std::vector<int> pixels(64);
   for (int i = 0; i < 64; ++i) pixels[static_cast<size_t>(i)] = (i * 37) % 256;
-  json b = {{"inputs", {{{"name", "pixels"}, {"datatype", "UINT8"}, {"shape", {1, 1, 8, 8}}, {"data", pixels}}}}};
+  json b = {
+      {"inputs",
+       {{{"name", "pixels"}, {"datatype", "UINT8"}, {"shape", {1, 1, 8, 8}}, {"data", pixels}}}}};
   auto [code, resp] = Post(*s.client, "/v2/models/img/infer", b.dump());
   ASSERT_EQ(code, 200) << resp.dump();
   at::Tensor x = (torch::tensor(pixels).to(torch::kFloat).view({1, 1, 8, 8}) / 255.0 - 0.3) / 0.4;
@@ -456,20 +533,23 @@ TEST_F(HttpTest, AStartWithABadRepositoryFailsNamingTheFile) {
   WriteText(options_.repository.dir + "/tab/config.toml", "[batching]\nmax_batch_sise = 4\n");
   auto s = InferenceServer::Create(options_);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find("tab/config.toml"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("tab/config.toml"), std::string::npos)
+      << s.status().message();
   EXPECT_NE(s.status().message().find("max_batch_sise"), std::string::npos) << s.status().message();
   WriteText(options_.repository.dir + "/tab/config.toml", "[aliases]\nchampion = 4\n");
   s = InferenceServer::Create(options_);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find("alias 'champion' points at version 4"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("alias 'champion' points at version 4"), std::string::npos)
+      << s.status().message();
 }
 
 // The verdict's rules on fixed records (no timing involved): latency and outcomes as given.
 TEST(ExperimentVerdictTest, PromoteRollbackOrContinueByTheStatedTests) {
-  std::string db = TempDir("verdict") + "/ronghe.db";
+  std::string db = store::HomeStorePath(TempDir("verdict"));
   auto ex = Experiments::Open(db);
   ASSERT_TRUE(ex.ok()) << ex.status().message();
-  auto run = [&](const std::string& name, double challenger_ms, int control_pos, int challenger_pos, int labels) {
+  auto run = [&](const std::string& name, double challenger_ms, int control_pos, int challenger_pos,
+                 int labels) {
     ExperimentSettings e;
     e.name = name;
     e.variants = {"champion", "challenger"};

@@ -1,10 +1,10 @@
 #include "ronghe/serve/kserve.h"
 
+#include <ATen/ATen.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <ATen/ATen.h>
 
 namespace ronghe::serve {
 
@@ -24,13 +24,20 @@ Result<DataType> ParseDataType(std::string_view name) {
 
 const char* DataTypeName(DataType type) {
   switch (type) {
-    case DataType::kBool: return "BOOL";
-    case DataType::kUint8: return "UINT8";
-    case DataType::kInt32: return "INT32";
-    case DataType::kInt64: return "INT64";
-    case DataType::kFp32: return "FP32";
-    case DataType::kFp64: return "FP64";
-    case DataType::kBytes: return "BYTES";
+    case DataType::kBool:
+      return "BOOL";
+    case DataType::kUint8:
+      return "UINT8";
+    case DataType::kInt32:
+      return "INT32";
+    case DataType::kInt64:
+      return "INT64";
+    case DataType::kFp32:
+      return "FP32";
+    case DataType::kFp64:
+      return "FP64";
+    case DataType::kBytes:
+      return "BYTES";
   }
   return "?";
 }
@@ -45,12 +52,18 @@ namespace {
 
 at::ScalarType ScalarOf(DataType t) {
   switch (t) {
-    case DataType::kBool: return at::kBool;
-    case DataType::kUint8: return at::kByte;
-    case DataType::kInt32: return at::kInt;
-    case DataType::kInt64: return at::kLong;
-    case DataType::kFp64: return at::kDouble;
-    default: return at::kFloat;
+    case DataType::kBool:
+      return at::kBool;
+    case DataType::kUint8:
+      return at::kByte;
+    case DataType::kInt32:
+      return at::kInt;
+    case DataType::kInt64:
+      return at::kLong;
+    case DataType::kFp64:
+      return at::kDouble;
+    default:
+      return at::kFloat;
   }
 }
 
@@ -61,9 +74,12 @@ Status CheckDepth(std::string_view body, int max_depth) {
   bool in_string = false, escaped = false;
   for (char c : body) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -80,8 +96,8 @@ Status CheckDepth(std::string_view body, int max_depth) {
 
 // Writes the leaves of `data` (nested arrays allowed, row-major) into `out` as T.
 template <typename T>
-Status Flatten(const json& data, const std::string& field, DataType type, int64_t expected,
-               T* out, int64_t* n) {
+Status Flatten(const json& data, const std::string& field, DataType type, int64_t expected, T* out,
+               int64_t* n) {
   if (data.is_array()) {
     for (size_t i = 0; i < data.size(); ++i) {
       const json& v = data[i];
@@ -100,7 +116,8 @@ Status Flatten(const json& data, const std::string& field, DataType type, int64_
         if (!v.is_boolean()) return InvalidArgument(at() + ": BOOL wants true or false");
         value = v.get<bool>();
       } else if constexpr (std::is_floating_point_v<T>) {
-        if (!v.is_number()) return InvalidArgument(at() + ": " + DataTypeName(type) + " wants a number");
+        if (!v.is_number())
+          return InvalidArgument(at() + ": " + DataTypeName(type) + " wants a number");
         double d = v.get<double>();
         if (!std::isfinite(d) ||
             (std::is_same_v<T, float> && std::fabs(d) > std::numeric_limits<float>::max())) {
@@ -111,10 +128,11 @@ Status Flatten(const json& data, const std::string& field, DataType type, int64_
         if (!v.is_number_integer()) {
           return InvalidArgument(at() + ": " + DataTypeName(type) + " wants an integer");
         }
-        bool fits = v.is_number_unsigned()
-                        ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
-                        : v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
-                              v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max());
+        bool fits =
+            v.is_number_unsigned()
+                ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                : v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                      v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max());
         if (!fits) return InvalidArgument(at() + ": out of range for " + DataTypeName(type));
         value = v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>())
                                        : static_cast<T>(v.get<int64_t>());
@@ -162,7 +180,8 @@ Status DecodeTensor(const json& j, const std::string& field, const DecodeLimits&
                     int64_t* budget, InferTensor* t) {
   if (!j.is_object()) return InvalidArgument(field + ": must be an object");
   auto name = j.find("name");
-  if (name == j.end() || !name->is_string()) return InvalidArgument(field + ".name: missing or not a string");
+  if (name == j.end() || !name->is_string())
+    return InvalidArgument(field + ".name: missing or not a string");
   t->name = name->get<std::string>();
   auto dt = j.find("datatype");
   if (dt == j.end() || !dt->is_string()) {
@@ -172,13 +191,15 @@ Status DecodeTensor(const json& j, const std::string& field, const DecodeLimits&
   if (!type.ok()) return InvalidArgument(field + ".datatype: " + type.status().message());
   t->datatype = *type;
   auto shape = j.find("shape");
-  if (shape == j.end() || !shape->is_array()) return InvalidArgument(field + ".shape: missing or not an array");
+  if (shape == j.end() || !shape->is_array())
+    return InvalidArgument(field + ".shape: missing or not an array");
   if (shape->size() > 8) return InvalidArgument(field + ".shape: more than 8 dimensions");
   int64_t elements = 1;
   for (size_t i = 0; i < shape->size(); ++i) {
     const json& d = (*shape)[i];
     if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-      return InvalidArgument(field + ".shape[" + std::to_string(i) + "]: not a non-negative integer");
+      return InvalidArgument(field + ".shape[" + std::to_string(i) +
+                             "]: not a non-negative integer");
     }
     int64_t v = d.get<int64_t>();
     if (v > limits.max_elements || (v > 0 && elements > limits.max_elements / v)) {
@@ -197,12 +218,18 @@ Status DecodeTensor(const json& j, const std::string& field, const DecodeLimits&
   if (data == j.end()) return InvalidArgument(field + ".data: missing");
   std::string df = field + ".data";
   switch (t->datatype) {
-    case DataType::kBool: return FillTensor<bool>(*data, df, t, elements);
-    case DataType::kUint8: return FillTensor<uint8_t>(*data, df, t, elements);
-    case DataType::kInt32: return FillTensor<int32_t>(*data, df, t, elements);
-    case DataType::kInt64: return FillTensor<int64_t>(*data, df, t, elements);
-    case DataType::kFp32: return FillTensor<float>(*data, df, t, elements);
-    case DataType::kFp64: return FillTensor<double>(*data, df, t, elements);
+    case DataType::kBool:
+      return FillTensor<bool>(*data, df, t, elements);
+    case DataType::kUint8:
+      return FillTensor<uint8_t>(*data, df, t, elements);
+    case DataType::kInt32:
+      return FillTensor<int32_t>(*data, df, t, elements);
+    case DataType::kInt64:
+      return FillTensor<int64_t>(*data, df, t, elements);
+    case DataType::kFp32:
+      return FillTensor<float>(*data, df, t, elements);
+    case DataType::kFp64:
+      return FillTensor<double>(*data, df, t, elements);
     case DataType::kBytes: {
       RETURN_IF_ERROR(FlattenBytes(*data, df, elements, &t->bytes));
       if (static_cast<int64_t>(t->bytes.size()) != elements) {
@@ -238,7 +265,8 @@ Result<InferRequestMsg> DecodeInferRequest(std::string_view body, const DecodeLi
   int64_t budget = limits.max_elements;
   for (size_t i = 0; i < inputs->size(); ++i) {
     InferTensor t;
-    RETURN_IF_ERROR(DecodeTensor((*inputs)[i], "inputs[" + std::to_string(i) + "]", limits, &budget, &t));
+    RETURN_IF_ERROR(
+        DecodeTensor((*inputs)[i], "inputs[" + std::to_string(i) + "]", limits, &budget, &t));
     for (const auto& prev : msg.inputs) {
       if (prev.name == t.name) return InvalidArgument("inputs: '" + t.name + "' given twice");
     }
@@ -282,13 +310,27 @@ std::string EncodeInferResponse(const std::string& model, const std::string& ver
   for (const InferTensor& t : outputs) {
     json o = {{"name", t.name}, {"datatype", DataTypeName(t.datatype)}, {"shape", t.shape}};
     switch (t.datatype) {
-      case DataType::kBool: o["data"] = DataArray<bool>(t.tensor); break;
-      case DataType::kUint8: o["data"] = DataArray<uint8_t>(t.tensor); break;
-      case DataType::kInt32: o["data"] = DataArray<int32_t>(t.tensor); break;
-      case DataType::kInt64: o["data"] = DataArray<int64_t>(t.tensor); break;
-      case DataType::kFp32: o["data"] = DataArray<float>(t.tensor); break;
-      case DataType::kFp64: o["data"] = DataArray<double>(t.tensor); break;
-      case DataType::kBytes: o["data"] = t.bytes; break;
+      case DataType::kBool:
+        o["data"] = DataArray<bool>(t.tensor);
+        break;
+      case DataType::kUint8:
+        o["data"] = DataArray<uint8_t>(t.tensor);
+        break;
+      case DataType::kInt32:
+        o["data"] = DataArray<int32_t>(t.tensor);
+        break;
+      case DataType::kInt64:
+        o["data"] = DataArray<int64_t>(t.tensor);
+        break;
+      case DataType::kFp32:
+        o["data"] = DataArray<float>(t.tensor);
+        break;
+      case DataType::kFp64:
+        o["data"] = DataArray<double>(t.tensor);
+        break;
+      case DataType::kBytes:
+        o["data"] = t.bytes;
+        break;
     }
     outs.push_back(std::move(o));
   }
@@ -304,12 +346,24 @@ InferTensor MakeTensor(std::string name, const at::Tensor& t) {
   InferTensor out;
   out.name = std::move(name);
   switch (t.scalar_type()) {
-    case at::kBool: out.datatype = DataType::kBool; break;
-    case at::kByte: out.datatype = DataType::kUint8; break;
-    case at::kInt: out.datatype = DataType::kInt32; break;
-    case at::kLong: out.datatype = DataType::kInt64; break;
-    case at::kDouble: out.datatype = DataType::kFp64; break;
-    default: out.datatype = DataType::kFp32; break;
+    case at::kBool:
+      out.datatype = DataType::kBool;
+      break;
+    case at::kByte:
+      out.datatype = DataType::kUint8;
+      break;
+    case at::kInt:
+      out.datatype = DataType::kInt32;
+      break;
+    case at::kLong:
+      out.datatype = DataType::kInt64;
+      break;
+    case at::kDouble:
+      out.datatype = DataType::kFp64;
+      break;
+    default:
+      out.datatype = DataType::kFp32;
+      break;
   }
   out.tensor = t.scalar_type() == at::kFloat || out.datatype != DataType::kFp32
                    ? t.contiguous()

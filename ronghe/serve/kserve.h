@@ -4,13 +4,13 @@
 // Protocol: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/status.h"
 
@@ -36,7 +36,7 @@ struct InferTensor {
 struct InferRequestMsg {
   std::string id;
   std::vector<InferTensor> inputs;
-  std::vector<std::string> outputs;  // names asked for; empty = every output
+  std::vector<std::string> outputs;                      // names asked for; empty = every output
   nlohmann::json parameters = nlohmann::json::object();  // priority, timeout, key, ...
 };
 

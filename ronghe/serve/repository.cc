@@ -1,7 +1,7 @@
 #include "ronghe/serve/repository.h"
 
-#include <c10/core/InferenceMode.h>
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -56,9 +56,9 @@ std::vector<int64_t> DiskVersions(const std::string& model_dir) {
 
 bool SameBatching(const BatcherOptions& a, const BatcherOptions& b) {
   return a.max_batch_size == b.max_batch_size && a.max_queue_delay_us == b.max_queue_delay_us &&
-         a.preferred_batch_sizes == b.preferred_batch_sizes && a.max_queue_size == b.max_queue_size &&
-         a.priority_levels == b.priority_levels && a.default_timeout_us == b.default_timeout_us &&
-         a.instances == b.instances;
+         a.preferred_batch_sizes == b.preferred_batch_sizes &&
+         a.max_queue_size == b.max_queue_size && a.priority_levels == b.priority_levels &&
+         a.default_timeout_us == b.default_timeout_us && a.instances == b.instances;
 }
 
 std::string JoinVersions(const std::vector<int64_t>& v) {
@@ -92,7 +92,8 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
   RETURN_IF_ERROR(cfg.Get("versions.specific", &s.specific));
   RETURN_IF_ERROR(cfg.Get("versions.default", &s.default_version));
   if (s.version_policy != "latest" && s.version_policy != "all" && s.version_policy != "specific") {
-    return cfg.ValueError("versions.policy", "'" + s.version_policy + "' is not latest, all or specific");
+    return cfg.ValueError("versions.policy",
+                          "'" + s.version_policy + "' is not latest, all or specific");
   }
   if (s.latest < 1) return cfg.ValueError("versions.latest", "must be >= 1");
   if (s.version_policy == "specific" && s.specific.empty()) {
@@ -102,7 +103,8 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
     int64_t v = 0;
     RETURN_IF_ERROR(cfg.Get("aliases." + alias, &v));
     if (v < 1) return cfg.ValueError("aliases." + alias, "must be a version number >= 1");
-    if (IsVersionName(alias)) return cfg.ValueError("aliases." + alias, "an alias cannot be a number");
+    if (IsVersionName(alias))
+      return cfg.ValueError("aliases." + alias, "an alias cannot be a number");
     s.aliases[alias] = v;
   }
   if (cfg.Has("cascade")) {
@@ -125,7 +127,8 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
     RETURN_IF_ERROR(cfg.GetRequired("experiment.variants", &e.variants));
     RETURN_IF_ERROR(cfg.Get("experiment.weights", &e.weights));
     RETURN_IF_ERROR(cfg.Get("experiment.sticky_key", &e.sticky_key));
-    if (e.variants.size() < 2) return cfg.ValueError("experiment.variants", "needs at least two variants");
+    if (e.variants.size() < 2)
+      return cfg.ValueError("experiment.variants", "needs at least two variants");
     if (e.weights.empty()) e.weights.assign(e.variants.size(), 1.0);
     if (e.weights.size() != e.variants.size()) {
       return cfg.ValueError("experiment.weights", "needs one weight per variant");
@@ -135,8 +138,10 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
       if (!(w >= 0)) return cfg.ValueError("experiment.weights", "weights must be >= 0");
       total += w;
     }
-    if (!(total > 0)) return cfg.ValueError("experiment.weights", "at least one weight must be > 0");
-    if (!IsModelName(e.name)) return cfg.ValueError("experiment.name", "use letters, digits, '-', '_', '.'");
+    if (!(total > 0))
+      return cfg.ValueError("experiment.weights", "at least one weight must be > 0");
+    if (!IsModelName(e.name))
+      return cfg.ValueError("experiment.name", "use letters, digits, '-', '_', '.'");
   }
   if (s.is_cascade && s.has_experiment) {
     return InvalidArgument(path + ": a model is either a cascade or has an experiment, not both");
@@ -148,8 +153,8 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
 // ---- Histogram ----
 
 const std::vector<double>& Histogram::Bounds() {
-  static const std::vector<double> b = {1e-4,  2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
-                                        5e-2,  0.1,    0.25, 0.5,  1.0,    2.5,  5.0,  10.0};
+  static const std::vector<double> b = {1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+                                        5e-2, 0.1,    0.25, 0.5,  1.0,    2.5,  5.0,  10.0};
   return b;
 }
 
@@ -175,7 +180,8 @@ int64_t Histogram::Count() const { return Counts().back(); }
 
 // ---- ServedVersion ----
 
-Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& model, int64_t version,
+Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& model,
+                                                           int64_t version,
                                                            const std::string& artifact,
                                                            const BatcherOptions& batching) {
   std::shared_ptr<ServedVersion> v(new ServedVersion());
@@ -200,22 +206,24 @@ Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& mo
     for (auto& m : v->instances_) {
       at::Tensor out = m->Forward(at::zeros(shape));
       if (out.dim() != 2 || out.size(0) != 1) {
-        return InvalidArgument(artifact + ": the model does not give one row of outputs per input row");
+        return InvalidArgument(artifact +
+                               ": the model does not give one row of outputs per input row");
       }
     }
   } catch (const std::exception& e) {
     return InvalidArgument(artifact + ": the model fails on a zero input: " + e.what());
   }
   ServedVersion* raw = v.get();
-  auto batcher = DynamicBatcher::Create(batching, [raw](int i, const at::Tensor& batch) -> Result<at::Tensor> {
-    try {
-      c10::InferenceMode guard;
-      return raw->instances_[static_cast<size_t>(i)]->Forward(batch);
-    } catch (const std::exception& e) {
-      return Internal("model " + raw->model_ + " version " + std::to_string(raw->version_) +
-                      " failed: " + e.what());
-    }
-  });
+  auto batcher =
+      DynamicBatcher::Create(batching, [raw](int i, const at::Tensor& batch) -> Result<at::Tensor> {
+        try {
+          c10::InferenceMode guard;
+          return raw->instances_[static_cast<size_t>(i)]->Forward(batch);
+        } catch (const std::exception& e) {
+          return Internal("model " + raw->model_ + " version " + std::to_string(raw->version_) +
+                          " failed: " + e.what());
+        }
+      });
   if (!batcher.ok()) return batcher.status();
   v->batcher_ = std::move(batcher).value();
   return v;
@@ -245,7 +253,8 @@ Result<std::unique_ptr<ModelRepository>> ModelRepository::Open(const RepositoryO
   }
   std::unique_ptr<ModelRepository> repo(new ModelRepository(options));
   std::vector<std::string> dirs = repo->ModelDirs();
-  if (dirs.empty()) return NotFound("model repository '" + options.dir + "' holds no model directory");
+  if (dirs.empty())
+    return NotFound("model repository '" + options.dir + "' holds no model directory");
   for (const std::string& m : dirs) RETURN_IF_ERROR(repo->Load(m));
   return repo;
 }
@@ -273,16 +282,18 @@ std::string ModelRepository::Fingerprint(const std::string& model) const {
 }
 
 Status ModelRepository::Load(const std::string& model) {
-  std::lock_guard<std::mutex> serial(load_mu_);
+  MutexLock serial(&load_mu_);
   auto fail = [&](Status st) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     failures_[model] = st.message();
     return st;
   };
-  if (!IsModelName(model)) return InvalidArgument("'" + model.substr(0, 64) + "' is not a model name");
+  if (!IsModelName(model))
+    return InvalidArgument("'" + model.substr(0, 64) + "' is not a model name");
   std::string dir = options_.dir + "/" + model;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return NotFound("no model '" + model + "' in repository " + options_.dir);
+  if (!fs::is_directory(dir, ec))
+    return NotFound("no model '" + model + "' in repository " + options_.dir);
   std::string fingerprint = Fingerprint(model);
   auto settings = ReadModelSettings(dir, model);
   if (!settings.ok()) return fail(settings.status());
@@ -292,12 +303,15 @@ Status ModelRepository::Load(const std::string& model) {
   // An override can make configured preferred sizes impossible; they no longer apply then.
   auto& pref = s.batching.preferred_batch_sizes;
   pref.erase(std::remove_if(pref.begin(), pref.end(),
-                            [&](int64_t p) { return s.batching.max_batch_size == 0 || p > s.batching.max_batch_size; }),
+                            [&](int64_t p) {
+                              return s.batching.max_batch_size == 0 ||
+                                     p > s.batching.max_batch_size;
+                            }),
              pref.end());
 
   std::shared_ptr<const ModelEntry> old;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     auto it = entries_.find(model);
     if (it != entries_.end()) old = it->second;
   }
@@ -305,7 +319,8 @@ Status ModelRepository::Load(const std::string& model) {
   entry->fingerprint = fingerprint;
   if (!s.is_cascade) {
     std::vector<int64_t> disk = DiskVersions(dir);
-    if (disk.empty()) return fail(NotFound(dir + ": no version directory (1/, 2/, ...) holding model.rhm"));
+    if (disk.empty())
+      return fail(NotFound(dir + ": no version directory (1/, 2/, ...) holding model.rhm"));
     std::vector<int64_t> chosen;
     if (s.version_policy == "all") {
       chosen = disk;
@@ -316,7 +331,8 @@ Status ModelRepository::Load(const std::string& model) {
       for (int64_t v : s.specific) {
         if (!std::binary_search(disk.begin(), disk.end(), v)) {
           return fail(NotFound(dir + "/config.toml: versions.specific names version " +
-                               std::to_string(v) + ", which is not on disk (there: " + JoinVersions(disk) + ")"));
+                               std::to_string(v) +
+                               ", which is not on disk (there: " + JoinVersions(disk) + ")"));
         }
         chosen.push_back(v);
       }
@@ -337,9 +353,9 @@ Status ModelRepository::Load(const std::string& model) {
     }
     for (const auto& [alias, v] : s.aliases) {
       if (!entry->versions.count(v)) {
-        return fail(InvalidArgument(dir + "/config.toml: alias '" + alias + "' points at version " +
-                                    std::to_string(v) + ", which is not loaded (loaded: " +
-                                    JoinVersions(chosen) + ")"));
+        return fail(InvalidArgument(
+            dir + "/config.toml: alias '" + alias + "' points at version " + std::to_string(v) +
+            ", which is not loaded (loaded: " + JoinVersions(chosen) + ")"));
       }
     }
   }
@@ -355,14 +371,15 @@ Status ModelRepository::Load(const std::string& model) {
     return InvalidArgument(dir + "/config.toml: " + key + " = \"" + label +
                            "\" is neither a loaded version nor an alias");
   };
-  if (Status st = check_label(entry->settings.default_version, "versions.default"); !st.ok()) return fail(st);
+  if (Status st = check_label(entry->settings.default_version, "versions.default"); !st.ok())
+    return fail(st);
   if (entry->settings.has_experiment) {
     for (const auto& v : entry->settings.experiment.variants) {
       if (Status st = check_label(v, "experiment.variants"); !st.ok()) return fail(st);
     }
   }
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     entries_[model] = std::move(entry);  // the switch: one pointer swap
     failures_.erase(model);
     unloaded_.erase(model);
@@ -372,10 +389,10 @@ Status ModelRepository::Load(const std::string& model) {
 }
 
 Status ModelRepository::Unload(const std::string& model) {
-  std::lock_guard<std::mutex> serial(load_mu_);
+  MutexLock serial(&load_mu_);
   std::shared_ptr<const ModelEntry> old;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     auto it = entries_.find(model);
     if (it == entries_.end()) return NotFound("model '" + model.substr(0, 128) + "' is not loaded");
     old = std::move(it->second);
@@ -386,26 +403,30 @@ Status ModelRepository::Unload(const std::string& model) {
 }
 
 Result<std::shared_ptr<const ModelEntry>> ModelRepository::Entry(const std::string& model) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto it = entries_.find(model);
   if (it != entries_.end()) return it->second;
   if (unloaded_.count(model)) return Unavailable("model '" + model + "' is unloaded");
   auto f = failures_.find(model);
-  if (f != failures_.end()) return Unavailable("model '" + model + "' failed to load: " + f->second);
+  if (f != failures_.end())
+    return Unavailable("model '" + model + "' failed to load: " + f->second);
   std::string names;
   for (const auto& [n, e] : entries_) names += (names.empty() ? "" : ", ") + n;
-  return NotFound("unknown model '" + model.substr(0, 128) + "' (serving: " + (names.empty() ? "none" : names) + ")");
+  return NotFound("unknown model '" + model.substr(0, 128) +
+                  "' (serving: " + (names.empty() ? "none" : names) + ")");
 }
 
 Result<std::shared_ptr<ServedVersion>> ModelRepository::Resolve(const std::string& model,
                                                                 const std::string& version) const {
   ASSIGN_OR_RETURN(auto entry, Entry(model));
   const ModelSettings& s = entry->settings;
-  if (s.is_cascade) return InvalidArgument("model '" + model + "' is a cascade route and has no versions");
+  if (s.is_cascade)
+    return InvalidArgument("model '" + model + "' is a cascade route and has no versions");
   std::vector<int64_t> loaded;
   for (const auto& [v, p] : entry->versions) loaded.push_back(v);
   std::string label = version.empty() ? s.default_version : version;
-  if (label.empty()) label = s.aliases.count("champion") ? "champion" : std::to_string(loaded.back());
+  if (label.empty())
+    label = s.aliases.count("champion") ? "champion" : std::to_string(loaded.back());
   int64_t v = 0;
   if (IsVersionName(label)) {
     v = std::stoll(label);
@@ -415,12 +436,13 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::Resolve(const std::strin
     std::string aliases;
     for (const auto& [n, x] : s.aliases) aliases += (aliases.empty() ? "" : ", ") + n;
     return NotFound("model '" + model + "' has no version or alias '" + label.substr(0, 64) +
-                    "' (versions: " + JoinVersions(loaded) + "; aliases: " + (aliases.empty() ? "none" : aliases) + ")");
+                    "' (versions: " + JoinVersions(loaded) +
+                    "; aliases: " + (aliases.empty() ? "none" : aliases) + ")");
   }
   auto it = entry->versions.find(v);
   if (it == entry->versions.end()) {
-    return NotFound("model '" + model + "' has no version " + std::to_string(v) + " loaded (loaded: " +
-                    JoinVersions(loaded) + ")");
+    return NotFound("model '" + model + "' has no version " + std::to_string(v) +
+                    " loaded (loaded: " + JoinVersions(loaded) + ")");
   }
   return it->second;
 }
@@ -428,7 +450,7 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::Resolve(const std::strin
 std::vector<ModelIndexEntry> ModelRepository::Index() const {
   std::set<std::string> names;
   for (const auto& n : ModelDirs()) names.insert(n);
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   for (const auto& [n, e] : entries_) names.insert(n);
   std::vector<ModelIndexEntry> out;
   for (const auto& n : names) {
@@ -450,7 +472,7 @@ std::vector<ModelIndexEntry> ModelRepository::Index() const {
 }
 
 std::vector<std::string> ModelRepository::LoadedModels() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   std::vector<std::string> out;
   for (const auto& [n, e] : entries_) out.push_back(n);
   return out;
@@ -459,14 +481,17 @@ std::vector<std::string> ModelRepository::LoadedModels() const {
 void ModelRepository::StartWatch(double interval_s) {
   StopWatch();
   {
-    std::lock_guard<std::mutex> l(watch_mu_);
+    MutexLock l(&watch_mu_);
     watch_stop_ = false;
   }
   auto interval = std::chrono::duration<double>(interval_s);
   watch_ = std::thread([this, interval] {
-    std::unique_lock<std::mutex> l(watch_mu_);
-    while (!watch_cv_.wait_for(l, interval, [&] { return watch_stop_; })) {
-      l.unlock();
+    MutexLock l(&watch_mu_);
+    while (!watch_cv_.WaitFor(&watch_mu_, interval, [&] {
+      watch_mu_.AssertHeld();
+      return watch_stop_;
+    })) {
+      l.Unlock();
       std::set<std::string> on_disk;
       for (const auto& m : ModelDirs()) {
         on_disk.insert(m);
@@ -474,7 +499,7 @@ void ModelRepository::StartWatch(double interval_s) {
         std::shared_ptr<const ModelEntry> cur;
         bool skip = false;
         {
-          std::lock_guard<std::mutex> g(mu_);
+          MutexLock g(&mu_);
           auto it = entries_.find(m);
           if (it != entries_.end()) cur = it->second;
           skip = unloaded_.count(m) > 0;
@@ -484,26 +509,28 @@ void ModelRepository::StartWatch(double interval_s) {
         }
         if (skip || (cur && cur->fingerprint == fp)) continue;
         Status st = Load(m);
-        std::lock_guard<std::mutex> g(mu_);
-        if (st.ok()) failed_fingerprints_.erase(m);
-        else failed_fingerprints_[m] = fp;
+        MutexLock g(&mu_);
+        if (st.ok())
+          failed_fingerprints_.erase(m);
+        else
+          failed_fingerprints_[m] = fp;
       }
       for (const auto& m : LoadedModels()) {
         if (on_disk.count(m) || !Unload(m).ok()) continue;
-        std::lock_guard<std::mutex> g(mu_);
+        MutexLock g(&mu_);
         unloaded_.erase(m);  // gone from disk: it loads again if it comes back
       }
-      l.lock();
+      l.Lock();
     }
   });
 }
 
 void ModelRepository::StopWatch() {
   {
-    std::lock_guard<std::mutex> l(watch_mu_);
+    MutexLock l(&watch_mu_);
     watch_stop_ = true;
   }
-  watch_cv_.notify_all();
+  watch_cv_.NotifyAll();
   if (watch_.joinable()) watch_.join();
 }
 

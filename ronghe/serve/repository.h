@@ -15,17 +15,15 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "ronghe/base/mutex.h"
 #include "ronghe/base/status.h"
 #include "ronghe/serve/batcher.h"
 #include "ronghe/serve/signature.h"
@@ -37,27 +35,27 @@ class Model;
 namespace ronghe::serve {
 
 struct CascadeSettings {
-  std::string light;       // model name (optionally "name:version")
+  std::string light;  // model name (optionally "name:version")
   std::string full;
-  double threshold = 0.0;  // escalate when the light model's confidence is below this
+  double threshold = 0.0;       // escalate when the light model's confidence is below this
   double audit_fraction = 0.0;  // Default: 0. Share of requests also run on the full model whole,
                                 // so live feedback can compare the cascade with full-only.
 };
 
 struct ExperimentSettings {
-  std::string name;                    // Default: the model's name.
-  std::vector<std::string> variants;   // version labels (numbers or aliases), at least two
-  std::vector<double> weights;         // Default: equal. Relative traffic shares.
-  std::string sticky_key = "key";      // Default: "key". Request parameter that pins a variant.
+  std::string name;                   // Default: the model's name.
+  std::vector<std::string> variants;  // version labels (numbers or aliases), at least two
+  std::vector<double> weights;        // Default: equal. Relative traffic shares.
+  std::string sticky_key = "key";     // Default: "key". Request parameter that pins a variant.
 };
 
 struct ModelSettings {
   std::string name;
   BatcherOptions batching;
   std::string version_policy = "latest";  // Default: serve the highest `latest` versions.
-  int64_t latest = 1;                      // Default: 1.
+  int64_t latest = 1;                     // Default: 1.
   std::vector<int64_t> specific;
-  std::string default_version;             // Default: "" = the champion alias if set, else the highest.
+  std::string default_version;  // Default: "" = the champion alias if set, else the highest.
   std::map<std::string, int64_t> aliases;
   bool is_cascade = false;
   CascadeSettings cascade;
@@ -167,16 +165,19 @@ class ModelRepository {
   std::vector<std::string> ModelDirs() const;
 
   RepositoryOptions options_;
-  mutable std::mutex mu_;  // guards entries_ and failures_; held only to copy or swap pointers
-  std::map<std::string, std::shared_ptr<const ModelEntry>> entries_;
-  std::map<std::string, std::string> failures_;  // model -> why its last load failed
-  std::map<std::string, std::string> unloaded_;  // explicitly unloaded (the watch leaves them)
-  std::map<std::string, std::string> failed_fingerprints_;  // the watch retries only on change
-  std::mutex load_mu_;     // one load at a time
+  Mutex load_mu_ ACQUIRED_BEFORE(mu_);  // one load at a time
+  mutable Mutex mu_;                    // held only to copy or swap pointers
+  std::map<std::string, std::shared_ptr<const ModelEntry>> entries_ GUARDED_BY(mu_);
+  std::map<std::string, std::string> failures_
+      GUARDED_BY(mu_);  // model -> why its last load failed
+  std::map<std::string, std::string> unloaded_
+      GUARDED_BY(mu_);  // explicitly unloaded (the watch leaves them)
+  std::map<std::string, std::string> failed_fingerprints_
+      GUARDED_BY(mu_);  // the watch retries only on change
   std::thread watch_;
-  std::mutex watch_mu_;
-  std::condition_variable watch_cv_;
-  bool watch_stop_ = false;
+  Mutex watch_mu_;
+  CondVar watch_cv_;
+  bool watch_stop_ GUARDED_BY(watch_mu_) = false;
   std::atomic<int64_t> reloads_{0};
 };
 

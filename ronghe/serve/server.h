@@ -7,34 +7,25 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "ronghe/base/mutex.h"
 #include "ronghe/base/status.h"
 #include "ronghe/serve/kserve.h"
 #include "ronghe/serve/repository.h"
+#include "ronghe/serve/route.h"
 
 namespace ronghe::serve {
 
-class Experiments;
-class CascadeStats;
-
 struct ServerOptions {
   RepositoryOptions repository;
-  double watch_interval_s = 0;         // Default: 0 = no repository watch; else poll period.
-  int64_t max_body_bytes = 16 << 20;   // Default: 16 MiB. Larger bodies: 413.
-  std::string access_log;              // Default: "" = none; "-" = stdout; else a file (appended).
-  std::string store_path;              // Default: "" = no experiment recording (tests); the CLI
-                                       // passes the run store's database.
-};
-
-struct InferResult {
-  std::string model;
-  std::string version;
-  std::vector<InferTensor> outputs;
-  nlohmann::json parameters = nlohmann::json::object();  // e.g. variant, escalated rows
+  double watch_interval_s = 0;        // Default: 0 = no repository watch; else poll period.
+  int64_t max_body_bytes = 16 << 20;  // Default: 16 MiB. Larger bodies: 413.
+  std::string access_log;             // Default: "" = none; "-" = stdout; else a file (appended).
+  std::string store_path;             // Default: "" = no experiment recording (tests); the CLI
+                                      // passes the run store's database.
 };
 
 // HTTP status for a Status: 400 invalid, 404 not found, 429 queue full, 503 unavailable,
@@ -70,16 +61,19 @@ class InferenceServer {
 
  private:
   InferenceServer() = default;
-  Result<InferResult> InferOne(const std::shared_ptr<ServedVersion>& v, const InferRequestMsg& request);
-  Result<InferResult> InferCascade(const ModelEntry& entry, const InferRequestMsg& request);
+  // The route for a model's traffic, from its settings: the one place that tells them apart.
+  const Route& RouteFor(const ModelEntry& entry) const;
 
   ServerOptions options_;
   std::unique_ptr<ModelRepository> repo_;
   std::unique_ptr<Experiments> experiments_;
   std::unique_ptr<CascadeStats> cascades_;
+  std::unique_ptr<VersionRoute> version_route_;
+  std::unique_ptr<ExperimentRoute> experiment_route_;
+  std::unique_ptr<CascadeRoute> cascade_route_;
   std::atomic<bool> draining_{false};
   std::FILE* log_ = nullptr;
-  std::mutex log_mu_;
+  Mutex log_mu_;  // one access-log line at a time
 };
 
 }  // namespace ronghe::serve

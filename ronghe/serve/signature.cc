@@ -33,7 +33,8 @@ Result<Signature> Signature::FromManifest(const json& manifest) {
     }
     s.input_shape_.push_back(d.get<int64_t>());
   }
-  if (!m.contains("outputs") || !m["outputs"].is_number_integer() || m["outputs"].get<int64_t>() <= 0) {
+  if (!m.contains("outputs") || !m["outputs"].is_number_integer() ||
+      m["outputs"].get<int64_t>() <= 0) {
     return InvalidArgument("manifest: model.outputs missing");
   }
   s.outputs_ = m["outputs"].get<int64_t>();
@@ -72,7 +73,8 @@ Result<Signature> Signature::FromManifest(const json& manifest) {
     if (!prep.ok()) return InvalidArgument("manifest: preprocessing: " + prep.status().message());
     s.table_ = std::move(prep).value();
     if (s.table_.num_features() != s.input_shape_[0]) {
-      return InvalidArgument("manifest: preprocessing makes " + std::to_string(s.table_.num_features()) +
+      return InvalidArgument("manifest: preprocessing makes " +
+                             std::to_string(s.table_.num_features()) +
                              " features but the model takes " + ShapeString(s.input_shape_));
     }
   }
@@ -81,7 +83,8 @@ Result<Signature> Signature::FromManifest(const json& manifest) {
 
 Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
   if (request.inputs.size() != 1) {
-    return InvalidArgument("expected exactly one input, got " + std::to_string(request.inputs.size()));
+    return InvalidArgument("expected exactly one input, got " +
+                           std::to_string(request.inputs.size()));
   }
   const InferTensor& in = request.inputs[0];
   auto want_shape = [&](const char* what) -> Status {
@@ -90,8 +93,8 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
     if (ok) return Status::OK();
     std::vector<int64_t> want = {-1};
     want.insert(want.end(), input_shape_.begin(), input_shape_.end());
-    return InvalidArgument("input '" + in.name + "': shape " + ShapeString(in.shape) + ", the model takes " +
-                           what + " " + ShapeString(want));
+    return InvalidArgument("input '" + in.name + "': shape " + ShapeString(in.shape) +
+                           ", the model takes " + what + " " + ShapeString(want));
   };
   if (in.name == "input") {
     if (in.datatype != DataType::kFp32) {
@@ -107,13 +110,15 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
                              ", raw pixels are UINT8");
     }
     RETURN_IF_ERROR(want_shape("UINT8"));
-    double scale = JsonNumber(preprocessing_, "scale", 1.0 / 255), mean = JsonNumber(preprocessing_, "mean", 0.0),
+    double scale = JsonNumber(preprocessing_, "scale", 1.0 / 255),
+           mean = JsonNumber(preprocessing_, "mean", 0.0),
            sd = JsonNumber(preprocessing_, "std", 1.0);
     return ((in.tensor.to(at::kFloat) * scale - mean) / sd).contiguous();
   }
   if (in.name == "record" && kind_ == "table") {
     if (in.datatype != DataType::kBytes || in.shape.size() != 1 || in.shape[0] < 1) {
-      return InvalidArgument("input 'record': BYTES of shape [N], each a JSON object of column values");
+      return InvalidArgument(
+          "input 'record': BYTES of shape [N], each a JSON object of column values");
     }
     data::CsvTable table;
     table.source = "input 'record'";
@@ -123,7 +128,8 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
     for (size_t r = 0; r < in.bytes.size(); ++r) {
       std::string where = "input 'record'[" + std::to_string(r) + "]";
       json rec = json::parse(in.bytes[r], nullptr, false);
-      if (rec.is_discarded() || !rec.is_object()) return InvalidArgument(where + ": not a JSON object");
+      if (rec.is_discarded() || !rec.is_object())
+        return InvalidArgument(where + ": not a JSON object");
       std::vector<std::string> row(table.columns.size());
       for (auto it = rec.begin(); it != rec.end(); ++it) {
         size_t c = 0;
@@ -133,9 +139,13 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
           return InvalidArgument(where + ": unknown column '" + it.key() + "'");
         }
         const json& v = it.value();
-        if (v.is_string()) row[c] = v.get<std::string>();
-        else if (v.is_number()) row[c] = v.dump();
-        else if (!v.is_null()) return InvalidArgument(where + ": column '" + it.key() + "' must be a string, number or null");
+        if (v.is_string())
+          row[c] = v.get<std::string>();
+        else if (v.is_number())
+          row[c] = v.dump();
+        else if (!v.is_null())
+          return InvalidArgument(where + ": column '" + it.key() +
+                                 "' must be a string, number or null");
       }
       table.rows.push_back(std::move(row));
       table.line_of_row.push_back(static_cast<int64_t>(r));
@@ -151,10 +161,11 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
   return InvalidArgument("unknown input '" + in.name + "': this model takes " + accepted);
 }
 
-Result<std::vector<InferTensor>> Signature::FromOutput(const at::Tensor& logits,
-                                                       const std::vector<std::string>& names) const {
-  std::vector<std::string> all = classification() ? std::vector<std::string>{"probabilities", "class", "logits"}
-                                                  : std::vector<std::string>{"prediction"};
+Result<std::vector<InferTensor>> Signature::FromOutput(
+    const at::Tensor& logits, const std::vector<std::string>& names) const {
+  std::vector<std::string> all = classification()
+                                     ? std::vector<std::string>{"probabilities", "class", "logits"}
+                                     : std::vector<std::string>{"prediction"};
   const std::vector<std::string>& want = names.empty() ? all : names;
   for (const auto& n : want) {
     if (std::find(all.begin(), all.end(), n) == all.end()) {
@@ -167,7 +178,8 @@ Result<std::vector<InferTensor>> Signature::FromOutput(const at::Tensor& logits,
   std::vector<InferTensor> result;
   at::Tensor probs;
   if (classification()) {
-    probs = task_ == "binary" ? at::cat({1 - at::sigmoid(out), at::sigmoid(out)}, 1) : at::softmax(out, 1);
+    probs = task_ == "binary" ? at::cat({1 - at::sigmoid(out), at::sigmoid(out)}, 1)
+                              : at::softmax(out, 1);
   }
   for (const auto& n : want) {
     if (n == "probabilities") result.push_back(MakeTensor(n, probs));
@@ -175,7 +187,8 @@ Result<std::vector<InferTensor>> Signature::FromOutput(const at::Tensor& logits,
     if (n == "logits") result.push_back(MakeTensor(n, out));
     if (n == "prediction") {
       at::Tensor p = out;
-      if (kind_ == "series") p = out * JsonNumber(preprocessing_, "std", 1.0) + JsonNumber(preprocessing_, "mean", 0.0);
+      if (kind_ == "series")
+        p = out * JsonNumber(preprocessing_, "std", 1.0) + JsonNumber(preprocessing_, "mean", 0.0);
       result.push_back(MakeTensor(n, p));
     }
   }
@@ -201,7 +214,9 @@ json Signature::InputsJson() const {
     json cols = json::array();
     for (const auto& n : table_.numeric) cols.push_back(n.name);
     for (const auto& c : table_.categorical) cols.push_back(c.name);
-    in.push_back({{"name", "record"}, {"datatype", "BYTES"}, {"shape", {-1}},
+    in.push_back({{"name", "record"},
+                  {"datatype", "BYTES"},
+                  {"shape", {-1}},
                   {"parameters", {{"columns", cols}}}});
   }
   return in;
@@ -212,7 +227,9 @@ json Signature::OutputsJson() const {
     return json::array({{{"name", "prediction"}, {"datatype", "FP32"}, {"shape", {-1, outputs_}}}});
   }
   int64_t c = static_cast<int64_t>(classes_.size());
-  return json::array({{{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, c}},
+  return json::array({{{"name", "probabilities"},
+                       {"datatype", "FP32"},
+                       {"shape", {-1, c}},
                        {"parameters", {{"classes", classes_}}}},
                       {{"name", "class"}, {"datatype", "INT64"}, {"shape", {-1}}},
                       {{"name", "logits"}, {"datatype", "FP32"}, {"shape", {-1, outputs_}}}});

@@ -10,15 +10,15 @@
 //                                        standardised and one-hot encoded with the manifest's
 //                                        statistics; a missing column is treated as missing
 // Outputs:
-//   classification: "probabilities" FP32 [N, classes], "class" INT64 [N], "logits" FP32 [N, outputs]
-//   regression:     "prediction" FP32 [N, outputs] (series: in original units)
+//   classification: "probabilities" FP32 [N, classes], "class" INT64 [N], "logits" FP32 [N,
+//   outputs] regression:     "prediction" FP32 [N, outputs] (series: in original units)
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include "ronghe/base/status.h"
 #include "ronghe/data/csv.h"
@@ -51,13 +51,13 @@ class Signature {
   const std::vector<std::string>& classes() const { return classes_; }
 
  private:
-  std::string task_;                 // "binary" | "multiclass" | "regression"
+  std::string task_;  // "binary" | "multiclass" | "regression"
   std::vector<int64_t> input_shape_;
   int64_t outputs_ = 0;
   std::vector<std::string> classes_;
   nlohmann::json preprocessing_;
-  std::string kind_;                 // preprocessing kind: "image" | "table" | "series" | ""
-  data::TablePreprocessing table_;   // kind_ == "table"
+  std::string kind_;                // preprocessing kind: "image" | "table" | "series" | ""
+  data::TablePreprocessing table_;  // kind_ == "table"
 };
 
 }  // namespace ronghe::serve

@@ -9,7 +9,12 @@
 #include <chrono>
 #include <thread>
 
+#include "ronghe/base/file.h"
+#include "ronghe/store/sqlite.h"
+
 namespace ronghe::store {
+
+using internal::Stmt;
 
 namespace {
 
@@ -105,8 +110,7 @@ const char* const kMigrations[] = {
 constexpr int kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 double UnixNow() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string HostName() {
@@ -114,53 +118,6 @@ std::string HostName() {
   gethostname(buf, sizeof buf - 1);
   return buf;
 }
-
-// RAII prepared statement.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-  }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Status status() const {
-    return rc_ == SQLITE_OK ? Status::OK() : Internal(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
-  }
-  Stmt& Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
-  Stmt& Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
-  Stmt& Bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  // SQLITE_ROW -> true, SQLITE_DONE -> false, else error.
-  Result<bool> Step() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return Unavailable(std::string("sqlite: ") + sqlite3_errmsg(db_));
-  }
-  Status Run() {
-    auto r = Step();
-    return r.ok() ? Status::OK() : r.status();
-  }
-  void Reset() { sqlite3_reset(stmt_); }
-  sqlite3_stmt* get() { return stmt_; }
-  int64_t Int(int c) { return sqlite3_column_int64(stmt_, c); }
-  double Real(int c) { return sqlite3_column_double(stmt_, c); }
-  std::string Text(int c) {
-    auto* t = sqlite3_column_text(stmt_, c);
-    return t ? reinterpret_cast<const char*>(t) : "";
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
-};
-
-#define RETURN_IF_PREPARE_ERROR(stmt) RETURN_IF_ERROR((stmt).status())
 
 bool ProcessAlive(const std::string& host, int64_t pid) {
   if (host != HostName() || pid <= 0) return true;  // cannot tell for another host
@@ -173,68 +130,24 @@ int RunStore::LatestSchemaVersion() { return kLatest; }
 
 Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& path,
                                                  const StoreOptions& options) {
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    std::string why = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return IoError(path + ": cannot open run store: " + why);
-  }
+  ASSIGN_OR_RETURN(sqlite3 * db,
+                   internal::OpenDatabase(path, options.busy_timeout_ms, /*create=*/true));
   std::unique_ptr<RunStore> store(new RunStore(db, path));
-  sqlite3_busy_timeout(db, options.busy_timeout_ms);
-  // journal_mode=WAL is persistent; switching a new database to it needs a moment of exclusivity.
-  // When several processes open a new database at once, SQLite sees two readers each wanting the
-  // exclusive lock as a deadlock and answers SQLITE_BUSY at once, without calling the busy
-  // handler, so the switch is retried here with backoff, bounded by the same busy timeout.
-  Status st = store->Exec("PRAGMA journal_mode=WAL");
-  for (int waited_ms = 0, pause_ms = 1;
-       !st.ok() && sqlite3_errcode(db) == SQLITE_BUSY && waited_ms < options.busy_timeout_ms;
-       waited_ms += pause_ms, pause_ms = std::min(pause_ms * 2, 50)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-    st = store->Exec("PRAGMA journal_mode=WAL");
-  }
-  if (st.ok()) st = store->Exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
-  if (!st.ok()) {
-    if (st.message().find("not a database") != std::string::npos ||
-        st.message().find("malformed") != std::string::npos) {
-      return DataLoss(path + ": not a ronghe run store (or corrupt): " + st.message());
-    }
-    return st.WithContext(path);
-  }
   RETURN_IF_ERROR(store->Migrate().WithContext(path));
   return store;
 }
 
 RunStore::~RunStore() { sqlite3_close(db_); }
 
-Status RunStore::Exec(const std::string& sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    return Unavailable("sqlite: " + msg);
-  }
-  return Status::OK();
-}
+Status RunStore::Exec(const std::string& sql) { return internal::Exec(db_, sql); }
 
 template <typename Fn>
 Status RunStore::InTransaction(Fn&& fn) {
-  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  Status st = fn();
-  if (!st.ok()) {
-    (void)Exec("ROLLBACK");
-    return st;
-  }
-  st = Exec("COMMIT");
-  if (!st.ok()) (void)Exec("ROLLBACK");
-  return st;
+  return internal::InTransaction(db_, std::forward<Fn>(fn));
 }
 
 Result<int> RunStore::SchemaVersion() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Stmt s(db_, "PRAGMA user_version");
   RETURN_IF_PREPARE_ERROR(s);
   ASSIGN_OR_RETURN(bool row, s.Step());
@@ -242,9 +155,10 @@ Result<int> RunStore::SchemaVersion() {
 }
 
 Status RunStore::Migrate() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   // The version is re-read inside the write transaction so two processes never both migrate.
   return InTransaction([&]() -> Status {
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
     Stmt s(db_, "PRAGMA user_version");
     RETURN_IF_PREPARE_ERROR(s);
     ASSIGN_OR_RETURN(bool row, s.Step());
@@ -255,24 +169,31 @@ Status RunStore::Migrate() {
                                 std::to_string(kLatest) + "); upgrade ronghe");
     }
     for (int v = version; v < kLatest; ++v) {
-      RETURN_IF_ERROR(Exec(kMigrations[v]).WithContext("migration to schema " + std::to_string(v + 1)));
+      RETURN_IF_ERROR(
+          Exec(kMigrations[v]).WithContext("migration to schema " + std::to_string(v + 1)));
     }
-    if (version != kLatest) RETURN_IF_ERROR(Exec("PRAGMA user_version = " + std::to_string(kLatest)));
+    if (version != kLatest)
+      RETURN_IF_ERROR(Exec("PRAGMA user_version = " + std::to_string(kLatest)));
     return Status::OK();
   });
 }
 
 Result<int64_t> RunStore::CreateRun(const std::string& kind, const std::string& name,
                                     const std::string& config_json) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int64_t id = 0;
   RETURN_IF_ERROR(InTransaction([&]() -> Status {
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
     Stmt s(db_,
            "INSERT INTO runs(kind, name, status, config_json, host, pid, created_at) "
            "VALUES (?, ?, 'running', ?, ?, ?, ?)");
     RETURN_IF_PREPARE_ERROR(s);
-    s.Bind(1, kind).Bind(2, name).Bind(3, config_json).Bind(4, HostName())
-        .Bind(5, static_cast<int64_t>(::getpid())).Bind(6, UnixNow());
+    s.Bind(1, kind)
+        .Bind(2, name)
+        .Bind(3, config_json)
+        .Bind(4, HostName())
+        .Bind(5, static_cast<int64_t>(::getpid()))
+        .Bind(6, UnixNow());
     RETURN_IF_ERROR(s.Run());
     id = sqlite3_last_insert_rowid(db_);
     return Status::OK();
@@ -281,9 +202,11 @@ Result<int64_t> RunStore::CreateRun(const std::string& kind, const std::string& 
 }
 
 Status RunStore::ReopenRun(int64_t run_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return InTransaction([&]() -> Status {
-    Stmt s(db_, "UPDATE runs SET status='running', error='', host=?, pid=?, finished_at=0 WHERE id=?");
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
+    Stmt s(db_,
+           "UPDATE runs SET status='running', error='', host=?, pid=?, finished_at=0 WHERE id=?");
     RETURN_IF_PREPARE_ERROR(s);
     s.Bind(1, HostName()).Bind(2, static_cast<int64_t>(::getpid())).Bind(3, run_id);
     RETURN_IF_ERROR(s.Run());
@@ -293,8 +216,9 @@ Status RunStore::ReopenRun(int64_t run_id) {
 }
 
 Status RunStore::FinishRun(int64_t run_id, const std::string& status, const std::string& error) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return InTransaction([&]() -> Status {
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
     Stmt s(db_, "UPDATE runs SET status=?, error=?, finished_at=? WHERE id=?");
     RETURN_IF_PREPARE_ERROR(s);
     s.Bind(1, status).Bind(2, error).Bind(3, UnixNow()).Bind(4, run_id);
@@ -305,8 +229,11 @@ Status RunStore::FinishRun(int64_t run_id, const std::string& status, const std:
 }
 
 Status RunStore::LogMetrics(int64_t run_id, const std::vector<MetricRecord>& metrics) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return InTransaction([&]() -> Status { return LogMetricsLocked(run_id, metrics); });
+  MutexLock lock(&mu_);
+  return InTransaction([&]() -> Status {
+    mu_.AssertHeld();
+    return LogMetricsLocked(run_id, metrics);
+  });
 }
 
 Status RunStore::LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord>& metrics) {
@@ -314,14 +241,21 @@ Status RunStore::LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord
     // A resumed job may log an epoch again; the newest value replaces the old one.
     Stmt del(db_, "DELETE FROM metrics WHERE run_id=? AND step=? AND split=? AND name=?");
     RETURN_IF_PREPARE_ERROR(del);
-    Stmt s(db_, "INSERT INTO metrics(run_id, step, split, name, value, recorded_at) VALUES (?,?,?,?,?,?)");
+    Stmt s(
+        db_,
+        "INSERT INTO metrics(run_id, step, split, name, value, recorded_at) VALUES (?,?,?,?,?,?)");
     RETURN_IF_PREPARE_ERROR(s);
     double now = UnixNow();
     for (const auto& m : metrics) {
       del.Bind(1, run_id).Bind(2, m.step).Bind(3, m.split).Bind(4, m.name);
       RETURN_IF_ERROR(del.Run());
       del.Reset();
-      s.Bind(1, run_id).Bind(2, m.step).Bind(3, m.split).Bind(4, m.name).Bind(5, m.value).Bind(6, now);
+      s.Bind(1, run_id)
+          .Bind(2, m.step)
+          .Bind(3, m.split)
+          .Bind(4, m.name)
+          .Bind(5, m.value)
+          .Bind(6, now);
       RETURN_IF_ERROR(s.Run());
       s.Reset();
     }
@@ -331,18 +265,22 @@ Status RunStore::LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord
 
 Status RunStore::SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
                                 const std::vector<MetricRecord>& metrics, int keep) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return InTransaction([&]() -> Status {
-    Stmt s(db_, "INSERT OR REPLACE INTO checkpoints(run_id, step, state, meta_json, recorded_at) VALUES (?,?,?,?,?)");
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO checkpoints(run_id, step, state, meta_json, recorded_at) VALUES "
+           "(?,?,?,?,?)");
     RETURN_IF_PREPARE_ERROR(s);
     s.Bind(1, run_id).Bind(2, cp.step);
-    sqlite3_bind_blob64(s.get(), 3, cp.state.data(), cp.state.size(), SQLITE_TRANSIENT);
+    s.BindBlob(3, cp.state);
     s.Bind(4, cp.meta_json).Bind(5, UnixNow());
     RETURN_IF_ERROR(s.Run());
     if (keep > 0) {
       // Older checkpoints are history nobody resumes from; keep the store small.
-      Stmt del(db_, "DELETE FROM checkpoints WHERE run_id=? AND step NOT IN "
-                    "(SELECT step FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT ?)");
+      Stmt del(db_,
+               "DELETE FROM checkpoints WHERE run_id=? AND step NOT IN "
+               "(SELECT step FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT ?)");
       RETURN_IF_PREPARE_ERROR(del);
       del.Bind(1, run_id).Bind(2, run_id).Bind(3, static_cast<int64_t>(keep));
       RETURN_IF_ERROR(del.Run());
@@ -352,35 +290,47 @@ Status RunStore::SaveCheckpoint(int64_t run_id, const CheckpointRecord& cp,
 }
 
 Result<std::optional<CheckpointRecord>> RunStore::GetCheckpoint(int64_t run_id, int64_t step) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Stmt s(db_, "SELECT step, state, meta_json FROM checkpoints WHERE run_id=? AND (step=? OR ?<0) ORDER BY step DESC LIMIT 1");
+  MutexLock lock(&mu_);
+  Stmt s(db_,
+         "SELECT step, state, meta_json FROM checkpoints WHERE run_id=? AND (step=? OR ?<0) ORDER "
+         "BY step DESC LIMIT 1");
   RETURN_IF_PREPARE_ERROR(s);
   s.Bind(1, run_id).Bind(2, step).Bind(3, step);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) return std::optional<CheckpointRecord>();
   CheckpointRecord cp;
   cp.step = s.Int(0);
-  const void* blob = sqlite3_column_blob(s.get(), 1);
-  cp.state.assign(static_cast<const char*>(blob), static_cast<size_t>(sqlite3_column_bytes(s.get(), 1)));
+  cp.state = s.Blob(1);
   cp.meta_json = s.Text(2);
   return std::optional<CheckpointRecord>(std::move(cp));
 }
 
-Result<std::optional<CheckpointRecord>> RunStore::LatestCheckpoint(int64_t run_id) { return GetCheckpoint(run_id, -1); }
+Result<std::optional<CheckpointRecord>> RunStore::LatestCheckpoint(int64_t run_id) {
+  return GetCheckpoint(run_id, -1);
+}
 
 Status RunStore::AddArtifact(int64_t run_id, const ArtifactRecord& a) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return InTransaction([&]() -> Status {
-    Stmt s(db_, "INSERT INTO artifacts(run_id, kind, path, sha256, bytes, recorded_at) VALUES (?,?,?,?,?,?)");
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
+    Stmt s(db_,
+           "INSERT INTO artifacts(run_id, kind, path, sha256, bytes, recorded_at) VALUES "
+           "(?,?,?,?,?,?)");
     RETURN_IF_PREPARE_ERROR(s);
-    s.Bind(1, run_id).Bind(2, a.kind).Bind(3, a.path).Bind(4, a.sha256).Bind(5, a.bytes).Bind(6, UnixNow());
+    s.Bind(1, run_id)
+        .Bind(2, a.kind)
+        .Bind(3, a.path)
+        .Bind(4, a.sha256)
+        .Bind(5, a.bytes)
+        .Bind(6, UnixNow());
     return s.Run();
   });
 }
 
 Status RunStore::RecordResources(int64_t run_id, const ResourceUsage& u) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return InTransaction([&]() -> Status {
+    mu_.AssertHeld();  // the transaction runs under the caller's lock
     Stmt s(db_,
            "INSERT INTO resources(run_id, wall_seconds, cpu_user_seconds, cpu_system_seconds, "
            "peak_rss_bytes, device, processes) VALUES (?,?,?,?,?,?,?) "
@@ -392,8 +342,12 @@ Status RunStore::RecordResources(int64_t run_id, const ResourceUsage& u) {
            "device = excluded.device, "
            "processes = max(processes, excluded.processes)");
     RETURN_IF_PREPARE_ERROR(s);
-    s.Bind(1, run_id).Bind(2, u.wall_seconds).Bind(3, u.cpu_user_seconds)
-        .Bind(4, u.cpu_system_seconds).Bind(5, u.peak_rss_bytes).Bind(6, u.device)
+    s.Bind(1, run_id)
+        .Bind(2, u.wall_seconds)
+        .Bind(3, u.cpu_user_seconds)
+        .Bind(4, u.cpu_system_seconds)
+        .Bind(5, u.peak_rss_bytes)
+        .Bind(6, u.device)
         .Bind(7, static_cast<int64_t>(u.processes));
     return s.Run();
   });
@@ -416,11 +370,12 @@ RunRecord ReadRunRow(Stmt& s) {
   return r;
 }
 constexpr const char* kRunColumns =
-    "SELECT id, kind, name, status, config_json, error, host, pid, created_at, finished_at FROM runs";
+    "SELECT id, kind, name, status, config_json, error, host, pid, created_at, finished_at FROM "
+    "runs";
 }  // namespace
 
 Result<RunRecord> RunStore::GetRun(int64_t run_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   RunRecord r;
   {
     Stmt s(db_, (std::string(kRunColumns) + " WHERE id=?").c_str());
@@ -474,7 +429,7 @@ Result<RunRecord> RunStore::GetRun(int64_t run_id) {
 Result<std::vector<RunRecord>> RunStore::ListRuns(int limit, const std::string& kind) {
   std::vector<int64_t> ids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     std::string sql = "SELECT id FROM runs";
     if (!kind.empty()) sql += " WHERE kind=?";
     sql += " ORDER BY id DESC LIMIT ?";
@@ -528,6 +483,14 @@ Status Job::Finish(const Status& outcome) {
   RETURN_IF_ERROR(store_->RecordResources(id_, u));
   return store_->FinishRun(id_, outcome.ok() ? "succeeded" : "failed",
                            outcome.ok() ? "" : outcome.message());
+}
+
+std::string HomeStorePath(const std::string& home) { return home + "/ronghe.db"; }
+
+Result<std::unique_ptr<RunStore>> OpenHomeStore(const std::string& home,
+                                                const StoreOptions& options) {
+  RETURN_IF_ERROR(MakeDirs(home, 0700));
+  return RunStore::Open(HomeStorePath(home), options);
 }
 
 }  // namespace ronghe::store

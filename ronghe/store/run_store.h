@@ -10,11 +10,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "ronghe/base/mutex.h"
 #include "ronghe/base/resource.h"
 #include "ronghe/base/status.h"
 
@@ -27,14 +27,14 @@ struct StoreOptions {
 };
 
 struct MetricRecord {
-  int64_t step = 0;       // epoch number (or round number for federated jobs)
-  std::string split;      // "train", "val", "test", ...
-  std::string name;       // "loss", "accuracy", "roc_auc", ...
+  int64_t step = 0;   // epoch number (or round number for federated jobs)
+  std::string split;  // "train", "val", "test", ...
+  std::string name;   // "loss", "accuracy", "roc_auc", ...
   double value = 0;
 };
 
 struct ArtifactRecord {
-  std::string kind;       // "model", "checkpoint", ...
+  std::string kind;  // "model", "checkpoint", ...
   std::string path;
   std::string sha256;
   int64_t bytes = 0;
@@ -43,21 +43,21 @@ struct ArtifactRecord {
 // A job's resumable state at one step (a federated round): an opaque blob plus JSON metadata.
 struct CheckpointRecord {
   int64_t step = 0;
-  std::string state;      // binary (e.g. a tensor file)
+  std::string state;  // binary (e.g. a tensor file)
   std::string meta_json;
 };
 
 struct RunRecord {
   int64_t id = 0;
-  std::string kind;       // "train", "eval", ...
+  std::string kind;  // "train", "eval", ...
   std::string name;
-  std::string status;     // "running", "succeeded", "failed", "interrupted"
+  std::string status;  // "running", "succeeded", "failed", "interrupted"
   std::string config_json;
   std::string error;
   std::string host;
   int64_t pid = 0;
-  double created_at = 0;  // unix seconds
-  double finished_at = 0; // 0 while running
+  double created_at = 0;   // unix seconds
+  double finished_at = 0;  // 0 while running
   std::optional<ResourceUsage> resources;
   std::vector<MetricRecord> metrics;
   std::vector<ArtifactRecord> artifacts;
@@ -103,17 +103,24 @@ class RunStore {
 
  private:
   RunStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  Status Migrate();
-  Status Exec(const std::string& sql);
-  Status LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord>& metrics);
+  Status Migrate() EXCLUDES(mu_);
+  Status Exec(const std::string& sql) REQUIRES(mu_);
+  Status LogMetricsLocked(int64_t run_id, const std::vector<MetricRecord>& metrics) REQUIRES(mu_);
   // Runs `fn` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
   template <typename Fn>
-  Status InTransaction(Fn&& fn);
+  Status InTransaction(Fn&& fn) REQUIRES(mu_);
 
-  std::mutex mu_;
-  sqlite3* db_;  // owned; GUARDED_BY(mu_)
+  Mutex mu_;
+  sqlite3* const db_ GUARDED_BY(mu_);  // owned
   std::string path_;
 };
+
+// The home's database, HOME/ronghe.db: every command, server and test that records opens it
+// through these two, so its name is spelled once.
+std::string HomeStorePath(const std::string& home);
+// Opens (creating HOME with mode 0700 when missing) the home's store.
+Result<std::unique_ptr<RunStore>> OpenHomeStore(const std::string& home,
+                                                const StoreOptions& options = {});
 
 // One job's record, from start to finish. Measures resource use from Start() and writes it,
 // with the final status, in Finish(). A Job destroyed without Finish() records "failed".
@@ -124,8 +131,7 @@ class RunStore {
 class Job {
  public:
   static Result<std::unique_ptr<Job>> Start(RunStore* store, const std::string& kind,
-                                            const std::string& name,
-                                            const std::string& config_json,
+                                            const std::string& name, const std::string& config_json,
                                             const std::string& device = "cpu");
   // Continues an existing run (resume after a crash).
   static Result<std::unique_ptr<Job>> Resume(RunStore* store, int64_t run_id,
@@ -136,7 +142,10 @@ class Job {
   Status Metrics(const std::vector<MetricRecord>& metrics);
   Status Artifact(const ArtifactRecord& artifact);
   // Resource use of other processes of this job (e.g. worker ranks), added at Finish().
-  void AddExternalUsage(const ResourceUsage& usage) { external_.Merge(usage); has_external_ = true; }
+  void AddExternalUsage(const ResourceUsage& usage) {
+    external_.Merge(usage);
+    has_external_ = true;
+  }
   // Records status "succeeded" for OK, otherwise "failed" with the message. Idempotent.
   Status Finish(const Status& outcome);
 

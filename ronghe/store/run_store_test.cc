@@ -1,13 +1,13 @@
 #include "ronghe/store/run_store.h"
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <gtest/gtest.h>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/subprocess.h"
 
 namespace ronghe::store {
 namespace {
@@ -91,15 +91,14 @@ TEST(RunStoreTest, ResumedJobAccumulatesResources) {
 
 TEST(RunStoreTest, DeadProcessReadsAsInterrupted) {
   std::string path = FreshDb("dead");
-  pid_t child = fork();
-  if (child == 0) {
+  // The child exits without Finish and without destructors.
+  auto child = Subprocess::Fork([&]() -> int {
     auto store = RunStore::Open(path);
     auto job = Job::Start(store->get(), "train", "doomed", "{}");
-    _exit(job.ok() ? 0 : 1);  // exits without Finish and without destructors
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_EQ(WEXITSTATUS(status), 0);
+    _exit(job.ok() ? 0 : 1);  // here, so that not even the Job's destructor runs
+  });
+  ASSERT_TRUE(child.ok());
+  ASSERT_EQ(child->Wait()->AsInt(), 0);
   auto store = RunStore::Open(path);
   auto runs = (*store)->ListRuns();
   ASSERT_TRUE(runs.ok());
@@ -111,29 +110,32 @@ TEST(RunStoreTest, DeadProcessReadsAsInterrupted) {
 TEST(RunStoreTest, ConcurrentProcessesLoseNothing) {
   std::string path = FreshDb("concurrent");
   constexpr int kProcs = 6, kRuns = 25, kMetrics = 8;
-  std::vector<pid_t> kids;
+  std::vector<Subprocess> kids;
   for (int p = 0; p < kProcs; ++p) {
-    pid_t pid = fork();
-    if (pid == 0) {
+    auto kid = Subprocess::Fork([&, p] {
       auto store = RunStore::Open(path);
-      if (!store.ok()) { fprintf(stderr, "open: %s\n", store.status().ToString().c_str()); _exit(2); }
+      if (!store.ok()) {
+        fprintf(stderr, "open: %s\n", store.status().ToString().c_str());
+        return 2;
+      }
       for (int r = 0; r < kRuns; ++r) {
         auto job = Job::Start(store->get(), "train", "p" + std::to_string(p), "{}");
-        if (!job.ok()) _exit(3);
+        if (!job.ok()) return 3;
         for (int m = 0; m < kMetrics; ++m) {
-          if (!(*job)->Metrics({{m, "train", "loss", double(p * 1000 + r)}}).ok()) _exit(4);
+          if (!(*job)->Metrics({{m, "train", "loss", double(p * 1000 + r)}}).ok()) return 4;
         }
-        if (!(*job)->Finish(Status::OK()).ok()) _exit(5);
+        if (!(*job)->Finish(Status::OK()).ok()) return 5;
       }
-      _exit(0);
-    }
-    kids.push_back(pid);
+      return 0;
+    });
+    ASSERT_TRUE(kid.ok());
+    kids.push_back(std::move(*kid));
   }
-  for (pid_t k : kids) {
-    int status = 0;
-    waitpid(k, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (auto& k : kids) {
+    auto status = k.Wait();
+    ASSERT_TRUE(status.ok());
+    ASSERT_FALSE(status->signaled);
+    EXPECT_EQ(status->code, 0);
   }
   auto store = RunStore::Open(path);
   auto runs = (*store)->ListRuns(10000);
@@ -163,7 +165,10 @@ TEST(RunStoreTest, RefusesGarbageAndNewerSchemas) {
   EXPECT_EQ(*ReadFile(garbage), std::string(4096, 'x'));  // untouched
 
   std::string newer = FreshDb("newer");
-  { auto s = RunStore::Open(newer); ASSERT_TRUE(s.ok()); }
+  {
+    auto s = RunStore::Open(newer);
+    ASSERT_TRUE(s.ok());
+  }
   sqlite3* db = nullptr;
   sqlite3_open(newer.c_str(), &db);
   sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
@@ -182,8 +187,11 @@ TEST(RunStoreTest, CheckpointAndItsMetricsLandTogetherAndTheNewestWins) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   std::string blob("\0\1\2binary\0", 10);
-  ASSERT_TRUE((*store)->SaveCheckpoint(*id, {1, blob, "{\"round\":1}"}, {{1, "fed", "loss", 0.5}}).ok());
-  ASSERT_TRUE((*store)->SaveCheckpoint(*id, {2, blob + "x", "{\"round\":2}"}, {{2, "fed", "loss", 0.4}}).ok());
+  ASSERT_TRUE(
+      (*store)->SaveCheckpoint(*id, {1, blob, "{\"round\":1}"}, {{1, "fed", "loss", 0.5}}).ok());
+  ASSERT_TRUE((*store)
+                  ->SaveCheckpoint(*id, {2, blob + "x", "{\"round\":2}"}, {{2, "fed", "loss", 0.4}})
+                  .ok());
   auto cp = (*store)->LatestCheckpoint(*id);
   ASSERT_TRUE(cp.ok() && cp->has_value());
   EXPECT_EQ((*cp)->step, 2);

@@ -1,11 +1,10 @@
 #include "ronghe/train/job.h"
 
+#include <spdlog/fmt/ranges.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <thread>
-
-#include <spdlog/fmt/ranges.h>
-#include <spdlog/spdlog.h>
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/file.h"
@@ -41,11 +40,6 @@ Result<ParsedJob> ParseJob(Config& cfg) {
   return j;
 }
 
-Result<std::unique_ptr<store::RunStore>> OpenStore(const std::string& home) {
-  RETURN_IF_ERROR(MakeDirs(home, 0700));
-  return store::RunStore::Open(home + "/ronghe.db");
-}
-
 Status RecordArtifact(store::Job* job, const std::string& kind, const std::string& path) {
   ASSIGN_OR_RETURN(std::string sha, Sha256FileHex(path));
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
@@ -54,7 +48,8 @@ Status RecordArtifact(store::Job* job, const std::string& kind, const std::strin
 
 nlohmann::json ToJson(const MetricMap& m) {
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : m) j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  for (const auto& [k, v] : m)
+    j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -65,21 +60,28 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
                                  std::string* artifact_path, data::Task* task) {
   const bool lead = job != nullptr;
   const std::string dir = lead ? RunDir(home, job->id()) : "";
-  const std::string who = lead ? "run " + std::to_string(job->id()) : "rank " + std::to_string(coll->rank());
+  const std::string who =
+      lead ? "run " + std::to_string(job->id()) : "rank " + std::to_string(coll->rank());
   ASSIGN_OR_RETURN(data::LoadedData data, data::LoadData(pj.data, home));
   *task = data.task;
   if (lead) {
-    spdlog::info("{}: {} train / {} val / {} test examples of {} ({}{})", who, data.train.size(), data.val.size(),
-                 data.test.size(), pj.data.dataset, data::TaskName(data.task),
-                 data.train.sides.empty() ? "" : fmt::format(", at {} px", fmt::join(pj.data.resolutions, "/")));
+    spdlog::info("{}: {} train / {} val / {} test examples of {} ({}{})", who, data.train.size(),
+                 data.val.size(), data.test.size(), pj.data.dataset, data::TaskName(data.task),
+                 data.train.sides.empty()
+                     ? ""
+                     : fmt::format(", at {} px", fmt::join(pj.data.resolutions, "/")));
   }
   if (!data.train.sides.empty() && pj.model.kind != "cnn") {
-    return InvalidArgument("model.kind: images of mixed resolutions (data.resolutions) need the cnn, whose "
-                           "adaptive pooling takes any size; '" + pj.model.kind + "' has a fixed input");
+    return InvalidArgument(
+        "model.kind: images of mixed resolutions (data.resolutions) need the cnn, whose "
+        "adaptive pooling takes any size; '" +
+        pj.model.kind + "' has a fixed input");
   }
   if (!data.train.lengths.empty() && pj.model.kind != "lstm") {
-    return InvalidArgument("model.kind: windows of mixed lengths (data.window.lengths) need the lstm, which "
-                           "reads any length; '" + pj.model.kind + "' has a fixed input");
+    return InvalidArgument(
+        "model.kind: windows of mixed lengths (data.window.lengths) need the lstm, which "
+        "reads any length; '" +
+        pj.model.kind + "' has a fixed input");
   }
   nn::ModelConfig mc = pj.model;
   mc.input_shape = data.input_shape;
@@ -89,8 +91,8 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
   torch::manual_seed(pj.train.seed);
   ASSIGN_OR_RETURN(auto model, nn::Model::Create(mc));
   if (lead) {
-    spdlog::info("{}: {} model, {} parameters, precision {}, batching {}{}", who, mc.kind, model->NumParameters(),
-                 pj.train.precision, pj.train.batching,
+    spdlog::info("{}: {} model, {} parameters, precision {}, batching {}{}", who, mc.kind,
+                 model->NumParameters(), pj.train.precision, pj.train.batching,
                  coll ? fmt::format(", {} processes", coll->world()) : std::string());
   }
   ASSIGN_OR_RETURN(auto trainer, Trainer::Create(pj.train, model.get(), &data, job,
@@ -155,14 +157,16 @@ Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
   ParsedJob pj;
   // Rank 0 (or a lone process): the config, the run record and its folder.
   auto setup = [&]() -> Status {
-    ASSIGN_OR_RETURN(store, OpenStore(req.home));
+    ASSIGN_OR_RETURN(store, store::OpenHomeStore(req.home));
     if (resume) {
       ASSIGN_OR_RETURN(store::RunRecord run, store->GetRun(req.resume_run));
       if (run.kind != "train") {
-        return InvalidArgument("run " + std::to_string(run.id) + " is a '" + run.kind + "' job, not a training run");
+        return InvalidArgument("run " + std::to_string(run.id) + " is a '" + run.kind +
+                               "' job, not a training run");
       }
       if (run.status == "succeeded") {
-        return FailedPrecondition("run " + std::to_string(run.id) + " already finished; nothing to resume");
+        return FailedPrecondition("run " + std::to_string(run.id) +
+                                  " already finished; nothing to resume");
       }
       if (run.status == "running") {
         return FailedPrecondition("run " + std::to_string(run.id) + " is still running (pid " +
@@ -172,7 +176,8 @@ Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
       ASSIGN_OR_RETURN(Config c, Config::Load(path));
       cfg = std::make_unique<Config>(std::move(c));
     } else {
-      if (req.config_path.empty()) return InvalidArgument("a job config file is required (--config FILE)");
+      if (req.config_path.empty())
+        return InvalidArgument("a job config file is required (--config FILE)");
       ASSIGN_OR_RETURN(Config c, Config::Load(req.config_path));
       cfg = std::make_unique<Config>(std::move(c));
     }
@@ -190,9 +195,10 @@ Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
   Status st = rank == 0 ? setup() : Status::OK();
   if (coll) {
     // Rank 0 hands every rank the configuration it resolved, or the reason it could not start.
-    nlohmann::json msg = st.ok() && rank == 0
-                             ? nlohmann::json{{"ok", true}, {"toml", cfg->ToToml()}, {"run", job->id()}}
-                             : nlohmann::json{{"ok", false}, {"error", st.message()}};
+    nlohmann::json msg =
+        st.ok() && rank == 0
+            ? nlohmann::json{{"ok", true}, {"toml", cfg->ToToml()}, {"run", job->id()}}
+            : nlohmann::json{{"ok", false}, {"error", st.message()}};
     auto got = coll->BroadcastBytes(msg.dump());
     if (!got.ok()) {
       if (job) (void)job->Finish(got.status());
@@ -200,10 +206,13 @@ Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
     }
     if (rank != 0) {
       auto m = nlohmann::json::parse(*got, nullptr, false);
-      if (m.is_discarded() || !m.contains("ok")) return DataLoss("rank 0 sent a malformed configuration");
-      if (!m["ok"].get<bool>()) return FailedPrecondition("rank 0 could not start the run: " + m.value("error", ""));
+      if (m.is_discarded() || !m.contains("ok"))
+        return DataLoss("rank 0 sent a malformed configuration");
+      if (!m["ok"].get<bool>())
+        return FailedPrecondition("rank 0 could not start the run: " + m.value("error", ""));
       ASSIGN_OR_RETURN(Config c, Config::Parse(m["toml"].get<std::string>(),
-                                               "run " + std::to_string(m["run"].get<int64_t>()) + " (from rank 0)"));
+                                               "run " + std::to_string(m["run"].get<int64_t>()) +
+                                                   " (from rank 0)"));
       cfg = std::make_unique<Config>(std::move(c));
       ASSIGN_OR_RETURN(pj, ParseJob(*cfg));
     }
@@ -214,11 +223,13 @@ Result<TrainJobOutcome> RunTrainJob(const TrainJobRequest& req) {
   }
   if (pj.train.threads == 0 && req.local_world > 1) {
     // N ranks each running every CPU's worth of threads would oversubscribe the host.
-    pj.train.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / req.local_world);
+    pj.train.threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / req.local_world);
   }
   TrainJobOutcome outcome;
   outcome.run_id = job ? job->id() : 0;
-  auto r = TrainWithJob(pj, req.home, job.get(), resume, req.out, coll.get(), &outcome.artifact, &outcome.task);
+  auto r = TrainWithJob(pj, req.home, job.get(), resume, req.out, coll.get(), &outcome.artifact,
+                        &outcome.task);
   if (r.ok()) {
     outcome.result = *r;
     outcome.result.resumed = resume || r->resumed;
@@ -244,9 +255,10 @@ Result<EvalJobOutcome> RunEvalJob(const EvalJobRequest& req) {
   }
   ASSIGN_OR_RETURN(data::DataOptions dopts, data::DataOptions::FromJson(m["data"]));
   ASSIGN_OR_RETURN(data::Task task, data::ParseTask(m["task"].get<std::string>()));
-  ASSIGN_OR_RETURN(auto store, OpenStore(req.home));
+  ASSIGN_OR_RETURN(auto store, store::OpenHomeStore(req.home));
   nlohmann::json cfg = {{"artifact", req.artifact}, {"split", req.split}};
-  ASSIGN_OR_RETURN(auto job, store::Job::Start(store.get(), "eval", m.value("name", "model"), cfg.dump()));
+  ASSIGN_OR_RETURN(auto job,
+                   store::Job::Start(store.get(), "eval", m.value("name", "model"), cfg.dump()));
   EvalJobOutcome out;
   out.run_id = job->id();
   out.task = task;
@@ -255,15 +267,19 @@ Result<EvalJobOutcome> RunEvalJob(const EvalJobRequest& req) {
       return InvalidArgument("--split must be train, val or test");
     }
     ASSIGN_OR_RETURN(data::LoadedData data, data::LoadData(dopts, req.home, &m["preprocessing"]));
-    if (data.task != task) return DataLoss(req.artifact + ": the data's task differs from the model's");
+    if (data.task != task)
+      return DataLoss(req.artifact + ": the data's task differs from the model's");
     if (m.value("data_sha256", "") != data.data_sha256) {
       spdlog::warn("{}: data differs from the data the model was trained on (sha256 {} vs {})",
                    req.artifact, data.data_sha256, m.value("data_sha256", ""));
     }
-    const data::TensorData& d = req.split == "train" ? data.train : req.split == "val" ? data.val : data.test;
+    const data::TensorData& d = req.split == "train" ? data.train
+                                : req.split == "val" ? data.val
+                                                     : data.test;
     // A model trained on pad-to-max batches is evaluated the same way.
     EvalOptions eo;
-    if (m.contains("train") && m["train"].value("batching", "bucket") == "pad" && data::MixedSizes(d)) {
+    if (m.contains("train") && m["train"].value("batching", "bucket") == "pad" &&
+        data::MixedSizes(d)) {
       eo.canvas = data::MaxSize(data.train);
     }
     ASSIGN_OR_RETURN(out.metrics, Evaluate(*art.model, d, task, data.preprocessing, eo));

@@ -87,13 +87,15 @@ MetricMap BinaryMetrics(const std::vector<float>& scores, const std::vector<int6
   };
 }
 
-MetricMap MulticlassMetrics(const std::vector<int64_t>& predicted, const std::vector<int64_t>& labels) {
+MetricMap MulticlassMetrics(const std::vector<int64_t>& predicted,
+                            const std::vector<int64_t>& labels) {
   int64_t right = 0;
   for (size_t i = 0; i < labels.size(); ++i) right += predicted[i] == labels[i];
   return {{"accuracy", labels.empty() ? 0.0 : double(right) / labels.size()}};
 }
 
-MetricMap RegressionMetrics(const std::vector<double>& predicted, const std::vector<double>& actual) {
+MetricMap RegressionMetrics(const std::vector<double>& predicted,
+                            const std::vector<double>& actual) {
   double abs_sum = 0, sq_sum = 0, pct_sum = 0;
   int64_t pct_n = 0;
   for (size_t i = 0; i < actual.size(); ++i) {

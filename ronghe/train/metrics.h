@@ -19,9 +19,11 @@ double RocAuc(const std::vector<float>& scores, const std::vector<int64_t>& labe
 double AveragePrecision(const std::vector<float>& scores, const std::vector<int64_t>& labels);
 
 // predictions and labels are class ids.
-MetricMap MulticlassMetrics(const std::vector<int64_t>& predicted, const std::vector<int64_t>& labels);
+MetricMap MulticlassMetrics(const std::vector<int64_t>& predicted,
+                            const std::vector<int64_t>& labels);
 
 // Values in original units. MAPE skips targets that are exactly 0.
-MetricMap RegressionMetrics(const std::vector<double>& predicted, const std::vector<double>& actual);
+MetricMap RegressionMetrics(const std::vector<double>& predicted,
+                            const std::vector<double>& actual);
 
 }  // namespace ronghe::train

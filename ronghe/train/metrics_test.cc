@@ -1,8 +1,8 @@
 #include "ronghe/train/metrics.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace ronghe::train {
 namespace {

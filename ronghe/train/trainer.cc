@@ -2,10 +2,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cmath>
@@ -63,7 +62,8 @@ std::string FormatDuration(double s) {
   auto t = static_cast<int64_t>(s + 0.5);
   char buf[32];
   if (t >= 3600) {
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", long(t / 3600), long(t / 60 % 60), long(t % 60));
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", long(t / 3600), long(t / 60 % 60),
+                  long(t % 60));
   } else {
     std::snprintf(buf, sizeof buf, "%ld:%02ld", long(t / 60), long(t % 60));
   }
@@ -94,8 +94,9 @@ class Progress {
       std::string bar(filled, '#');
       bar.resize(width, ' ');
       std::fprintf(stderr, "\repoch %ld/%ld |%s| %3d%% %ld/%ld %.0f samples/s ETA %s loss %.4f ",
-                   long(epoch_), long(epochs_), bar.c_str(), int(total_ ? 100 * done / total_ : 100),
-                   long(done), long(total_), rate, FormatDuration(eta).c_str(), loss);
+                   long(epoch_), long(epochs_), bar.c_str(),
+                   int(total_ ? 100 * done / total_ : 100), long(done), long(total_), rate,
+                   FormatDuration(eta).c_str(), loss);
       if (done == total_) std::fprintf(stderr, "\n");
     } else if (kind_ == kPlain) {
       int64_t decile = total_ ? 10 * done / total_ : 10;
@@ -117,13 +118,26 @@ class Progress {
 }  // namespace
 
 nlohmann::json TrainOptions::ToJson() const {
-  return {{"epochs", epochs},         {"batch_size", batch_size},   {"eval_batch_size", eval_batch_size},
-          {"optimizer", optimizer},   {"lr", lr},                   {"momentum", momentum},
-          {"weight_decay", weight_decay}, {"schedule", schedule},   {"step_epochs", step_epochs},
-          {"gamma", gamma},           {"warmup_steps", warmup_steps}, {"grad_clip", grad_clip},
-          {"patience", patience},     {"monitor", monitor},         {"class_weights", class_weights},
-          {"precision", precision},   {"batching", batching},       {"max_elements", max_elements},
-          {"checkpoint_every", checkpoint_every}, {"seed", seed},
+  return {{"epochs", epochs},
+          {"batch_size", batch_size},
+          {"eval_batch_size", eval_batch_size},
+          {"optimizer", optimizer},
+          {"lr", lr},
+          {"momentum", momentum},
+          {"weight_decay", weight_decay},
+          {"schedule", schedule},
+          {"step_epochs", step_epochs},
+          {"gamma", gamma},
+          {"warmup_steps", warmup_steps},
+          {"grad_clip", grad_clip},
+          {"patience", patience},
+          {"monitor", monitor},
+          {"class_weights", class_weights},
+          {"precision", precision},
+          {"batching", batching},
+          {"max_elements", max_elements},
+          {"checkpoint_every", checkpoint_every},
+          {"seed", seed},
           {"threads", threads}};
 }
 
@@ -156,12 +170,14 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
   if (o->batch_size < 1) return cfg.ValueError("train.batch_size", "must be >= 1");
   if (o->eval_batch_size < 1) return cfg.ValueError("train.eval_batch_size", "must be >= 1");
   if (o->optimizer != "adam" && o->optimizer != "sgd") {
-    return cfg.ValueError("train.optimizer", "unknown optimizer '" + o->optimizer + "' (adam, sgd)");
+    return cfg.ValueError("train.optimizer",
+                          "unknown optimizer '" + o->optimizer + "' (adam, sgd)");
   }
   if (!(o->lr > 0)) return cfg.ValueError("train.lr", "must be > 0");
   if (o->weight_decay < 0) return cfg.ValueError("train.weight_decay", "must be >= 0");
   if (o->schedule != "constant" && o->schedule != "step" && o->schedule != "cosine") {
-    return cfg.ValueError("train.schedule", "unknown schedule '" + o->schedule + "' (constant, step, cosine)");
+    return cfg.ValueError("train.schedule",
+                          "unknown schedule '" + o->schedule + "' (constant, step, cosine)");
   }
   if (o->step_epochs < 1) return cfg.ValueError("train.step_epochs", "must be >= 1");
   if (o->warmup_steps < 0) return cfg.ValueError("train.warmup_steps", "must be >= 0");
@@ -171,7 +187,8 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
     return cfg.ValueError("train.class_weights", "must be \"none\" or \"balanced\"");
   }
   if (o->precision != "fp32" && o->precision != "bf16") {
-    return cfg.ValueError("train.precision", "must be \"fp32\" or \"bf16\" (this LibTorch build is CPU-only)");
+    return cfg.ValueError("train.precision",
+                          "must be \"fp32\" or \"bf16\" (this LibTorch build is CPU-only)");
   }
   if (o->batching != "bucket" && o->batching != "pad") {
     return cfg.ValueError("train.batching", "must be \"bucket\" or \"pad\"");
@@ -179,7 +196,8 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
   if (o->max_elements < 0) return cfg.ValueError("train.max_elements", "must be >= 0");
   if (o->checkpoint_every < 0) return cfg.ValueError("train.checkpoint_every", "must be >= 0");
   if (o->threads < 0) return cfg.ValueError("train.threads", "must be >= 0");
-  if (o->progress != "auto" && o->progress != "bar" && o->progress != "plain" && o->progress != "off") {
+  if (o->progress != "auto" && o->progress != "bar" && o->progress != "plain" &&
+      o->progress != "off") {
     return cfg.ValueError("train.progress", "must be auto, bar, plain or off");
   }
   return Status::OK();
@@ -187,14 +205,14 @@ Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
 
 // Loss of a batch in float32. `weight`: class weights (multi-class) or pos_weight (binary).
 at::Tensor TaskLoss(const torch::Tensor& out, const torch::Tensor& y, data::Task task,
-                   const torch::Tensor& weight) {
+                    const torch::Tensor& weight) {
   torch::Tensor logits = out.to(torch::kFloat32);
   switch (task) {
     case data::Task::kBinary: {
       auto opts = torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions();
       if (weight.defined()) opts.pos_weight(weight);
-      return torch::nn::functional::binary_cross_entropy_with_logits(
-          logits.squeeze(1), y.to(torch::kFloat32), opts);
+      return torch::nn::functional::binary_cross_entropy_with_logits(logits.squeeze(1),
+                                                                     y.to(torch::kFloat32), opts);
     }
     case data::Task::kMulticlass: {
       auto opts = torch::nn::functional::CrossEntropyFuncOptions();
@@ -214,7 +232,8 @@ Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, in
   torch::Tensor counts = torch::bincount(y, {}, num_classes).to(torch::kFloat64);
   if (task == data::Task::kBinary) {
     double pos = counts[1].item<double>(), neg = counts[0].item<double>();
-    if (pos == 0) return FailedPrecondition("class_weights: the training data has no positive example");
+    if (pos == 0)
+      return FailedPrecondition("class_weights: the training data has no positive example");
     return torch::tensor({static_cast<float>(neg / pos)});
   }
   torch::Tensor w = counts.sum() / (counts.clamp_min(1) * num_classes);
@@ -259,12 +278,14 @@ torch::Tensor Forward(nn::Model& model, const data::Batch& b) {
 }
 
 torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
-  return torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())}, torch::kInt64);
+  return torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())},
+                          torch::kInt64);
 }
 
 // Evaluation batches: contiguous for same-size data; by size under an element budget for mixed
 // sizes (the smallest example sets the budget, so a 112 px batch holds 1/16 of a 28 px one).
-Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d, int64_t batch_size, int64_t canvas) {
+Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d, int64_t batch_size,
+                                                      int64_t canvas) {
   std::vector<std::vector<int64_t>> batches;
   const int64_t n = d.size();
   if (!data::MixedSizes(d)) {
@@ -282,9 +303,14 @@ Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d,
     elements[i] = data::ElementsAt(d, canvas > 0 ? canvas : data::SizeOf(d, i));
     smallest = std::min(smallest, data::ElementsOf(d, i));
   }
-  ASSIGN_OR_RETURN(auto sampler, data::BucketBatchSampler::Create(
-                                     bucket, elements, {.max_elements = std::max(batch_size * smallest, *std::max_element(elements.begin(), elements.end())),
-                                                        .max_batch_size = batch_size, .shuffle = false}));
+  ASSIGN_OR_RETURN(
+      auto sampler,
+      data::BucketBatchSampler::Create(
+          bucket, elements,
+          {.max_elements =
+               std::max(batch_size * smallest, *std::max_element(elements.begin(), elements.end())),
+           .max_batch_size = batch_size,
+           .shuffle = false}));
   return sampler.Epoch(0);
 }
 
@@ -293,7 +319,8 @@ Result<std::vector<std::vector<int64_t>>> EvalBatches(const data::TensorData& d,
 Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Task task,
                            const nlohmann::json& preprocessing, int64_t batch_size,
                            const std::string& precision) {
-  return Evaluate(model, d, task, preprocessing, EvalOptions{.batch_size = batch_size, .precision = precision});
+  return Evaluate(model, d, task, preprocessing,
+                  EvalOptions{.batch_size = batch_size, .precision = precision});
 }
 
 Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Task task,
@@ -317,7 +344,8 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Ta
         AutocastGuard ac(eo.precision == "bf16");
         out = Forward(model, b);
       }
-      all.index_copy_(0, IndexTensor(batches[k]), out.to(torch::kFloat32).reshape({b.x.size(0), -1}));
+      all.index_copy_(0, IndexTensor(batches[k]),
+                      out.to(torch::kFloat32).reshape({b.x.size(0), -1}));
     }
     if (world > 1) RETURN_IF_ERROR(eo.collective->AllReduceSum({all}));
     MetricMap m;
@@ -348,8 +376,9 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& d, data::Ta
       double mean = preprocessing.value("mean", 0.0), sd = preprocessing.value("std", 1.0);
       torch::Tensor pred = (all * sd + mean).to(torch::kFloat64).contiguous().flatten();
       torch::Tensor act = (d.y * sd + mean).to(torch::kFloat64).contiguous().flatten();
-      m = RegressionMetrics(std::vector<double>(pred.data_ptr<double>(), pred.data_ptr<double>() + pred.numel()),
-                            std::vector<double>(act.data_ptr<double>(), act.data_ptr<double>() + act.numel()));
+      m = RegressionMetrics(
+          std::vector<double>(pred.data_ptr<double>(), pred.data_ptr<double>() + pred.numel()),
+          std::vector<double>(act.data_ptr<double>(), act.data_ptr<double>() + act.numel()));
     }
     m["loss"] = TaskLoss(all, d.y, task, {}).item<double>();
     return m;
@@ -377,9 +406,9 @@ struct Trainer::Impl {
   std::string monitor;
 
   // Progress, all of it saved in checkpoints.
-  int64_t epoch = 0;            // completed epochs
-  int64_t batch_in_epoch = 0;   // completed batches of the current epoch
-  int64_t step = 0;             // completed optimizer steps
+  int64_t epoch = 0;           // completed epochs
+  int64_t batch_in_epoch = 0;  // completed batches of the current epoch
+  int64_t step = 0;            // completed optimizer steps
   double epoch_loss_sum = 0;
   int64_t epoch_samples = 0;
   double best = NAN;
@@ -397,7 +426,8 @@ struct Trainer::Impl {
     std::vector<int64_t> order = EpochOrder(e);
     std::vector<std::vector<int64_t>> batches;
     for (size_t b = 0; b < order.size(); b += fixed_batch) {
-      batches.emplace_back(order.begin() + b, order.begin() + std::min(order.size(), b + fixed_batch));
+      batches.emplace_back(order.begin() + b,
+                           order.begin() + std::min(order.size(), b + fixed_batch));
     }
     return batches;
   }
@@ -409,15 +439,18 @@ struct Trainer::Impl {
   }
 
   EvalOptions Eval() const {
-    return {.batch_size = o.eval_batch_size, .precision = o.precision, .canvas = canvas, .collective = coll};
+    return {.batch_size = o.eval_batch_size,
+            .precision = o.precision,
+            .canvas = canvas,
+            .collective = coll};
   }
 
   // Dropout on rank r of a data-parallel run: its own stream, a function of the step, so that
   // ranks do not drop the same units and a resumed run draws what the uninterrupted one drew.
   void SeedForStep() const {
     if (world == 1) return;
-    uint64_t z = o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(rank) * 0xBF58476D1CE4E5B9ull +
-                 static_cast<uint64_t>(step);
+    uint64_t z = o.seed * 0x9E3779B97F4A7C15ull +
+                 static_cast<uint64_t>(rank) * 0xBF58476D1CE4E5B9ull + static_cast<uint64_t>(step);
     z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -455,7 +488,8 @@ struct Trainer::Impl {
     std::vector<int64_t> idx(n);
     for (int64_t i = 0; i < n; ++i) idx[i] = i;
     std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(e));
-    for (int64_t i = n - 1; i > 0; --i) std::swap(idx[i], idx[rng() % static_cast<uint64_t>(i + 1)]);
+    for (int64_t i = n - 1; i > 0; --i)
+      std::swap(idx[i], idx[rng() % static_cast<uint64_t>(i + 1)]);
     return idx;
   }
 
@@ -475,7 +509,8 @@ struct Trainer::Impl {
         out->emplace_back(p + "exp_avg_sq", s.exp_avg_sq());
       } else {
         auto& s = static_cast<torch::optim::SGDParamState&>(*it->second);
-        if (s.momentum_buffer().defined()) out->emplace_back(p + "momentum_buffer", s.momentum_buffer());
+        if (s.momentum_buffer().defined())
+          out->emplace_back(p + "momentum_buffer", s.momentum_buffer());
       }
     }
   }
@@ -492,7 +527,8 @@ struct Trainer::Impl {
         ASSIGN_OR_RETURN(torch::Tensor m, f.Get(p + "exp_avg"));
         ASSIGN_OR_RETURN(torch::Tensor v, f.Get(p + "exp_avg_sq"));
         if (m.sizes() != params[i].sizes() || v.sizes() != params[i].sizes()) {
-          return DataLoss("optimizer state for parameter " + std::to_string(i) + " has the wrong shape");
+          return DataLoss("optimizer state for parameter " + std::to_string(i) +
+                          " has the wrong shape");
         }
         auto s = std::make_unique<torch::optim::AdamParamState>();
         s->step(step_t->item<int64_t>());
@@ -503,7 +539,8 @@ struct Trainer::Impl {
         auto buf = f.Get(p + "momentum_buffer");
         if (!buf.ok()) continue;
         if (buf->sizes() != params[i].sizes()) {
-          return DataLoss("optimizer state for parameter " + std::to_string(i) + " has the wrong shape");
+          return DataLoss("optimizer state for parameter " + std::to_string(i) +
+                          " has the wrong shape");
         }
         auto s = std::make_unique<torch::optim::SGDParamState>();
         s->momentum_buffer(*buf);
@@ -516,11 +553,18 @@ struct Trainer::Impl {
   Status SaveCheckpoint() {
     if (ckpt_path.empty()) return Status::OK();
     nn::TensorFile f;
-    f.meta = {{"format", "ronghe.checkpoint"}, {"epoch", epoch}, {"batch_in_epoch", batch_in_epoch},
-              {"step", step}, {"epoch_loss_sum", epoch_loss_sum}, {"epoch_samples", epoch_samples},
+    f.meta = {{"format", "ronghe.checkpoint"},
+              {"epoch", epoch},
+              {"batch_in_epoch", batch_in_epoch},
+              {"step", step},
+              {"epoch_loss_sum", epoch_loss_sum},
+              {"epoch_samples", epoch_samples},
               {"best", std::isnan(best) ? nlohmann::json(nullptr) : nlohmann::json(best)},
-              {"best_epoch", best_epoch}, {"bad_epochs", bad_epochs}, {"stopped", stopped},
-              {"has_best", !best_state.empty()}, {"options", o.ToJson()}};
+              {"best_epoch", best_epoch},
+              {"bad_epochs", bad_epochs},
+              {"stopped", stopped},
+              {"has_best", !best_state.empty()},
+              {"options", o.ToJson()}};
     for (auto& [n, t] : model->NamedState()) f.tensors.emplace_back("model/" + n, t);
     for (auto& [n, t] : best_state) f.tensors.emplace_back("best/" + n, t);
     SaveOptimizer(&f.tensors);
@@ -538,10 +582,13 @@ struct Trainer::Impl {
       if (m.at("format") != "ronghe.checkpoint") return DataLoss("not a ronghe checkpoint");
       const auto& saved = m.at("options");
       for (const char* k : {"batch_size", "optimizer", "seed", "batching", "max_elements"}) {
-        if (!saved.contains(k) && (std::string(k) == "batching" || std::string(k) == "max_elements")) continue;
+        if (!saved.contains(k) &&
+            (std::string(k) == "batching" || std::string(k) == "max_elements"))
+          continue;
         if (saved.at(k) != o.ToJson().at(k)) {
           return FailedPrecondition(std::string("checkpoint was made with a different train.") + k +
-                                    " (" + saved.at(k).dump() + "); resume with the original value");
+                                    " (" + saved.at(k).dump() +
+                                    "); resume with the original value");
         }
       }
       epoch = m.at("epoch").get<int64_t>();
@@ -574,7 +621,8 @@ struct Trainer::Impl {
     return Status::OK();
   }
 
-  std::vector<store::MetricRecord> Records(int64_t s, const std::string& split, const MetricMap& m) {
+  std::vector<store::MetricRecord> Records(int64_t s, const std::string& split,
+                                           const MetricMap& m) {
     std::vector<store::MetricRecord> r;
     for (const auto& [k, v] : m) {
       if (std::isfinite(v)) r.push_back({s, split, k, v});
@@ -597,7 +645,8 @@ struct Trainer::Impl {
       ASSIGN_OR_RETURN(nn::TensorFile f, nn::DecodeTensorFile(bytes, source));
       RETURN_IF_ERROR(LoadCheckpoint(f).WithContext(source));
       result->resumed = true;
-      if (rank == 0) spdlog::info("resuming from {} at epoch {} step {}", ckpt_path, epoch + 1, step);
+      if (rank == 0)
+        spdlog::info("resuming from {} at epoch {} step {}", ckpt_path, epoch + 1, step);
     } else if (world > 1) {
       std::vector<torch::Tensor> state;
       for (auto& [n, t] : model->NamedState()) state.push_back(t);
@@ -624,7 +673,8 @@ struct Trainer::Impl {
       if (!std::isfinite(*loss_out)) return Diverged(*loss_out);
       loss.backward();
     } else {
-      const double denom = LossDenominator(tr.y.index_select(0, IndexTensor(batch)), data->task, loss_weight);
+      const double denom =
+          LossDenominator(tr.y.index_select(0, IndexTensor(batch)), data->task, loss_weight);
       std::vector<int64_t> share = Share(batch);
       torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
       reducer->Prepare();
@@ -695,7 +745,8 @@ struct Trainer::Impl {
       epoch_samples = 0;
       MetricMap val_m;
       if (data->val.size() > 0) {
-        ASSIGN_OR_RETURN(val_m, Evaluate(*model, data->val, data->task, data->preprocessing, Eval()));
+        ASSIGN_OR_RETURN(val_m,
+                         Evaluate(*model, data->val, data->task, data->preprocessing, Eval()));
         if (!val_m.count(monitor)) {
           return InvalidArgument("train.monitor: no validation metric '" + monitor + "' for a " +
                                  data::TaskName(data->task) + " task");
@@ -708,7 +759,8 @@ struct Trainer::Impl {
           bad_epochs = 0;
           if (o.patience > 0) {
             best_state.clear();
-            for (auto& [nm, t] : model->NamedState()) best_state.emplace_back(nm, t.detach().clone());
+            for (auto& [nm, t] : model->NamedState())
+              best_state.emplace_back(nm, t.detach().clone());
           }
         } else if (o.patience > 0 && ++bad_epochs >= o.patience) {
           stopped = true;
@@ -717,9 +769,10 @@ struct Trainer::Impl {
       last_val = val_m;
       if (rank == 0) {
         spdlog::info("epoch {}/{} train loss {:.4f}{}", epoch, o.epochs, train_m["loss"],
-                     val_m.empty()        ? std::string()
+                     val_m.empty()       ? std::string()
                      : monitor == "loss" ? fmt::format(" val loss {:.4f}", val_m["loss"])
-                                         : fmt::format(" val {} {:.4f} loss {:.4f}", monitor, val_m[monitor], val_m["loss"]));
+                                         : fmt::format(" val {} {:.4f} loss {:.4f}", monitor,
+                                                       val_m[monitor], val_m["loss"]));
       }
       if (job) {
         auto recs = Records(epoch, "train", train_m);
@@ -731,12 +784,16 @@ struct Trainer::Impl {
     }
     if (o.patience > 0 && !best_state.empty()) {
       RETURN_IF_ERROR(model->LoadState(best_state).WithContext("restoring the best epoch"));
-      if (rank == 0) spdlog::info("restored weights of epoch {} (best val {} {:.4f})", best_epoch, monitor, best);
-      ASSIGN_OR_RETURN(last_val, Evaluate(*model, data->val, data->task, data->preprocessing, Eval()));
+      if (rank == 0)
+        spdlog::info("restored weights of epoch {} (best val {} {:.4f})", best_epoch, monitor,
+                     best);
+      ASSIGN_OR_RETURN(last_val,
+                       Evaluate(*model, data->val, data->task, data->preprocessing, Eval()));
     }
     result.stopped_early = stopped;
     result.val = last_val;
-    ASSIGN_OR_RETURN(result.test, Evaluate(*model, data->test, data->task, data->preprocessing, Eval()));
+    ASSIGN_OR_RETURN(result.test,
+                     Evaluate(*model, data->test, data->task, data->preprocessing, Eval()));
     if (job) RETURN_IF_ERROR(job->Metrics(Records(epoch, "test", result.test)));
     result.epochs_completed = epoch;
     result.steps = step;
@@ -774,10 +831,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
       largest = std::max(largest, elements[i] = data::ElementsOf(tr, i));
       bucket_of[i] = data::SizeOf(tr, i);
     }
-    data::BucketingOptions bo{.max_elements = o.max_elements > 0 ? o.max_elements : o.batch_size * largest,
-                              .max_batch_size = o.max_elements > 0 ? 0 : o.batch_size,
-                              .shuffle = true,
-                              .seed = o.seed};
+    data::BucketingOptions bo{
+        .max_elements = o.max_elements > 0 ? o.max_elements : o.batch_size * largest,
+        .max_batch_size = o.max_elements > 0 ? 0 : o.batch_size,
+        .shuffle = true,
+        .seed = o.seed};
     auto sampler = data::BucketBatchSampler::Create(std::move(bucket_of), std::move(elements), bo);
     if (!sampler.ok()) return InvalidArgument("train.max_elements: " + sampler.status().message());
     impl->sampler.emplace(std::move(*sampler));
@@ -785,14 +843,15 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
     if (data::MixedSizes(tr)) impl->canvas = data::MaxSize(tr);
     int64_t per = data::ElementsAt(tr, impl->canvas);
     if (o.max_elements > 0 && o.max_elements < per) {
-      return InvalidArgument("train.max_elements: " + std::to_string(o.max_elements) + " is less than one example (" +
-                             std::to_string(per) + " elements)");
+      return InvalidArgument("train.max_elements: " + std::to_string(o.max_elements) +
+                             " is less than one example (" + std::to_string(per) + " elements)");
     }
     impl->fixed_batch = o.max_elements > 0 ? o.max_elements / per : o.batch_size;
   }
   impl->steps_per_epoch = static_cast<int64_t>(impl->EpochBatches(0).size());
   if (impl->world > 1) {
-    impl->reducer = std::make_unique<dist::GradientReducer>(collective, model->Parameters(), collective->bucket_bytes());
+    impl->reducer = std::make_unique<dist::GradientReducer>(collective, model->Parameters(),
+                                                            collective->bucket_bytes());
   }
   // LibTorch's default counts physical cores, which leaves one of two hyperthreads idle on the
   // 2-vCPU machines here (measured: 20-40% slower convolutions); use every logical CPU instead.
@@ -808,7 +867,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
           torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
     }
     if (o.class_weights == "balanced") {
-      ASSIGN_OR_RETURN(impl->loss_weight, BalancedClassWeights(data->train.y, data->task, data->num_classes));
+      ASSIGN_OR_RETURN(impl->loss_weight,
+                       BalancedClassWeights(data->train.y, data->task, data->num_classes));
     }
   } catch (const c10::Error& e) {
     return InvalidArgument(std::string("trainer: ") + e.what_without_backtrace());

@@ -35,32 +35,32 @@ class GradientReducer;
 namespace ronghe::train {
 
 struct TrainOptions {
-  int64_t epochs = 10;               // Default: 10.
-  int64_t batch_size = 64;           // Default: 64.
-  int64_t eval_batch_size = 1024;    // Default: 1024.
-  std::string optimizer = "adam";    // Default: "adam". Or "sgd" (with momentum).
-  double lr = 1e-3;                  // Default: 1e-3.
-  double momentum = 0.9;             // Default: 0.9 (sgd only).
-  double weight_decay = 0;           // Default: 0.
-  std::string schedule = "constant"; // Default: "constant". Or "step", "cosine".
-  int64_t step_epochs = 10;          // Default: 10. "step": multiply by gamma every this many epochs.
-  double gamma = 0.1;                // Default: 0.1.
-  int64_t warmup_steps = 0;          // Default: 0. Linear warm-up over this many steps.
-  double grad_clip = 0;              // Default: 0 = off. Max global gradient L2 norm.
-  int64_t patience = 0;              // Default: 0 = off. Stop after this many epochs w/o improvement.
-  std::string monitor;               // Default: "" = val loss. Any val metric, e.g. "roc_auc".
+  int64_t epochs = 10;                // Default: 10.
+  int64_t batch_size = 64;            // Default: 64.
+  int64_t eval_batch_size = 1024;     // Default: 1024.
+  std::string optimizer = "adam";     // Default: "adam". Or "sgd" (with momentum).
+  double lr = 1e-3;                   // Default: 1e-3.
+  double momentum = 0.9;              // Default: 0.9 (sgd only).
+  double weight_decay = 0;            // Default: 0.
+  std::string schedule = "constant";  // Default: "constant". Or "step", "cosine".
+  int64_t step_epochs = 10;  // Default: 10. "step": multiply by gamma every this many epochs.
+  double gamma = 0.1;        // Default: 0.1.
+  int64_t warmup_steps = 0;  // Default: 0. Linear warm-up over this many steps.
+  double grad_clip = 0;      // Default: 0 = off. Max global gradient L2 norm.
+  int64_t patience = 0;      // Default: 0 = off. Stop after this many epochs w/o improvement.
+  std::string monitor;       // Default: "" = val loss. Any val metric, e.g. "roc_auc".
   std::string class_weights = "none";  // Default: "none". "balanced" weighs classes by 1/frequency.
-  std::string precision = "fp32";    // Default: "fp32". "bf16": autocast matmuls/convs to bfloat16.
-  std::string batching = "bucket";   // Default: "bucket". Mixed-size data: each batch holds one
-                                     // size (shape buckets). "pad": every example padded to the
-                                     // largest (the baseline bucketing is measured against).
-  int64_t max_elements = 0;          // Default: 0 = batch_size x the largest example, i.e. batches
-                                     // of batch_size. Else batches fill up to this many padded input
-                                     // elements (pixels, time steps) and batch_size does not apply.
-  int64_t checkpoint_every = 0;      // Default: 0 = at each epoch end only. Else every N steps too.
-  uint64_t seed = 1;                 // Default: 1. Weights init, shuffling, dropout.
-  int threads = 0;                   // Default: 0 = every logical CPU.
-  std::string progress = "auto";     // Default: "auto" = bar on a terminal, log lines otherwise.
+  std::string precision = "fp32";   // Default: "fp32". "bf16": autocast matmuls/convs to bfloat16.
+  std::string batching = "bucket";  // Default: "bucket". Mixed-size data: each batch holds one
+                                    // size (shape buckets). "pad": every example padded to the
+                                    // largest (the baseline bucketing is measured against).
+  int64_t max_elements = 0;         // Default: 0 = batch_size x the largest example, i.e. batches
+                                    // of batch_size. Else batches fill up to this many padded input
+                                    // elements (pixels, time steps) and batch_size does not apply.
+  int64_t checkpoint_every = 0;     // Default: 0 = at each epoch end only. Else every N steps too.
+  uint64_t seed = 1;                // Default: 1. Weights init, shuffling, dropout.
+  int threads = 0;                  // Default: 0 = every logical CPU.
+  std::string progress = "auto";    // Default: "auto" = bar on a terminal, log lines otherwise.
 
   nlohmann::json ToJson() const;
 };
@@ -69,22 +69,22 @@ struct TrainOptions {
 Status ParseTrainOptions(Config& cfg, TrainOptions* out);
 
 struct TrainResult {
-  MetricMap val;                 // last completed epoch (best epoch when early stopping restored it)
+  MetricMap val;  // last completed epoch (best epoch when early stopping restored it)
   MetricMap test;
   int64_t epochs_completed = 0;
   int64_t steps = 0;
   bool stopped_early = false;
   bool resumed = false;
-  double train_seconds = 0;      // this process's time in the training loop
+  double train_seconds = 0;       // this process's time in the training loop
   double samples_per_second = 0;  // global: all ranks' samples over the loop time
   int world = 1;
 };
 
 struct EvalOptions {
-  int64_t batch_size = 1024;        // Default: 1024 examples of the smallest size per batch; larger
-                                    // examples go in proportionally smaller batches.
-  std::string precision = "fp32";   // Default: "fp32".
-  int64_t canvas = 0;               // Default: 0 = batches by size. > 0: pad-to-max on this canvas.
+  int64_t batch_size = 1024;       // Default: 1024 examples of the smallest size per batch; larger
+                                   // examples go in proportionally smaller batches.
+  std::string precision = "fp32";  // Default: "fp32".
+  int64_t canvas = 0;              // Default: 0 = batches by size. > 0: pad-to-max on this canvas.
   dist::Collective* collective = nullptr;  // Default: none. Shares batches out over the ranks.
 };
 
@@ -99,7 +99,8 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& data, data:
 
 // The loss the trainer minimises, in float32. `weight`: class weights (multi-class) or
 // pos_weight (binary); undefined for none.
-at::Tensor TaskLoss(const at::Tensor& out, const at::Tensor& y, data::Task task, const at::Tensor& weight);
+at::Tensor TaskLoss(const at::Tensor& out, const at::Tensor& y, data::Task task,
+                    const at::Tensor& weight);
 // "balanced" class weights from labels: binary gives pos_weight = negatives / positives.
 Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, int64_t num_classes);
 

@@ -1,10 +1,9 @@
 #include "ronghe/train/trainer.h"
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cstdio>
-
-#include <gtest/gtest.h>
 
 namespace ronghe::train {
 namespace {
@@ -113,14 +112,15 @@ TEST(TrainerTest, ResumeMatchesUninterruptedRun) {
   TrainOptions first = o;
   first.epochs = 1;
   ASSERT_TRUE((*Trainer::Create(first, part.get(), &d, nullptr, ckpt))->Run(false).ok());
-  torch::manual_seed(12345);  // a fresh process would not share the generator state
+  torch::manual_seed(12345);    // a fresh process would not share the generator state
   auto resumed = Mlp(77, 0.3);  // different init: everything must come from the checkpoint
   auto r = (*Trainer::Create(o, resumed.get(), &d, nullptr, ckpt))->Run(true);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_TRUE(r->resumed);
   auto a = full->NamedState(), b = resumed->NamedState();
   ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
 
   // A checkpoint from other settings is refused with the key named.
   TrainOptions other = o;
@@ -128,7 +128,8 @@ TEST(TrainerTest, ResumeMatchesUninterruptedRun) {
   auto m = Mlp(8, 0.3);
   auto bad = (*Trainer::Create(other, m.get(), &d, nullptr, ckpt))->Run(true);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("train.batch_size"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("train.batch_size"), std::string::npos)
+      << bad.status().message();
 }
 
 TEST(TrainerTest, DivergenceIsAClearError) {
@@ -195,7 +196,8 @@ TEST(TrainerTest, MixedSizesTrainBucketedOrPadded) {
   o.max_elements = 100;  // a 16 px image has 256
   auto t = Trainer::Create(o, m.get(), &d, nullptr, "");
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("train.max_elements"), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("train.max_elements"), std::string::npos)
+      << t.status().message();
 }
 
 // Sequences of 3 or 6 steps whose target is the sum of their steps: the LSTM learns it from
@@ -229,7 +231,8 @@ TEST(TrainerTest, MixedLengthSequencesTrainBucketedOrPacked) {
     c.outputs = 1;
     c.lstm_hidden = 16;
     auto m = std::move(nn::Model::Create(c)).value();
-    auto before = Evaluate(*m, d.test, d.task, d.preprocessing, EvalOptions{.canvas = std::string(batching) == "pad" ? 6 : 0});
+    auto before = Evaluate(*m, d.test, d.task, d.preprocessing,
+                           EvalOptions{.canvas = std::string(batching) == "pad" ? 6 : 0});
     ASSERT_TRUE(before.ok()) << before.status().message();
     TrainOptions o = Quiet();
     o.epochs = 15;

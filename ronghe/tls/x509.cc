@@ -1,4 +1,4 @@
-#include "ronghe/fed/pki.h"
+#include "ronghe/tls/x509.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -12,7 +12,7 @@
 
 #include "ronghe/base/openssl.h"
 
-namespace ronghe::fed {
+namespace ronghe::tls {
 
 namespace {
 
@@ -39,7 +39,8 @@ Status AddExt(X509* cert, X509* issuer, int nid, const std::string& value) {
   return Status::OK();
 }
 
-Result<Cert> NewCert(EVP_PKEY* key, const std::string& consortium, const std::string& cn, int days) {
+Result<Cert> NewCert(EVP_PKEY* key, const std::string& consortium, const std::string& cn,
+                     int days) {
   Cert c(X509_new());
   X509_set_version(c.get(), 2);
   unsigned char serial[16];
@@ -52,8 +53,10 @@ Result<Cert> NewCert(EVP_PKEY* key, const std::string& consortium, const std::st
   X509_gmtime_adj(X509_getm_notAfter(c.get()), static_cast<long>(days) * 86400);
   X509_set_pubkey(c.get(), key);
   X509_NAME* name = X509_get_subject_name(c.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(consortium.c_str()), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(consortium.c_str()), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   return c;
 }
 
@@ -92,7 +95,8 @@ Result<PKey> ReadKey(const std::string& pem, const std::string& what) {
 bool ValidName(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      return false;
   }
   return true;
 }
@@ -100,7 +104,8 @@ bool ValidName(const std::string& s) {
 }  // namespace
 
 Result<PemPair> MakeCa(const std::string& consortium) {
-  if (!ValidName(consortium)) return InvalidArgument("consortium id '" + consortium + "' must be 1-64 of [A-Za-z0-9._-]");
+  if (!ValidName(consortium))
+    return InvalidArgument("consortium id '" + consortium + "' must be 1-64 of [A-Za-z0-9._-]");
   ASSIGN_OR_RETURN(PKey key, NewKey());
   ASSIGN_OR_RETURN(Cert c, NewCert(key.get(), consortium, consortium + " CA", 3650));
   X509_set_issuer_name(c.get(), X509_get_subject_name(c.get()));
@@ -115,8 +120,10 @@ Result<PemPair> MakeCa(const std::string& consortium) {
 }
 
 Result<PemPair> MakeLeaf(const PemPair& ca, const CertificateRequest& r) {
-  if (!ValidName(r.name)) return InvalidArgument("name '" + r.name + "' must be 1-64 of [A-Za-z0-9._-]");
-  if (!ValidName(r.consortium)) return InvalidArgument("consortium id '" + r.consortium + "' is not valid");
+  if (!ValidName(r.name))
+    return InvalidArgument("name '" + r.name + "' must be 1-64 of [A-Za-z0-9._-]");
+  if (!ValidName(r.consortium))
+    return InvalidArgument("consortium id '" + r.consortium + "' is not valid");
   ASSIGN_OR_RETURN(Cert ca_cert, ReadCert(ca.cert_pem, "CA certificate"));
   ASSIGN_OR_RETURN(PKey ca_key, ReadKey(ca.key_pem, "CA key"));
   ASSIGN_OR_RETURN(PKey key, NewKey());
@@ -124,14 +131,16 @@ Result<PemPair> MakeLeaf(const PemPair& ca, const CertificateRequest& r) {
   X509_set_issuer_name(c.get(), X509_get_subject_name(ca_cert.get()));
   RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
   RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature"));
-  RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_ext_key_usage, r.server ? "serverAuth,clientAuth" : "clientAuth"));
+  RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_ext_key_usage,
+                         r.server ? "serverAuth,clientAuth" : "clientAuth"));
   std::string san = "URI:ronghe://" + r.consortium + "/" + r.name;
   for (const auto& d : r.dns) san += ",DNS:" + d;
   for (const auto& ip : r.ips) san += ",IP:" + ip;
   RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_subject_alt_name, san));
   RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExt(c.get(), ca_cert.get(), NID_authority_key_identifier, "keyid:always"));
-  if (X509_sign(c.get(), ca_key.get(), EVP_sha256()) == 0) return Internal(OpenSslError("certificate signing"));
+  if (X509_sign(c.get(), ca_key.get(), EVP_sha256()) == 0)
+    return Internal(OpenSslError("certificate signing"));
   PemPair out;
   ASSIGN_OR_RETURN(out.cert_pem, CertPem(c.get()));
   ASSIGN_OR_RETURN(out.key_pem, KeyPem(key.get()));
@@ -162,27 +171,31 @@ Result<std::string> VerifyLeaf(const std::string& ca_pem, const std::string& cer
   return std::string(cn);
 }
 
-}  // namespace ronghe::fed
+}  // namespace ronghe::tls
 
-namespace ronghe::fed {
+namespace ronghe::tls {
 
 Result<std::string> AuthenticateParty(const std::string& ca_pem, const std::string& cert_pem,
                                       const std::string& consortium) {
   ASSIGN_OR_RETURN(std::string cn, VerifyLeaf(ca_pem, cert_pem));
   ASSIGN_OR_RETURN(Cert leaf, ReadCert(cert_pem, "certificate"));
   const std::string want = "ronghe://" + consortium + "/" + cn;
-  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr));
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr));
   bool found = false;
   for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
     if (g->type != GEN_URI) continue;
     const ASN1_IA5STRING* uri = g->d.uniformResourceIdentifier;
-    std::string s(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)), ASN1_STRING_length(uri));
+    std::string s(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                  ASN1_STRING_length(uri));
     if (s == want) found = true;
   }
   GENERAL_NAMES_free(names);
-  if (!found) return PermissionDenied("certificate of '" + cn + "' is not for consortium '" + consortium + "' (no SAN " + want + ")");
+  if (!found)
+    return PermissionDenied("certificate of '" + cn + "' is not for consortium '" + consortium +
+                            "' (no SAN " + want + ")");
   return cn;
 }
 
-}  // namespace ronghe::fed
+}  // namespace ronghe::tls

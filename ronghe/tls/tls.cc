@@ -1,5 +1,7 @@
-#include "ronghe/serve/tls.h"
+#include "ronghe/tls/tls.h"
 
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -15,7 +17,7 @@
 #include "ronghe/base/file.h"
 #include "ronghe/base/openssl.h"
 
-namespace ronghe::serve {
+namespace ronghe::tls {
 
 namespace {
 
@@ -23,7 +25,9 @@ using BioPtr = OpenSslPtr<BIO, BIO_free_all>;
 using X509Ptr = OpenSslPtr<X509, X509_free>;
 using KeyPtr = OpenSslPtr<EVP_PKEY, EVP_PKEY_free>;
 
-BioPtr MemBio(const std::string& s) { return BioPtr(BIO_new_mem_buf(s.data(), static_cast<int>(s.size()))); }
+BioPtr MemBio(const std::string& s) {
+  return BioPtr(BIO_new_mem_buf(s.data(), static_cast<int>(s.size())));
+}
 
 // Every certificate in a PEM text, in order.
 Result<std::vector<X509Ptr>> Certificates(const std::string& pem, const std::string& file) {
@@ -37,32 +41,60 @@ Result<std::vector<X509Ptr>> Certificates(const std::string& pem, const std::str
 
 }  // namespace
 
+Status CheckSecretFileMode(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return NotFound(path + ": no such file");
+    return IoError(path + ": cannot read the " + what + ": " + std::strerror(errno));
+  }
+  const bool root_group_readable = st.st_uid == 0 && (st.st_mode & 037) == 0;
+  if ((st.st_mode & 077) != 0 && !root_group_readable) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return FailedPrecondition(path + ": group or others can access the " + what + " (mode " + mode +
+                              "); chmod 600 it");
+  }
+  return Status::OK();
+}
+
+std::shared_ptr<grpc::ServerCredentials> GrpcServerCredentials(const std::string& cert_pem,
+                                                               const std::string& key_pem,
+                                                               const std::string& client_ca_pem) {
+  grpc::SslServerCredentialsOptions ssl(
+      client_ca_pem.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = client_ca_pem;
+  ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
+  return grpc::SslServerCredentials(ssl);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> GrpcClientCredentials(const std::string& ca_pem,
+                                                                const std::string& cert_pem,
+                                                                const std::string& key_pem) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem;
+  ssl.pem_private_key = key_pem;
+  ssl.pem_cert_chain = cert_pem;
+  return grpc::SslCredentials(ssl);
+}
+
 Result<TlsMaterial> LoadTls(const TlsOptions& o) {
   if (o.cert_file.empty() || o.key_file.empty()) {
     return InvalidArgument("TLS needs both a certificate (--tls-cert) and its key (--tls-key)");
   }
   TlsMaterial m;
   // The key's mode first: a key others can read is compromised whatever else holds.
-  struct stat st {};
-  if (::stat(o.key_file.c_str(), &st) != 0) {
-    if (errno == ENOENT) return NotFound(o.key_file + ": no such file");
-    return IoError(o.key_file + ": cannot read the TLS key: " + std::strerror(errno));
-  }
-  bool root_group_readable = st.st_uid == 0 && (st.st_mode & 037) == 0;
-  if ((st.st_mode & 077) != 0 && !root_group_readable) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return FailedPrecondition(o.key_file + ": group or others can access the TLS key (mode " + mode +
-                              "); chmod 600 it");
-  }
+  RETURN_IF_ERROR(CheckSecretFileMode(o.key_file, "TLS key"));
   ASSIGN_OR_RETURN(m.cert_pem, ReadFile(o.cert_file));
   ASSIGN_OR_RETURN(m.key_pem, ReadFile(o.key_file));
   ASSIGN_OR_RETURN(auto chain, Certificates(m.cert_pem, o.cert_file));
   if (m.key_pem.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string::npos ||  // PKCS#8
-      m.key_pem.find("Proc-Type: 4,ENCRYPTED") != std::string::npos) {                  // traditional
+      m.key_pem.find("Proc-Type: 4,ENCRYPTED") != std::string::npos) {  // traditional
     // OpenSSL's default would prompt on the terminal for a passphrase and hang a server.
-    return InvalidArgument(o.key_file + ": the TLS key is encrypted; a server reads it unattended, "
-                           "so store it decrypted with mode 0600 (openssl pkey -in KEY -out KEY.plain)");
+    return InvalidArgument(
+        o.key_file +
+        ": the TLS key is encrypted; a server reads it unattended, "
+        "so store it decrypted with mode 0600 (openssl pkey -in KEY -out KEY.plain)");
   }
   BioPtr kb = MemBio(m.key_pem);
   // A callback that supplies no passphrase, so nothing ever prompts on the terminal.
@@ -86,4 +118,4 @@ Result<TlsMaterial> LoadTls(const TlsOptions& o) {
   return m;
 }
 
-}  // namespace ronghe::serve
+}  // namespace ronghe::tls

@@ -9,7 +9,7 @@
 
 #include "ronghe/base/status.h"
 
-namespace ronghe::fed {
+namespace ronghe::tls {
 
 struct PemPair {
   std::string cert_pem;
@@ -17,12 +17,12 @@ struct PemPair {
 };
 
 struct CertificateRequest {
-  std::string consortium;            // consortium id (goes into O and the SAN URI)
-  std::string name;                  // CN: "coordinator" or the party name
-  std::vector<std::string> dns;      // DNS SANs (server certificates)
-  std::vector<std::string> ips;      // IP SANs (server certificates)
-  bool server = false;               // serverAuth in addition to clientAuth
-  int days = 825;                    // Default: 825 days of validity.
+  std::string consortium;        // consortium id (goes into O and the SAN URI)
+  std::string name;              // CN: "coordinator" or the party name
+  std::vector<std::string> dns;  // DNS SANs (server certificates)
+  std::vector<std::string> ips;  // IP SANs (server certificates)
+  bool server = false;           // serverAuth in addition to clientAuth
+  int days = 825;                // Default: 825 days of validity.
 };
 
 // A self-signed CA for the consortium (10 years).
@@ -40,4 +40,4 @@ Result<std::string> VerifyLeaf(const std::string& ca_pem, const std::string& cer
 Result<std::string> AuthenticateParty(const std::string& ca_pem, const std::string& cert_pem,
                                       const std::string& consortium);
 
-}  // namespace ronghe::fed
+}  // namespace ronghe::tls

@@ -1,8 +1,8 @@
-#include "ronghe/fed/pki.h"
+#include "ronghe/tls/x509.h"
 
 #include <gtest/gtest.h>
 
-namespace ronghe::fed {
+namespace ronghe::tls {
 namespace {
 
 TEST(PkiTest, LeavesChainToTheirCaOnly) {
@@ -13,7 +13,8 @@ TEST(PkiTest, LeavesChainToTheirCaOnly) {
   auto cn = VerifyLeaf(ca->cert_pem, bank->cert_pem, bank->key_pem);
   ASSERT_TRUE(cn.ok()) << cn.status().message();
   EXPECT_EQ(*cn, "bank-north");
-  auto server = MakeLeaf(*ca, {"fraud-consortium", "coordinator", {"localhost"}, {"127.0.0.1"}, true});
+  auto server =
+      MakeLeaf(*ca, {"fraud-consortium", "coordinator", {"localhost"}, {"127.0.0.1"}, true});
   ASSERT_TRUE(server.ok());
   EXPECT_EQ(*VerifyLeaf(ca->cert_pem, server->cert_pem), "coordinator");
   // Another consortium's CA does not vouch for this bank.
@@ -29,4 +30,4 @@ TEST(PkiTest, LeavesChainToTheirCaOnly) {
 }
 
 }  // namespace
-}  // namespace ronghe::fed
+}  // namespace ronghe::tls

@@ -1,0 +1,210 @@
+// `ronghe serve` (a model repository over HTTP and gRPC), `ronghe calibrate` (a cascade's
+// threshold) and `ronghe experiments list|show|promote|rollback` (A/B experiments in the store).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "ronghe/cli/command.h"
+#include "ronghe/serve/calibrate.h"
+#include "ronghe/serve/experiment.h"
+#include "ronghe/serve/job.h"
+#include "ronghe/store/run_store.h"
+
+namespace ronghe::cli {
+
+namespace {
+
+using nlohmann::json;
+
+// No server needed: a decision is a store row every server on that store picks up within a
+// second.
+Status RunExperiments(const std::string& home, const std::string& action, const std::string& name,
+                      const std::string& variant, bool as_json) {
+  ASSIGN_OR_RETURN(auto ex, serve::Experiments::Open(store::HomeStorePath(home)));
+  if (action == "list") {
+    json all = json::array();
+    for (const auto& n : ex->List()) {
+      ASSIGN_OR_RETURN(serve::ExperimentReport r, ex->Report(n));
+      int64_t requests = 0;
+      for (const auto& v : r.stats) requests += v.requests;
+      all.push_back({{"name", n},
+                     {"model", r.model},
+                     {"status", r.status},
+                     {"requests", requests},
+                     {"verdict", r.verdict},
+                     {"decided_variant", r.decided_variant}});
+    }
+    if (as_json) {
+      std::printf("%s\n", all.dump(2).c_str());
+      return Status::OK();
+    }
+    std::printf("%-24s %-16s %-12s %10s  %s\n", "experiment", "model", "status", "requests",
+                "verdict");
+    for (const auto& e : all) {
+      std::printf("%-24s %-16s %-12s %10lld  %s\n", e["name"].get<std::string>().c_str(),
+                  e["model"].get<std::string>().c_str(), e["status"].get<std::string>().c_str(),
+                  static_cast<long long>(e["requests"].get<int64_t>()),
+                  e["verdict"].get<std::string>().c_str());
+    }
+    return Status::OK();
+  }
+  ASSIGN_OR_RETURN(serve::ExperimentReport r, ex->Report(name));
+  if (action == "show") {
+    if (as_json) {
+      std::printf("%s\n", serve::ReportJson(r).dump(2).c_str());
+      return Status::OK();
+    }
+    std::printf("experiment %s on model %s: %s%s\n", r.name.c_str(), r.model.c_str(),
+                r.status.c_str(),
+                r.decided_variant.empty() ? "" : (" (" + r.decided_variant + ")").c_str());
+    std::printf("%-14s %7s %9s %7s %9s %9s %9s %10s\n", "variant", "weight", "requests", "errors",
+                "p50 ms", "p99 ms", "feedback", "outcome=1");
+    for (size_t i = 0; i < r.stats.size(); ++i) {
+      const auto& v = r.stats[i];
+      std::printf(
+          "%-14s %7.3g %9lld %7lld %9.3f %9.3f %9lld %9.1f%%\n", v.variant.c_str(),
+          i < r.weights.size() ? r.weights[i] : 0.0, static_cast<long long>(v.requests),
+          static_cast<long long>(v.errors), v.p50_ms, v.p99_ms, static_cast<long long>(v.feedback),
+          v.feedback ? 100.0 * static_cast<double>(v.positives) / static_cast<double>(v.feedback)
+                     : 0.0);
+    }
+    std::printf("latency (Mann-Whitney U, %s vs %s): z = %.3f, p = %.4g\n",
+                r.stats[static_cast<size_t>(r.compared)].variant.c_str(),
+                r.stats[0].variant.c_str(), r.latency_z, r.latency_p);
+    std::printf("outcome (two-proportion z-test): z = %.3f, p = %.4g\n", r.outcome_z, r.outcome_p);
+    std::printf("verdict: %s - %s\n", r.verdict.c_str(), r.reason.c_str());
+    return Status::OK();
+  }
+  if (action == "promote" || action == "rollback") {
+    const bool promote = action == "promote";
+    ASSIGN_OR_RETURN(std::string v, ex->Conclude(r.name, promote, variant));
+    std::printf("experiment %s: %s; all of model %s's default traffic now goes to '%s'\n",
+                r.name.c_str(), promote ? "promoted" : "rolled back", r.model.c_str(), v.c_str());
+    return Status::OK();
+  }
+  return InvalidArgument("unknown experiments action '" + action + "'");
+}
+
+int RunCalibrate(serve::CalibrateRequest& creq_cal, const Globals& g) {
+  creq_cal.home = g.home;
+  auto r = serve::Calibrate(creq_cal);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("route %s: threshold %.6g (target accuracy %.4f on validation)%s\n",
+              creq_cal.route.c_str(), r->threshold, r->target,
+              creq_cal.write ? ", written to config.toml" : "");
+  std::printf("%-11s %7s %10s %10s %10s %10s %10s\n", "split", "rows", "escalated", "cascade",
+              "full-only", "light-only", "cost");
+  for (const auto& [name, q] :
+       {std::pair<const char*, serve::CascadeQuality>{"validation", r->val}, {"test", r->test}}) {
+    std::printf("%-11s %7lld %9.1f%% %10.4f %10.4f %10.4f %9.3fx\n", name,
+                static_cast<long long>(q.rows), 100 * q.escalated, q.cascade_accuracy,
+                q.full_accuracy, q.light_accuracy, q.relative_cost);
+  }
+  std::printf(
+      "cost: the cascade's forward time over the full model's alone, measured on these splits\n");
+  return 0;
+}
+}  // namespace
+
+void AddServeCommands(CLI::App& root, CommandContext& ctx) {
+  auto* serve_cmd =
+      root.add_subcommand("serve", "Serve a model repository over HTTP (KServe v2 protocol)");
+  auto sreq = Flags<serve::ServeJobRequest>();
+  serve_cmd->add_option("--repo", sreq->repo, "Model repository: DIR/<model>/<version>/model.rhm")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  serve_cmd->add_option("--host", sreq->host, "Address to listen on (default 0.0.0.0)");
+  serve_cmd->add_option("--http", sreq->http_port, "HTTP port (default 8000; 0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  serve_cmd
+      ->add_option("--grpc", sreq->grpc_port, "gRPC port (default: no gRPC; 0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  serve_cmd
+      ->add_option("--http-threads", sreq->http_threads,
+                   "Connection threads: the most open connections served at once (default 256)")
+      ->check(CLI::Range(1, 4096));
+  serve_cmd
+      ->add_option("--max-batch-size", sreq->max_batch_size,
+                   "Override every model's batching.max_batch_size (0 = batching off)")
+      ->check(CLI::NonNegativeNumber);
+  serve_cmd
+      ->add_option("--max-queue-delay-us", sreq->max_queue_delay_us,
+                   "Override every model's batching.max_queue_delay_us")
+      ->check(CLI::NonNegativeNumber);
+  serve_cmd
+      ->add_option("--watch", sreq->watch_s,
+                   "Poll the repository every SECONDS and reload what changed (default off)")
+      ->check(CLI::Range(0.05, 3600.0));
+  serve_cmd
+      ->add_option("--tls-cert", sreq->tls_cert,
+                   "PEM certificate (chain): serve HTTPS and gRPC over TLS")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--tls-key", sreq->tls_key, "PEM private key of --tls-cert (mode 0600)")
+      ->check(CLI::ExistingFile);
+  serve_cmd
+      ->add_option("--tls-client-ca", sreq->tls_client_ca,
+                   "PEM CA bundle: require client certificates it signed (mutual TLS)")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--access-log", sreq->access_log,
+                        "Write a JSON line per request to FILE ('-' = stdout)");
+  serve_cmd
+      ->add_option("--threads", sreq->threads,
+                   "Intra-op threads per model instance, LibTorch and OpenBLAS (default 1)")
+      ->check(CLI::Range(1, 1024));
+
+  auto* cal_cmd = root.add_subcommand(
+      "calibrate", "Pick a cascade route's confidence threshold on the validation split");
+  auto creq_cal = Flags<serve::CalibrateRequest>();
+  cal_cmd->add_option("--repo", creq_cal->repo, "Model repository")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cal_cmd
+      ->add_option("--route", creq_cal->route,
+                   "The cascade entry (a directory with [cascade] in config.toml)")
+      ->required();
+  cal_cmd
+      ->add_option("--target-accuracy", creq_cal->target_accuracy,
+                   "Accuracy the cascade must reach on validation")
+      ->check(CLI::Range(0.0, 1.0));
+  cal_cmd
+      ->add_option("--max-drop", creq_cal->max_drop,
+                   "Or: at most this far below the full model alone (default 0.005)")
+      ->check(CLI::Range(0.0, 1.0));
+  cal_cmd->add_flag("--write", creq_cal->write, "Write the threshold into the route's config.toml");
+
+  ctx.On(serve_cmd, [sreq](const Globals& g) {
+    sreq->home = g.home;
+    return Done(serve::RunServeJob(*sreq));
+  });
+  ctx.On(cal_cmd, [creq_cal](const Globals& g) { return RunCalibrate(*creq_cal, g); });
+
+  auto* exp_cmd = root.add_subcommand(
+      "experiments", "A/B experiments of served models: list, show, promote, rollback");
+  exp_cmd->require_subcommand(1);
+  struct ExperimentFlags {
+    std::string name, variant;
+    bool json = false;
+  };
+  auto f = Flags<ExperimentFlags>();
+  auto* list = exp_cmd->add_subcommand("list", "Experiments in the run store with their verdicts");
+  list->add_flag("--json", f->json, "Print as JSON");
+  ctx.On(list,
+         [f](const Globals& g) { return Done(RunExperiments(g.home, "list", "", "", f->json)); });
+  for (const char* a : {"show", "promote", "rollback"}) {
+    const std::string action = a;
+    auto* c = exp_cmd->add_subcommand(
+        a, action == "show"      ? "Per-variant statistics, tests and verdict"
+           : action == "promote" ? "Send all default traffic to the challenger (or --variant)"
+                                 : "Send all default traffic back to the control (or --variant)");
+    c->add_option("NAME", f->name, "Experiment name")->required();
+    if (action == "show")
+      c->add_flag("--json", f->json, "Print as JSON");
+    else
+      c->add_option("--variant", f->variant, "The variant that wins");
+    ctx.On(c, [f, action](const Globals& g) {
+      return Done(RunExperiments(g.home, action, f->name, f->variant, f->json));
+    });
+  }
+}
+
+}  // namespace ronghe::cli

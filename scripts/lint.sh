@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make lint`: the checks that keep the code as it is meant to be.
+#   1. clang-format --dry-run --Werror on every C++ file of ours (.clang-format: Google, 100 columns).
+#   2. clang's thread-safety analysis (-Wthread-safety -Werror) on every translation unit of ours,
+#      with the flags CMake gives it (compile_commands.json of BUILD), syntax only: no objects, so
+#      it costs a fraction of a build. Mutex-guarded state says GUARDED_BY (ronghe/base/mutex.h);
+#      a read or write of it without its lock fails here.
+# Usage: scripts/lint.sh [BUILD]   (BUILD must be configured, with its generated protobuf headers)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+build=${1:-build}
+jobs=$(nproc)
+
+files=$(git ls-files -co --exclude-standard -- 'ronghe/*.h' 'ronghe/*.cc' 'bench/*.cc' 'fuzz/*.cc' | sort)
+echo "lint: clang-format on $(echo "$files" | wc -l) files"
+# shellcheck disable=SC2086
+clang-format --dry-run --Werror $files
+
+db="$build/compile_commands.json"
+[ -f "$db" ] || { echo "lint: $db missing; configure the build first (make build)" >&2; exit 2; }
+# Our translation units (not the generated protocol code), each as: directory <TAB> command.
+python3 - "$db" "$PWD" > "$build/lint-commands.txt" <<'PY'
+import json, shlex, sys
+db, root = sys.argv[1], sys.argv[2]
+for e in json.load(open(db)):
+    f = e["file"]
+    if not f.startswith(root + "/ronghe/") and not f.startswith(root + "/bench/"):
+        continue
+    args = shlex.split(e["command"])
+    out, skip = [], False
+    for a in args[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("-o", "-MF", "-MT"):
+            skip = True
+            continue
+        if a in ("-c", "-MD") or a.startswith("-g"):
+            continue
+        out.append(a)
+    # ccache is the launcher in some builds: drop it, and the compiler, for clang++.
+    while out and not out[0].startswith("-"):
+        out.pop(0)
+    print(e["directory"] + "\t" + shlex.join(["clang++", "-fsyntax-only", "-Wthread-safety", "-Werror"] + out))
+PY
+n=$(wc -l < "$build/lint-commands.txt")
+echo "lint: clang -Wthread-safety -Werror on $n translation units ($jobs at a time)"
+fail=0
+# shellcheck disable=SC2016
+tr '\n' '\0' < "$build/lint-commands.txt" |
+  xargs -0 -P "$jobs" -n 1 bash -c 'cd "${0%%	*}" && eval "${0#*	}"' || fail=1
+if [ "$fail" -ne 0 ]; then
+  echo "lint: FAILED" >&2
+  exit 1
+fi
+echo "lint: ok"
