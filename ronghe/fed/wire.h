@@ -15,8 +15,6 @@
 
 namespace ronghe::fed {
 
-namespace v1 = ::ronghe::fed::v1;
-
 // How updates are aggregated: the plaintext FedAvg baseline, or threshold Paillier (the
 // coordinator sees only ciphertexts and the decrypted sum). On the wire and in config files by
 // name: "none" | "paillier".
