@@ -65,10 +65,8 @@ Result<DemoPlan> PlanDemo(const DemoRequest& req) {
   RETURN_IF_ERROR(data::ParseDataOptions(fcfg, &dopts));
   if (dopts.dataset != "csv") {
     Status present = data::CheckDatasetPresent(req.home, dopts.dataset);
-    if (!present.ok()) {
-      return FailedPrecondition(present.message() + "; run `ronghe data fetch " + dopts.dataset +
-                                "` first");
-    }
+    // The message names the data set and the command that fetches it.
+    if (!present.ok()) return FailedPrecondition(present.message());
   }
   if (req.rounds > 0) plan.rounds = req.rounds;
   plan.drop_round = req.drop_at_round > 0 ? req.drop_at_round : (plan.rounds + 1) / 2;
