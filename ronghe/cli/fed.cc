@@ -42,6 +42,11 @@ int RunCoordinator(fed::CoordinatorJobRequest& req, const Globals& g) {
   req.home = g.home;
   auto r = fed::RunCoordinatorJob(req);
   if (!r.ok()) return Fail(r.status());
+  if (r->stopped) {
+    std::printf("run %lld: stopped by signal after round %lld; the next start resumes it\n",
+                static_cast<long long>(r->run_id), static_cast<long long>(r->rounds_completed));
+    return 0;
+  }
   std::printf("run %lld: %lld rounds%s; model %s\n", static_cast<long long>(r->run_id),
               static_cast<long long>(r->rounds_completed), r->resumed ? " (resumed)" : "",
               r->artifact.c_str());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "ronghe/crypto/bigint.h"
@@ -61,7 +62,7 @@ std::vector<mpz_class> Packer::Encode(const float* x, int64_t length, double sca
 }
 
 Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums, int64_t length,
-                                             int summands) const {
+                                             int summands, double max_abs_sum) const {
   if (summands < 1 || summands > o_.max_summands) {
     return InvalidArgument("packing: " + std::to_string(summands) +
                            " summands exceed the headroom for " + std::to_string(o_.max_summands));
@@ -70,28 +71,54 @@ Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums,
     return InvalidArgument("packing: " + std::to_string(sums.size()) + " plaintexts cannot hold " +
                            std::to_string(length) + " values");
   }
-  const size_t words = (static_cast<size_t>(slots_) * slot_bits_ + 63) / 64;
+  const size_t used_bits = static_cast<size_t>(slots_) * slot_bits_;
+  const size_t words = (used_bits + 63) / 64;
   std::vector<uint64_t> buf(words + 1);
   std::vector<float> out(length);
   const uint64_t mask = slot_bits_ == 64 ? ~uint64_t(0) : (uint64_t(1) << slot_bits_) - 1;
   const int64_t total_offset = offset_ * summands;
+  // Each summand's slot is q + offset with |q| <= qmax; scaled by s_i it is at most
+  // round(s_i * qmax) (one more at most with stochastic rounding), so the sum is within
+  // max_abs_sum / step + summands of the offsets.
+  int64_t max_dev = 2 * total_offset;  // [0, 2 * offset * summands] without a tighter bound
+  if (max_abs_sum >= 0) {
+    max_dev = std::min<int64_t>(
+        total_offset, static_cast<int64_t>(std::floor(max_abs_sum / step_ + summands + 1)));
+  }
+  auto out_of_range = [&](size_t p, const std::string& why) {
+    return DataLoss("packing: the aggregate is not a sum of " + std::to_string(summands) +
+                    " encodings: plaintext " + std::to_string(p) + " " + why);
+  };
   for (size_t p = 0; p < sums.size(); ++p) {
-    if (sums[p] < 0 || mpz_sizeinbase(sums[p].get_mpz_t(), 2) > words * 64) {
-      return DataLoss("packing: plaintext " + std::to_string(p) +
-                      " is out of range (wrong key or corrupt sum)");
+    if (sums[p] < 0 || mpz_sizeinbase(sums[p].get_mpz_t(), 2) > used_bits) {
+      return out_of_range(p,
+                          "has bits above its last slot (wrong key, or a contribution that is "
+                          "not an encoding)");
     }
     std::fill(buf.begin(), buf.end(), 0);
     size_t n = 0;
     mpz_export(buf.data(), &n, -1, sizeof(uint64_t), 0, 0, sums[p].get_mpz_t());
     for (int s = 0; s < slots_; ++s) {
       int64_t i = static_cast<int64_t>(p) * slots_ + s;
-      if (i >= length) break;
       size_t bit = static_cast<size_t>(s) * slot_bits_;
       uint64_t u = buf[bit / 64] >> (bit % 64);
       if (bit % 64 + slot_bits_ > 64) u |= buf[bit / 64 + 1] << (64 - bit % 64);
       u &= mask;
-      out[i] =
-          static_cast<float>(static_cast<double>(static_cast<int64_t>(u) - total_offset) * step_);
+      if (i >= length) {  // padding: every honest encoding leaves it zero
+        if (u != 0) return out_of_range(p, "has a non-zero padding slot " + std::to_string(s));
+        continue;
+      }
+      const int64_t q = static_cast<int64_t>(u) - total_offset;
+      const bool in_range =
+          max_abs_sum >= 0 ? (q >= -max_dev && q <= max_dev) : static_cast<int64_t>(u) <= max_dev;
+      if (!in_range) {
+        char buf_value[64];
+        std::snprintf(buf_value, sizeof buf_value, "%.6g", static_cast<double>(q) * step_);
+        return out_of_range(p, "holds value " + std::to_string(i) + " = " + buf_value +
+                                   ", outside the contributors' range of +-" +
+                                   std::to_string(static_cast<double>(max_dev) * step_));
+      }
+      out[i] = static_cast<float>(static_cast<double>(q) * step_);
     }
   }
   return out;

@@ -41,8 +41,15 @@ class Packer {
   // Quantises x[i] * scale (scale: e.g. a sample-count weight) and packs.
   std::vector<mpz_class> Encode(const float* x, int64_t length, double scale = 1.0) const;
   // Unpacks sums of `summands` encoded vectors back to floats (the sum, not the mean).
+  //
+  // Checks what an honest sum must look like and refuses (DataLoss, naming the value) anything
+  // else, so that a contribution that is not an encoding (random ciphertexts, a wrong key) is
+  // caught before it is used: the bits above the last slot and the slots past `length` are zero,
+  // and every slot is within the summands' range. With max_abs_sum >= 0 the range is tighter:
+  // |decoded value| <= max_abs_sum (the contributors' clip times their total scale) plus the
+  // rounding of each summand. docs/crypto.md gives the chance that garbage passes.
   Result<std::vector<float>> DecodeSum(const std::vector<mpz_class>& sums, int64_t length,
-                                       int summands) const;
+                                       int summands, double max_abs_sum = -1) const;
 
  private:
   PackingOptions o_;

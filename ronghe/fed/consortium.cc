@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -47,7 +48,28 @@ Status ParseConsortiumOptions(Config& cfg, ConsortiumOptions* o) {
   }
   if (o->coordinator_hosts.empty())
     return cfg.ValueError("coordinator.hosts", "needs at least one host name or IP");
+  Schema& s = o->schema;
+  RETURN_IF_ERROR(cfg.Get("schema.input_shape", &s.input_shape));
+  RETURN_IF_ERROR(cfg.Get("schema.outputs", &s.outputs));
+  RETURN_IF_ERROR(cfg.Get("schema.task", &s.task));
+  if (!s.input_shape.empty() || s.outputs != 0 || !s.task.empty()) {
+    if (s.input_shape.empty() ||
+        std::any_of(s.input_shape.begin(), s.input_shape.end(), [](int64_t d) { return d < 1; }))
+      return cfg.ValueError("schema.input_shape", "needs one or more dimensions, each >= 1");
+    if (s.outputs < 1) return cfg.ValueError("schema.outputs", "must be >= 1");
+    if (s.task != "binary" && s.task != "multiclass" && s.task != "regression")
+      return cfg.ValueError("schema.task", "must be \"binary\", \"multiclass\" or \"regression\"");
+    if (s.task == "binary" && s.outputs != 1)
+      return cfg.ValueError("schema.outputs", "a binary task has 1 output");
+  }
   return Status::OK();
+}
+
+std::string Schema::ToString() const {
+  std::string shape;
+  for (int64_t d : input_shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+  return "input_shape [" + shape + "], outputs " + std::to_string(outputs) + ", task " +
+         (task.empty() ? "(none)" : task);
 }
 
 Status InitConsortium(const ConsortiumOptions& o, const std::string& config_text,

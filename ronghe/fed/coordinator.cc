@@ -19,7 +19,7 @@
 #include "ronghe/base/hash.h"
 #include "ronghe/base/mutex.h"
 #include "ronghe/crypto/encoding.h"
-#include "ronghe/crypto/packing.h"
+#include "ronghe/fed/aggregation.h"
 #include "ronghe/fed/testing.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/nn/tensor_file.h"
@@ -42,10 +42,18 @@ struct Peer {
   Mutex send_mu;
   Connection* conn GUARDED_BY(send_mu) = nullptr;  // null once the connection ended
   uint64_t send_seq GUARDED_BY(send_mu) = 0;
+  std::string gone_reason GUARDED_BY(send_mu);  // why the stream ended, when known
   std::atomic<int64_t> bytes{0};
+  std::atomic<int64_t> inbox_bytes{0};  // received, not yet handled by the run thread
   // Run thread only:
   uint64_t last_recv_seq = 0;
-  bool accepted = false;  // hello checked against the model
+  bool accepted = false;  // hello checked against the schema
+  Clock::time_point reject_window{};
+  int rejections = 0;  // refused messages in the current minute
+  std::string GoneReason() EXCLUDES(send_mu) {
+    MutexLock lock(&send_mu);
+    return gone_reason;
+  }
 };
 
 struct Event {
@@ -78,13 +86,9 @@ struct RoundAttempt {
   std::vector<std::shared_ptr<Peer>> members;  // ready when the attempt began
   std::map<std::string, double> weight_of;     // aggregation weight per member
   int64_t len = 0;                             // model values
-  size_t width = 0;                            // ciphertext bytes (secure)
-  int64_t count = 0;                           // ciphertexts per update (secure)
   std::set<std::string> pending;               // members whose upload is still awaited
   std::map<std::string, Reassembler> uploads;
-  std::vector<mpz_class> acc;     // secure: the homomorphic sum
-  std::vector<double> plain_acc;  // plaintext: the sum
-  double wsum = 0, loss_sum = 0;
+  double loss_sum = 0;
   std::vector<float> sum;  // the decrypted (or plain) weighted sum
   RoundReport* rep = nullptr;
   std::string What(const Peer& p, const char* payload) const {
@@ -112,14 +116,17 @@ struct Coordinator::Impl {
   // Run thread state.
   bool initialized = false;
   nn::ModelConfig model_config;
-  nlohmann::json data_json;  // the parties' agreed schema (from the first Hello)
+  nlohmann::json data_json;  // data options and preprocessing (from the first accepted Hello)
   std::unique_ptr<nn::Model> model;
   std::vector<float> weights;
   std::unique_ptr<ServerOptimizer> server;
   int64_t dp_rounds = 0;
   bool resumed = false;
   nlohmann::json history = nlohmann::json::array();
-  std::optional<crypto::Packer> packer;
+  std::unique_ptr<AggregationScheme> scheme;
+  // Why each party failed to decrypt in this run (a timeout, a bad proof, a refusal); at
+  // decrypt_strikes it is not asked again.
+  std::map<std::string, std::vector<std::string>> decrypt_failures;
   std::string artifact;
 
   bool secure() const { return o.secure_aggregation == SecureAggregation::kPaillier; }
@@ -155,7 +162,7 @@ struct Coordinator::Impl {
               const std::string& nonce = "") {
     v1::Envelope e;
     e.mutable_notice()->set_code(code);
-    e.mutable_notice()->set_message(msg);
+    e.mutable_notice()->set_message(msg.size() <= 512 ? msg : msg.substr(0, 512) + "...");
     SendTo(p, std::move(e), round, nonce);
   }
 
@@ -169,9 +176,36 @@ struct Coordinator::Impl {
     return true;
   }
 
-  void Drop(Peer& p) {
+  void Drop(Peer& p, const std::string& reason = "") {
     MutexLock lock(&p.send_mu);
-    if (p.conn) p.conn->Close();
+    if (p.conn) {
+      if (p.gone_reason.empty()) p.gone_reason = reason;
+      p.conn->Close();
+    }
+  }
+
+  // A refused message: its sender gets a short notice and the log a line, for the first 10 in a
+  // minute; the rest are only counted, and max_rejections in a minute close the stream.
+  void Reject(Peer& p, const std::string& why, int64_t round, const std::string& nonce) {
+    const auto now = Clock::now();
+    if (now - p.reject_window > std::chrono::minutes(1)) {
+      p.reject_window = now;
+      p.rejections = 0;
+    }
+    ++p.rejections;
+    if (p.rejections <= 10) {
+      spdlog::warn("round {}: rejected from {}: {}", round, p.party, why);
+      Notify(p, v1::Notice::REJECTED, why, round, nonce);
+    } else if (p.rejections == 11) {
+      spdlog::warn("round {}: {} keeps sending refused messages; counting, not logging, them",
+                   round, p.party);
+    }
+    if (p.rejections == o.max_rejections) {
+      std::string reason =
+          "sent " + std::to_string(o.max_rejections) + " refused messages within a minute";
+      spdlog::warn("federation: disconnecting {}: {}", p.party, reason);
+      Drop(p, reason);
+    }
   }
 
   // Next event, or false at the deadline / on Stop.
@@ -184,6 +218,7 @@ struct Coordinator::Impl {
     if (stopping || inbox.empty()) return false;
     *e = std::move(inbox.front());
     inbox.pop_front();
+    if (e->kind == Event::kMessage) e->peer->inbox_bytes -= e->envelope.ByteSizeLong();
     return true;
   }
 
@@ -201,12 +236,11 @@ struct Coordinator::Impl {
     return out;
   }
 
-  Status InitModel(const v1::Hello& h) {
+  // The consortium's model, from its schema (never from a party's Hello).
+  Status InitModel() {
     model_config = o.model;
-    model_config.input_shape.assign(h.input_shape().begin(), h.input_shape().end());
-    model_config.outputs = h.outputs();
-    data_json = nlohmann::json::parse(h.data_json(), nullptr, false);
-    if (data_json.is_discarded()) data_json = nlohmann::json::object();
+    model_config.input_shape = o.schema.input_shape;
+    model_config.outputs = o.schema.outputs;
     torch::manual_seed(o.seed);
     ASSIGN_OR_RETURN(model, nn::Model::Create(model_config));
     weights = Flatten(model->NamedState());
@@ -214,45 +248,26 @@ struct Coordinator::Impl {
                      ServerOptimizer::Create(o.server, static_cast<int64_t>(weights.size())));
     server = std::make_unique<ServerOptimizer>(std::move(s));
     initialized = true;
-    spdlog::info("federation: {} model with {} values, from {}'s schema (input {}, {} outputs)",
-                 model_config.kind, weights.size(), h.party(),
-                 nlohmann::json(model_config.input_shape).dump(), model_config.outputs);
+    spdlog::info("federation: {} model with {} values for the consortium's schema ({})",
+                 model_config.kind, weights.size(), o.schema.ToString());
     return Status::OK();
   }
 
-  // A newly joined peer: does its data fit the model?
+  // A newly joined peer (its Hello already matched the schema in Serve).
   void Accept(const std::shared_ptr<Peer>& p) {
-    const v1::Hello& h = p->hello;
-    if (!initialized) {
-      Status st = InitModel(h);
-      if (!st.ok()) {
-        spdlog::error("federation: cannot build the model from {}'s schema: {}", p->party,
-                      st.message());
-        Notify(*p, v1::Notice::REJECTED, st.message());
-        Drop(*p);
-        return;
-      }
-    }
-    std::vector<int64_t> shape(h.input_shape().begin(), h.input_shape().end());
-    if (shape != model_config.input_shape || h.outputs() != model_config.outputs) {
-      std::string why = p->party + "'s data has input shape " + nlohmann::json(shape).dump() +
-                        " and " + std::to_string(h.outputs()) +
-                        " outputs; the consortium model has " +
-                        nlohmann::json(model_config.input_shape).dump() + " and " +
-                        std::to_string(model_config.outputs);
-      spdlog::warn("federation: refusing {}", why);
-      Notify(*p, v1::Notice::REJECTED, why);
-      Drop(*p);
-      return;
+    if (data_json.is_null() || data_json.empty()) {
+      data_json = nlohmann::json::parse(p->hello.data_json(), nullptr, false);
+      if (data_json.is_discarded() || !data_json.is_object()) data_json = nlohmann::json::object();
     }
     p->accepted = true;
-    spdlog::info("federation: {} joined ({} examples)", p->party, h.num_examples());
+    spdlog::info("federation: {} joined ({} examples)", p->party, p->hello.num_examples());
   }
 
   // Checks a message's binding. Returns "" when it belongs to (round, nonce).
   std::string CheckHeader(Peer& p, const v1::Envelope& e, int64_t round, const std::string& nonce) {
     const auto& h = e.header();
-    if (h.consortium() != o.consortium) return "message for consortium '" + h.consortium() + "'";
+    if (h.consortium() != o.consortium)
+      return "message for consortium '" + Quote(h.consortium()) + "'";
     if (h.seq() <= p.last_recv_seq) {
       return "replayed message (sequence " + std::to_string(h.seq()) + " after " +
              std::to_string(p.last_recv_seq) + ")";
@@ -260,7 +275,7 @@ struct Coordinator::Impl {
     p.last_recv_seq = h.seq();
     if (static_cast<int64_t>(h.round()) != round || h.nonce() != nonce) {
       return "stale message for round " + std::to_string(h.round()) + " (nonce " +
-             Hex(h.nonce()).substr(0, 8) + "), current round " + std::to_string(round) +
+             Hex(h.nonce().substr(0, 4)) + "), current round " + std::to_string(round) +
              " (nonce " + Hex(nonce).substr(0, 8) + ")";
     }
     return "";
@@ -274,8 +289,7 @@ struct Coordinator::Impl {
       std::string why = CheckHeader(*ev.peer, ev.envelope, round, nonce);
       if (why.empty()) why = "unexpected message at this point of round " + std::to_string(round);
       if (ev.envelope.has_notice()) return;  // a participant's notice needs no answer
-      spdlog::warn("federation: rejected from {}: {}", ev.peer->party, why);
-      Notify(*ev.peer, v1::Notice::REJECTED, why, round, nonce);
+      Reject(*ev.peer, why, round, nonce);
     }
   }
 
@@ -340,23 +354,24 @@ struct Coordinator::Impl {
       return nullptr;
     }
     if (ev.kind == Event::kGone) {
-      drop(p, text.gone);
+      const std::string why = p.GoneReason();
+      drop(p, why.empty() ? std::string(text.gone) : text.gone + (": " + why));
       return nullptr;
     }
     if (ev.kind != Event::kMessage) return nullptr;
     const v1::Envelope& e = ev.envelope;
     std::string bad = CheckHeader(p, e, a.round, a.nonce);
     if (!bad.empty()) {
-      spdlog::warn("round {}: rejected from {}: {}", a.round, p.party, bad);
-      Notify(p, v1::Notice::REJECTED, bad, a.round, a.nonce);
+      Reject(p, bad, a.round, a.nonce);
       return nullptr;
     }
     if (e.has_notice()) {
-      if (e.notice().code() == v1::Notice::FAILED) drop(p, text.failed + e.notice().message());
+      if (e.notice().code() == v1::Notice::FAILED)
+        drop(p, text.failed + Quote(e.notice().message(), 200));
       return nullptr;
     }
     if (!e.has_chunk()) {
-      if (text.not_a_chunk) Notify(p, v1::Notice::REJECTED, text.not_a_chunk, a.round, a.nonce);
+      if (text.not_a_chunk) Reject(p, text.not_a_chunk, a.round, a.nonce);
       return nullptr;
     }
     return &e.chunk();
@@ -367,7 +382,7 @@ struct Coordinator::Impl {
   RoundAttempt BeginAttempt(int64_t round, RoundReport* rep);
   Status SendTasks(RoundAttempt& a);
   Result<RoundOutcome> CollectUploads(RoundAttempt& a);
-  Status AddUpload(RoundAttempt& a, Peer& p, const v1::Upload& up);
+  Result<RoundOutcome> CheckSum(RoundAttempt& a, const std::vector<mpz_class>& plaintexts);
   Result<RoundOutcome> DecryptAggregate(RoundAttempt& a);
   Status ApplyUpdate(RoundAttempt& a);
 
@@ -394,10 +409,7 @@ RoundAttempt Coordinator::Impl::BeginAttempt(int64_t round, RoundReport* rep) {
     a.weight_of[p->party] =
         dp ? 1.0 / a.members.size() : std::max<uint64_t>(1, p->hello.num_examples()) / total;
   }
-  if (secure()) {
-    a.width = crypto::CiphertextWidth(o.public_key->paillier());
-    a.count = packer->PlaintextCount(a.len);
-  }
+  scheme->Begin(a.len);
   return a;
 }
 
@@ -415,52 +427,23 @@ Status Coordinator::Impl::SendTasks(RoundAttempt& a) {
   task.set_max_summands(static_cast<int>(o.parties.size()));
   task.set_dp_clip_norm(o.dp.noise_multiplier > 0 ? o.dp.clip_norm : 0);
   task.set_seed(RoundSeed(o.seed, a.round));
-  const size_t upload_max = (secure() ? a.count * a.width : a.len * 4) + 65536;
   for (auto& p : a.members) {
     task.set_weight(a.weight_of[p->party]);
     if (!SendPayload(*p, v1::ROUND_TASK, task.SerializeAsString(), a.round, a.nonce)) {
-      a.rep->excluded.push_back(p->party + ": disconnected before the round started");
+      const std::string why = p->GoneReason();
+      a.rep->excluded.push_back(p->party + ": disconnected before the round started" +
+                                (why.empty() ? "" : ": " + why));
       continue;
     }
     a.pending.insert(p->party);
-    a.uploads[p->party] = Reassembler(v1::UPLOAD, upload_max);
+    a.uploads[p->party] = Reassembler(v1::UPLOAD, scheme->MaxUploadBytes());
   }
   spdlog::info("round {}: sent the model to {} participants", a.round, a.pending.size());
   return Status::OK();
 }
 
-// Adds one complete upload to the aggregate, or says why it is refused.
-Status Coordinator::Impl::AddUpload(RoundAttempt& a, Peer& p, const v1::Upload& up) {
-  const std::string what = a.What(p, "upload");
-  if (static_cast<int64_t>(up.values()) != a.len) {
-    return InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " +
-                           std::to_string(a.len));
-  }
-  if (!secure()) {
-    ASSIGN_OR_RETURN(std::vector<float> vals, DecodeFloats(up.plain(), a.len, what));
-    if (a.plain_acc.empty()) a.plain_acc.assign(a.len, 0.0);
-    for (int64_t i = 0; i < a.len; ++i) a.plain_acc[i] += vals[i];
-    return Status::OK();
-  }
-  if (up.ciphertext_bytes() != a.width) {
-    return InvalidArgument(what + ": ciphertexts of " + std::to_string(up.ciphertext_bytes()) +
-                           " bytes, expected " + std::to_string(a.width));
-  }
-  ASSIGN_OR_RETURN(std::vector<mpz_class> cts,
-                   crypto::DecodeFixedWidth(up.ciphertexts(), a.width, a.count, what));
-  const crypto::PublicKey& pk = o.public_key->paillier();
-  for (int64_t i = 0; i < a.count; ++i) {
-    RETURN_IF_ERROR(pk.Validate(cts[i], what + ", ciphertext " + std::to_string(i)));
-  }
-  if (a.acc.empty()) {
-    a.acc = std::move(cts);
-  } else {
-    for (int64_t i = 0; i < a.count; ++i) a.acc[i] = pk.Add(a.acc[i], cts[i]);
-  }
-  return Status::OK();
-}
-
-// Step 2. Uploads, added as they arrive, until every member answered or the deadline.
+// Step 2. Uploads, checked and added as they arrive (AggregationScheme::Add), until every member
+// answered or the deadline.
 Result<RoundOutcome> Coordinator::Impl::CollectUploads(RoundAttempt& a) {
   RoundReport& rep = *a.rep;
   auto exclude = [&](Peer& p, const std::string& reason) {
@@ -482,7 +465,7 @@ Result<RoundOutcome> Coordinator::Impl::CollectUploads(RoundAttempt& a) {
     v1::Upload up;
     if (st.ok() && !up.ParseFromString(in.Take()))
       st = InvalidArgument(a.What(p, "upload") + ": not an Upload message");
-    if (st.ok()) st = AddUpload(a, p, up);
+    if (st.ok()) st = scheme->Add(up, a.weight_of[p.party], a.What(p, "upload"));
     if (!st.ok()) {
       Notify(p, v1::Notice::REJECTED, st.message(), a.round, a.nonce);
       exclude(p, st.message());
@@ -490,8 +473,7 @@ Result<RoundOutcome> Coordinator::Impl::CollectUploads(RoundAttempt& a) {
     }
     a.pending.erase(p.party);
     rep.contributors.push_back(p.party);
-    a.wsum += a.weight_of[p.party];
-    a.loss_sum += up.train_loss();
+    a.loss_sum += std::isfinite(up.train_loss()) ? up.train_loss() : 0.0;
   }
   if (Stopping()) return Cancelled("coordinator stopped");
   for (const auto& name : a.pending)
@@ -505,37 +487,53 @@ Result<RoundOutcome> Coordinator::Impl::CollectUploads(RoundAttempt& a) {
   return RoundOutcome::Continue();
 }
 
-// Step 3. Decryption of the aggregate only, by `threshold` parties, proofs verified. In the
-// plaintext mode the sum is already there.
+// Step 3. Decryption of the aggregate only, by `threshold` parties, proofs verified; then the
+// decoded sum's range check. Each request has a deadline: a party that has not answered by then
+// is replaced by the next share holder (its late answer is ignored), and a party that failed
+// decrypt_strikes times in this run is not asked again. In the plaintext mode the sum is there.
 Result<RoundOutcome> Coordinator::Impl::DecryptAggregate(RoundAttempt& a) {
   RoundReport& rep = *a.rep;
   const int k = static_cast<int>(rep.contributors.size());
-  a.sum.assign(a.len, 0.0f);
-  if (!secure()) {
-    for (int64_t i = 0; i < a.len; ++i) a.sum[i] = static_cast<float>(a.plain_acc[i]);
-    return RoundOutcome::Continue();
-  }
+  std::vector<mpz_class> plaintexts;
+  if (scheme->Ciphertexts().empty()) return CheckSum(a, plaintexts);
+  const std::vector<mpz_class>& acc = scheme->Ciphertexts();
+  const size_t width = scheme->CiphertextWidth();
+  const int64_t count = static_cast<int64_t>(acc.size());
   v1::DecryptRequest req;
-  req.set_ciphertext_bytes(static_cast<uint32_t>(a.width));
-  req.set_ciphertexts(crypto::EncodeFixedWidth(a.acc, a.width));
+  req.set_ciphertext_bytes(static_cast<uint32_t>(width));
+  req.set_ciphertexts(crypto::EncodeFixedWidth(acc, width));
   req.set_contributors(k);
   const std::string payload = req.SerializeAsString();
+  const double timeout_s = o.decrypt_timeout_s > 0 ? o.decrypt_timeout_s : 60 + 0.02 * count;
   auto contributed = [&](const Peer& p) {
     return std::count(rep.contributors.begin(), rep.contributors.end(), p.party) > 0;
   };
   std::vector<std::shared_ptr<Peer>> candidates;
-  for (auto& p : ReadyPeers())  // contributors first: they are known to be alive and responsive
-    if (contributed(*p)) candidates.push_back(p);
-  for (auto& p : ReadyPeers())
-    if (!contributed(*p)) candidates.push_back(p);
+  for (bool first : {true, false}) {  // contributors first: they are known to be responsive
+    for (auto& p : ReadyPeers()) {
+      if (contributed(*p) != first) continue;
+      auto f = decrypt_failures.find(p->party);
+      if (f != decrypt_failures.end() && static_cast<int>(f->second.size()) >= o.decrypt_strikes) {
+        rep.excluded.push_back(p->party + ": not asked to decrypt (failed " +
+                               std::to_string(f->second.size()) +
+                               " times in this run, last: " + f->second.back() + ")");
+        continue;
+      }
+      candidates.push_back(p);
+    }
+  }
   size_t next = 0;
   std::map<std::string, Reassembler> partials;
+  std::map<std::string, Clock::time_point> due;  // per outstanding request
   std::vector<crypto::PartialDecryption> verified;
   auto ask_one = [&]() {
     while (next < candidates.size()) {
       auto& p = candidates[next++];
       if (SendPayload(*p, v1::DECRYPT_REQUEST, payload, a.round, a.nonce)) {
-        partials[p->party] = Reassembler(v1::PARTIAL, a.count * a.width + 65536);
+        partials[p->party] = Reassembler(v1::PARTIAL, count * width + 65536);
+        due[p->party] = std::min(
+            a.deadline,
+            Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
         return true;
       }
     }
@@ -544,18 +542,40 @@ Result<RoundOutcome> Coordinator::Impl::DecryptAggregate(RoundAttempt& a) {
   for (int i = 0; i < o.threshold; ++i) ask_one();
   spdlog::info("round {}: {} uploads added; asked {} parties for partial decryptions", a.round, k,
                partials.size());
-  auto give_up = [&](Peer& p, const std::string& reason) {
+  // `strike`: the failure counts against the party for the rest of the run (not a disconnect).
+  auto give_up = [&](Peer& p, const std::string& reason, bool strike) {
     rep.excluded.push_back(p.party + ": " + reason);
     spdlog::warn("round {}: {} excluded from decryption: {}", a.round, p.party, reason);
+    if (strike) {
+      auto& f = decrypt_failures[p.party];
+      f.push_back(reason);
+      if (static_cast<int>(f.size()) == o.decrypt_strikes) {
+        spdlog::warn("federation: {} failed to decrypt {} times; it is not asked again in this run",
+                     p.party, f.size());
+      }
+    }
     partials.erase(p.party);
+    due.erase(p.party);
     ask_one();
   };
   const ExchangeText text{"disconnected during decryption", "refused to decrypt: ", nullptr};
   Event ev;
-  while (static_cast<int>(verified.size()) < o.threshold && !partials.empty() &&
-         NextEvent(&ev, a.deadline)) {
+  while (static_cast<int>(verified.size()) < o.threshold && !partials.empty()) {
+    auto first_due = std::min_element(due.begin(), due.end(),
+                                      [](auto& x, auto& y) { return x.second < y.second; });
+    if (!NextEvent(&ev, first_due->second)) {
+      if (Stopping() || Clock::now() >= a.deadline) break;
+      if (Clock::now() < first_due->second) continue;
+      auto late = std::find_if(candidates.begin(), candidates.end(),
+                               [&](auto& c) { return c->party == first_due->first; });
+      give_up(**late, "no partial decryption within " + fmt::format("{:g}", timeout_s) + " s",
+              true);
+      continue;
+    }
     Peer& p = *ev.peer;
-    const v1::Chunk* chunk = ExchangeChunk(a, ev, partials.count(p.party) > 0, text, give_up);
+    const v1::Chunk* chunk = ExchangeChunk(
+        a, ev, partials.count(p.party) > 0, text,
+        [&](Peer& q, const std::string& why) { give_up(q, why, why.rfind(text.failed, 0) == 0); });
     if (!chunk) continue;
     const std::string what = a.What(p, "partial decryption");
     Status st = partials[p.party].Add(*chunk, what);
@@ -568,24 +588,25 @@ Result<RoundOutcome> Coordinator::Impl::DecryptAggregate(RoundAttempt& a) {
       st = InvalidArgument(what + ": claims share index " + std::to_string(pd.index()) +
                            ", the party holds " + std::to_string(p.index));
     }
-    if (st.ok() && pd.share_bytes() != a.width)
+    if (st.ok() && pd.share_bytes() != width)
       st = InvalidArgument(what + ": shares of the wrong width");
     if (st.ok()) {
-      auto shares = crypto::DecodeFixedWidth(pd.shares(), a.width, a.count, what);
+      auto shares = crypto::DecodeFixedWidth(pd.shares(), width, count, what);
       if (!shares.ok()) st = shares.status();
       if (st.ok()) {
         part.index = p.index;
         part.shares = std::move(*shares);
         part.proof = crypto::DecodeProof(pd.proof_e(), pd.proof_z());
-        st = crypto::VerifyPartial(*o.public_key, a.acc, part, o.threads);
+        st = crypto::VerifyPartial(*o.public_key, acc, part, o.threads);
       }
     }
     if (!st.ok()) {
       Notify(p, v1::Notice::REJECTED, st.message(), a.round, a.nonce);
-      give_up(p, st.message());
+      give_up(p, st.message(), true);
       continue;
     }
     partials.erase(p.party);
+    due.erase(p.party);
     rep.decryptors.push_back(p.party);
     verified.push_back(std::move(part));
   }
@@ -595,10 +616,25 @@ Result<RoundOutcome> Coordinator::Impl::DecryptAggregate(RoundAttempt& a) {
                                  " verified partial decryptions; " + std::to_string(o.threshold) +
                                  " are needed");
   }
-  ASSIGN_OR_RETURN(std::vector<mpz_class> sums,
-                   crypto::CombineVector(*o.public_key, verified, o.threads));
-  ASSIGN_OR_RETURN(a.sum, packer->DecodeSum(sums, a.len, k));
-  rep.error_bound = packer->MaxAbsErrorOfSum(k) / a.wsum;
+  ASSIGN_OR_RETURN(plaintexts, crypto::CombineVector(*o.public_key, verified, o.threads));
+  return CheckSum(a, plaintexts);
+}
+
+// The decoded sum, if it passes the scheme's range check: a sum that fails it is never applied.
+Result<RoundOutcome> Coordinator::Impl::CheckSum(RoundAttempt& a,
+                                                 const std::vector<mpz_class>& plaintexts) {
+  auto sum = scheme->Sum(plaintexts);
+  if (!sum.ok()) {
+    return RoundOutcome::Abandon(
+        "the aggregate failed the range check (" + sum.status().message() +
+        "): a contribution was not a clipped update; " +
+        (o.secure_aggregation == SecureAggregation::kNone
+             ? std::string("nothing was applied")
+             : std::string("with encrypted uploads the coordinator cannot tell whose without "
+                           "revealing honest updates; nothing was applied")));
+  }
+  a.sum = std::move(sum).value();
+  a.rep->error_bound = scheme->ErrorBound() / scheme->total_weight();
   return RoundOutcome::Continue();
 }
 
@@ -610,7 +646,8 @@ Status Coordinator::Impl::ApplyUpdate(RoundAttempt& a) {
     ++dp_rounds;
     rep.epsilon = GaussianEpsilon(o.dp.noise_multiplier, dp_rounds, o.dp.delta);
   }
-  for (float& x : a.sum) x = static_cast<float>(x / a.wsum);
+  const double wsum = scheme->total_weight();
+  for (float& x : a.sum) x = static_cast<float>(x / wsum);
   RETURN_IF_ERROR(server->Apply(a.sum, &weights));
   rep.round = a.round;
   rep.train_loss = a.loss_sum / static_cast<double>(rep.contributors.size());
@@ -682,6 +719,13 @@ Status Coordinator::Impl::LoadCheckpoint() {
   } catch (const std::exception& e) {
     return DataLoss(what + ": " + e.what());
   }
+  if (model_config.input_shape != o.schema.input_shape ||
+      model_config.outputs != o.schema.outputs) {
+    return FailedPrecondition(
+        what + ": its model has input " + nlohmann::json(model_config.input_shape).dump() +
+        " and " + std::to_string(model_config.outputs) + " outputs; the consortium's schema says " +
+        o.schema.ToString() + " (start a new run with --new)");
+  }
   ASSIGN_OR_RETURN(model, nn::Model::Create(model_config));
   ASSIGN_OR_RETURN(at::Tensor w, f.Get("weights"));
   weights.assign(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
@@ -728,6 +772,7 @@ Status Coordinator::Impl::WriteArtifact() {
 Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Coordinator::~Coordinator() { Stop(); }
 int64_t Coordinator::run_id() const { return impl_->job ? impl_->job->id() : 0; }
+int64_t Coordinator::rounds_completed() const { return impl_->Completed(); }
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
                                                          store::RunStore* store,
@@ -743,7 +788,15 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
                            ", the consortium says " + std::to_string(o.threshold) + " of " +
                            std::to_string(o.parties.size()));
   }
+  if (o.schema.empty() || o.schema.outputs < 1) {
+    return InvalidArgument(
+        "coordinator: the consortium has no [schema] (input_shape, outputs, task) in "
+        "consortium.toml; it fixes the model every party must fit (`ronghe fed participant` "
+        "prints its data's schema when it differs)");
+  }
   if (o.rounds < 1) return InvalidArgument("federation.rounds: must be >= 1");
+  if (o.decrypt_strikes < 1) return InvalidArgument("federation.decrypt_strikes: must be >= 1");
+  if (o.max_rejections < 1) return InvalidArgument("federation.max_rejections: must be >= 1");
   if (o.min_participants < 0 || o.min_participants > static_cast<int>(o.parties.size())) {
     return InvalidArgument(
         "federation.min_participants: must be between 0 and the number of parties");
@@ -755,13 +808,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
   auto impl = std::make_unique<Impl>();
   impl->o = std::move(o);
   impl->store = store;
-  if (impl->secure()) {
-    crypto::PackingOptions po{impl->o.precision_bits, impl->o.clip,
-                              static_cast<int>(impl->o.parties.size()), false};
-    ASSIGN_OR_RETURN(crypto::Packer pk,
-                     crypto::Packer::Create(po, impl->o.public_key->paillier().bits()));
-    impl->packer = pk;
-  }
+  SchemeOptions so{impl->o.secure_aggregation, impl->o.precision_bits, impl->o.clip,
+                   static_cast<int>(impl->o.parties.size()), impl->o.public_key};
+  ASSIGN_OR_RETURN(impl->scheme, AggregationScheme::Create(so));
   nlohmann::json cfg = {{"consortium", impl->o.consortium},
                         {"parties", impl->o.parties},
                         {"threshold", impl->o.threshold},
@@ -778,13 +827,20 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
   } else {
     ASSIGN_OR_RETURN(impl->job, store::Job::Start(store, "fed", impl->o.job_name, cfg.dump()));
   }
+  if (!impl->initialized) RETURN_IF_ERROR(impl->InitModel());
   return std::unique_ptr<Coordinator>(new Coordinator(std::move(impl)));
 }
 
 void Coordinator::Serve(const std::string& party, Connection& conn) {
   Impl& s = *impl_;
   v1::Envelope hello;
-  if (!conn.Recv(&hello)) return;
+  if (!conn.Recv(&hello)) {
+    const std::string why = conn.CloseReason();
+    if (!why.empty()) spdlog::warn("federation: closed a stream of {}: {}", party, why);
+    return;
+  }
+  // Refusals happen before Welcome, so a refused party knows it is refused for good; what it sent
+  // is quoted short and escaped.
   auto reject = [&](const std::string& why) {
     spdlog::warn("federation: refused {}: {}", party, why);
     v1::Envelope e;
@@ -794,24 +850,32 @@ void Coordinator::Serve(const std::string& party, Connection& conn) {
     conn.Send(e);
   };
   if (!hello.has_hello()) return reject("the first message must be Hello");
+  const v1::Hello& h = hello.hello();
   if (hello.header().consortium() != s.o.consortium) {
-    return reject("Hello for consortium '" + hello.header().consortium() + "', this is '" +
+    return reject("Hello for consortium '" + Quote(hello.header().consortium()) + "', this is '" +
                   s.o.consortium + "'");
   }
-  if (hello.hello().party() != party) {
-    return reject("Hello names '" + hello.hello().party() + "' but the certificate is '" + party +
-                  "'");
+  if (h.party() != party) {
+    return reject("Hello names '" + Quote(h.party()) + "' but the certificate is '" + party + "'");
   }
   auto it = std::find(s.o.parties.begin(), s.o.parties.end(), party);
   if (it == s.o.parties.end()) return reject("'" + party + "' is not a party of " + s.o.consortium);
-  if (s.o.public_key && hello.hello().key_fingerprint() != s.o.public_key->fingerprint()) {
-    return reject("holds a share of key " + hello.hello().key_fingerprint() +
+  if (s.o.public_key && h.key_fingerprint() != s.o.public_key->fingerprint()) {
+    return reject("holds a share of key " + Quote(h.key_fingerprint()) +
                   ", the consortium key is " + s.o.public_key->fingerprint());
+  }
+  Schema theirs;
+  theirs.input_shape.assign(h.input_shape().begin(), h.input_shape().end());
+  theirs.outputs = h.outputs();
+  theirs.task = Quote(h.task(), 16);
+  if (!(theirs == s.o.schema)) {
+    return reject(party + "'s data has " + theirs.ToString() + "; the consortium's schema is " +
+                  s.o.schema.ToString());
   }
   auto peer = std::make_shared<Peer>();
   peer->party = party;
   peer->index = static_cast<int>(it - s.o.parties.begin()) + 1;
-  peer->hello = hello.hello();
+  peer->hello = h;
   {
     MutexLock lock(&peer->send_mu);
     peer->conn = &conn;
@@ -823,7 +887,7 @@ void Coordinator::Serve(const std::string& party, Connection& conn) {
     MutexLock lock(&s.mu);
     if (s.stopping) return;
     auto old = s.peers.find(party);
-    if (old != s.peers.end()) s.Drop(*old->second);  // a reconnect replaces the old stream
+    if (old != s.peers.end()) s.Drop(*old->second, "replaced by a new stream");
     peer->generation = s.next_generation++;
     s.peers[party] = peer;
     s.inbox.push_back({Event::kJoined, peer, {}});
@@ -836,11 +900,23 @@ void Coordinator::Serve(const std::string& party, Connection& conn) {
   s.SendTo(*peer, welcome, 0, "");
   v1::Envelope e;
   while (conn.Recv(&e)) {
-    peer->bytes += static_cast<int64_t>(e.ByteSizeLong());
+    const int64_t n = static_cast<int64_t>(e.ByteSizeLong());
+    peer->bytes += n;
+    // A party that sends faster than the round thread handles its messages is cut off before it
+    // can grow the coordinator's memory without bound.
+    if ((peer->inbox_bytes += n) > static_cast<int64_t>(s.o.inbox_bytes_per_party)) {
+      s.Drop(*peer, "sent more than " + std::to_string(s.o.inbox_bytes_per_party >> 20) +
+                        " MiB faster than the coordinator handles it");
+      break;
+    }
     MutexLock lock(&s.mu);
     s.inbox.push_back({Event::kMessage, peer, std::move(e)});
     s.cv.NotifyAll();
     e = v1::Envelope();
+  }
+  {
+    MutexLock lock(&peer->send_mu);
+    if (peer->gone_reason.empty()) peer->gone_reason = conn.CloseReason();
   }
   {
     MutexLock lock(&s.mu);
@@ -851,7 +927,11 @@ void Coordinator::Serve(const std::string& party, Connection& conn) {
   }
   MutexLock lock(&peer->send_mu);
   peer->conn = nullptr;  // nobody sends on a connection the transport is about to destroy
-  spdlog::info("federation: {} disconnected", party);
+  if (peer->gone_reason.empty()) {
+    spdlog::info("federation: {} disconnected", party);
+  } else {
+    spdlog::warn("federation: {} disconnected: {}", party, peer->gone_reason);
+  }
 }
 
 void Coordinator::Stop() {

@@ -17,6 +17,7 @@
 
 #include "ronghe/base/status.h"
 #include "ronghe/crypto/threshold.h"
+#include "ronghe/fed/consortium.h"
 #include "ronghe/fed/strategy.h"
 #include "ronghe/fed/transport.h"
 #include "ronghe/nn/model.h"
@@ -30,7 +31,8 @@ struct CoordinatorOptions {
   int threshold = 3;                 // Default: 3. Decrypting parties needed.
   std::shared_ptr<const crypto::ThresholdPublicKey> public_key;  // required for kPaillier
   std::string job_name = "federation";  // Default: "federation". The run's name in the store.
-  nn::ModelConfig model;           // kind and sizes; input shape and outputs come from the parties
+  Schema schema;                        // required: the consortium's (consortium.toml [schema])
+  nn::ModelConfig model;           // kind and sizes; input shape and outputs come from `schema`
   int64_t rounds = 10;             // Default: 10.
   int min_participants = 0;        // Default: 0 = threshold. Uploads needed for a round.
   double join_timeout_s = 600;     // Default: 600 s to wait for min_participants.
@@ -38,10 +40,20 @@ struct CoordinatorOptions {
                                    // long a round waits for the other parties to connect.
   double round_deadline_s = 1800;  // Default: 1800 s per round attempt (upload + decryption):
                                    // a 1M-parameter Paillier round takes ~5 min on 2 cores.
-  int round_attempts = 5;          // Default: 5 attempts per round before the run fails.
-  double retry_wait_s = 2;         // Default: 2 s between attempts.
-  v1::LocalSettings local;         // epochs, batch_size, optimizer, lr, prox_mu, class_weights
-  ServerOptimizerOptions server;   // fedavg | fedadam | fedyogi
+  double decrypt_timeout_s = 0;    // Default: 0 = 60 s + 20 ms per ciphertext. A decryptor that
+                                   // has not answered by then is replaced by the next share holder.
+  int decrypt_strikes = 2;         // Default: 2. Decryption failures (no answer in time, a bad
+                                   // proof, a refusal) after which a party is not asked again in
+                                   // this run.
+  int max_rejections = 100;        // Default: 100 refused messages within a minute close the
+                                   // sender's stream (the first 10 a minute are answered and
+                                   // logged, the rest only counted).
+  size_t inbox_bytes_per_party = size_t{256} << 20;  // Default: 256 MiB received from one party
+                                                     // and not yet handled: beyond, disconnected.
+  int round_attempts = 5;         // Default: 5 attempts per round before the run fails.
+  double retry_wait_s = 2;        // Default: 2 s between attempts.
+  v1::LocalSettings local;        // epochs, batch_size, optimizer, lr, prox_mu, class_weights
+  ServerOptimizerOptions server;  // fedavg | fedadam | fedyogi
   SecureAggregation secure_aggregation =
       SecureAggregation::kPaillier;         // Default: threshold Paillier;
                                             // kNone = the plaintext baseline.
@@ -61,7 +73,8 @@ struct RoundReport {
   int attempts = 1;
   std::vector<std::string> contributors;  // parties whose update is in the aggregate
   std::vector<std::string> decryptors;    // parties whose verified shares were combined
-  std::vector<std::string> excluded;      // "party: reason" (dropped, bad proof, bad upload)
+  std::vector<std::string> excluded;      // "party: reason" (dropped, bad proof, bad upload,
+                                          // silent decryptor, not reading its stream)
   double seconds = 0;
   double train_loss = 0;        // mean of the contributors' reported local losses
   double error_bound = 0;       // max |secure mean - plaintext mean| per value
@@ -77,6 +90,7 @@ struct CoordinatorResult {
   std::vector<RoundReport> rounds;  // rounds run by this process
   std::string artifact;
   double epsilon = 0;
+  bool stopped = false;  // RunCoordinatorJob: drained on SIGTERM/SIGINT; the run resumes later
 };
 
 struct CoordinatorTestHooks;  // testing.h
@@ -98,6 +112,7 @@ class Coordinator {
   // Makes Run() return (Cancelled) and ends every Serve(). Thread-safe.
   void Stop();
   int64_t run_id() const;
+  int64_t rounds_completed() const;  // persisted rounds
 
   struct Impl;
 

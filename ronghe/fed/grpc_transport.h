@@ -3,6 +3,12 @@
 // consortium CA and names the party by it (tls::AuthenticateParty: CN plus the consortium's SAN
 // URI); a client without one fails the TLS handshake, a client with the wrong one is refused before
 // any message is read. Keep-alive pings detect a peer that vanished without closing its socket.
+//
+// One party cannot hold the server: each stream sends from its own bounded queue on its own
+// writer thread, so the caller of Send never waits for the network; a stream whose queue fills,
+// or whose peer does not take a message within the write deadline, is closed (CloseReason says
+// which). A stream that sends nothing within hello_timeout_s is closed; each party may hold at
+// most max_streams_per_party streams; the server's threads are capped.
 #pragma once
 
 #include <functional>
@@ -30,6 +36,10 @@ struct GrpcServerOptions {
   std::string consortium;         // expected in the client certificate's SAN URI
   std::set<std::string> parties;  // names allowed to connect
   int keepalive_ms = 10000;       // Default: 10 s between pings on an idle stream.
+  double write_timeout_s = 60;    // Default: 60 s for the peer to take one message (<= 1 MiB).
+  size_t send_queue_bytes = size_t{256} << 20;  // Default: 256 MiB queued per stream.
+  double hello_timeout_s = 10;                  // Default: 10 s for a new stream's first message.
+  int max_streams_per_party = 4;  // Default: 4 open streams per certificate (reconnects overlap).
 };
 
 // Called on a gRPC thread for each authenticated participant; the stream lives while it runs.

@@ -1,12 +1,11 @@
 #include "ronghe/fed/job.h"
 
-#include <pthread.h>
-#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -14,6 +13,7 @@
 
 #include "ronghe/base/config.h"
 #include "ronghe/base/file.h"
+#include "ronghe/base/signals.h"
 #include "ronghe/crypto/keyfile.h"
 #include "ronghe/data/source.h"
 #include "ronghe/data/split.h"
@@ -78,31 +78,8 @@ Result<Bundle> ReadBundle(const std::string& dir, const std::string& role) {
   return b;
 }
 
-// Blocks SIGINT/SIGTERM in every thread started from here on, and calls `stop` from a watcher
-// thread when one arrives. The returned function ends the watcher.
-std::function<void()> WatchSignals(std::function<void()> stop) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  auto t = std::make_shared<std::thread>([set, stop] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    if (sig != SIGUSR2) {
-      spdlog::warn("signal {}: stopping", sig);
-      stop();
-    }
-  });
-  return [t] {
-    pthread_kill(t->native_handle(), SIGUSR2);
-    t->join();
-  };
-}
-
-Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
-                        std::string* listen) {
+Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, GrpcServerOptions* so,
+                        std::string* bundle, std::string* listen) {
   RETURN_IF_ERROR(cfg.Get("job.name", &o->job_name));
   RETURN_IF_ERROR(cfg.Get("federation.bundle", bundle));
   RETURN_IF_ERROR(cfg.Get("federation.listen", listen));
@@ -113,6 +90,22 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
   RETURN_IF_ERROR(cfg.Get("federation.round_deadline_s", &o->round_deadline_s));
   RETURN_IF_ERROR(cfg.Get("federation.round_attempts", &o->round_attempts));
   RETURN_IF_ERROR(cfg.Get("federation.retry_wait_s", &o->retry_wait_s));
+  RETURN_IF_ERROR(cfg.Get("federation.decrypt_timeout_s", &o->decrypt_timeout_s));
+  RETURN_IF_ERROR(cfg.Get("federation.decrypt_strikes", &o->decrypt_strikes));
+  RETURN_IF_ERROR(cfg.Get("federation.max_rejections", &o->max_rejections));
+  RETURN_IF_ERROR(cfg.Get("federation.write_timeout_s", &so->write_timeout_s));
+  RETURN_IF_ERROR(cfg.Get("federation.hello_timeout_s", &so->hello_timeout_s));
+  RETURN_IF_ERROR(cfg.Get("federation.max_streams_per_party", &so->max_streams_per_party));
+  if (o->decrypt_timeout_s < 0)
+    return cfg.ValueError("federation.decrypt_timeout_s", "must be >= 0 (0 = automatic)");
+  if (o->decrypt_strikes < 1) return cfg.ValueError("federation.decrypt_strikes", "must be >= 1");
+  if (o->max_rejections < 1) return cfg.ValueError("federation.max_rejections", "must be >= 1");
+  if (!(so->write_timeout_s > 0))
+    return cfg.ValueError("federation.write_timeout_s", "must be > 0");
+  if (!(so->hello_timeout_s > 0))
+    return cfg.ValueError("federation.hello_timeout_s", "must be > 0");
+  if (so->max_streams_per_party < 1)
+    return cfg.ValueError("federation.max_streams_per_party", "must be >= 1");
   std::string strategy = "fedavg";
   RETURN_IF_ERROR(cfg.Get("federation.strategy", &strategy));
   RETURN_IF_ERROR(cfg.Get("federation.server_lr", &o->server.lr));
@@ -183,16 +176,34 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, std::string* bundle,
 }  // namespace
 
 Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
+  // Signals first: a SIGTERM from here on stops the coordinator cleanly, whichever thread (ours
+  // or a library's) the kernel hands it to.
+  std::atomic<Coordinator*> running{nullptr};
+  std::atomic<bool> signalled{false};
+  SignalWatcher signals([&](int sig) {
+    spdlog::warn("signal {}: stopping after the current step; the run resumes on the next start",
+                 sig);
+    signalled = true;
+    if (Coordinator* c = running.load()) c->Stop();
+  });
   ASSIGN_OR_RETURN(Config cfg, LoadConfig(req.config_path, req.overrides));
   CoordinatorOptions o;
+  GrpcServerOptions so;
   std::string bundle_dir, listen;
-  RETURN_IF_ERROR(ParseCoordinator(cfg, &o, &bundle_dir, &listen));
+  RETURN_IF_ERROR(ParseCoordinator(cfg, &o, &so, &bundle_dir, &listen));
   if (!req.bundle.empty()) bundle_dir = req.bundle;
   ASSIGN_OR_RETURN(Bundle b, ReadBundle(bundle_dir, "federation"));
   o.consortium = b.consortium.id;
   o.parties = b.consortium.parties;
   o.threshold = b.consortium.threshold;
   o.public_key = b.public_key;
+  o.schema = b.consortium.schema;
+  if (o.schema.empty()) {
+    return FailedPrecondition(bundle_dir +
+                              "/consortium.toml has no [schema]: the consortium fixes the model's "
+                              "input_shape, outputs and task at `fed init` (see examples/fraud/"
+                              "consortium.toml; a participant prints its data's schema)");
+  }
   o.runs_dir = req.home + "/runs";
   if (listen.empty()) listen = b.consortium.coordinator_address;
   if (o.min_participants > static_cast<int>(o.parties.size())) {
@@ -222,19 +233,16 @@ Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
     }
   }
   ASSIGN_OR_RETURN(auto coord, Coordinator::Create(o, store.get(), resume));
-  GrpcServerOptions so;
   so.listen = listen;
   so.tls = b.tls;
   so.consortium = o.consortium;
   so.parties.insert(o.parties.begin(), o.parties.end());
   Coordinator* c = coord.get();
-  auto unwatch = WatchSignals([c] { c->Stop(); });
+  running = c;
+  if (signalled) c->Stop();  // a signal that came while the coordinator was being built
   auto server = GrpcServer::Start(
       so, [c](const std::string& party, Connection& conn) { c->Serve(party, conn); });
-  if (!server.ok()) {
-    unwatch();
-    return server.status();
-  }
+  if (!server.ok()) return server.status();
   spdlog::info(
       "coordinator of {} listening on {} (mutual TLS), run {}: {} rounds, {} of {} to decrypt, {} "
       "aggregation",
@@ -244,11 +252,25 @@ Result<CoordinatorResult> RunCoordinatorJob(const CoordinatorJobRequest& req) {
   // Let the participants read FINISHED before their streams are cancelled.
   if (result.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   (*server)->Shutdown();
-  unwatch();
+  running = nullptr;
+  if (!result.ok() && signalled && result.status().code() == StatusCode::kCancelled) {
+    CoordinatorResult stopped;  // drained on a signal: the run is kept and resumes next time
+    stopped.run_id = c->run_id();
+    stopped.rounds_completed = c->rounds_completed();
+    stopped.stopped = true;
+    return stopped;
+  }
   return result;
 }
 
 Status RunParticipantJob(const ParticipantJobRequest& req) {
+  std::atomic<Participant*> running{nullptr};
+  std::atomic<bool> signalled{false};
+  SignalWatcher signals([&](int sig) {
+    spdlog::warn("signal {}: leaving the federation", sig);
+    signalled = true;
+    if (Participant* p = running.load()) p->Stop();
+  });
   ASSIGN_OR_RETURN(Config cfg, LoadConfig(req.config_path, req.overrides));
   std::string bundle_dir, coordinator, server_name, column, grouping, part;
   int threads = 0;
@@ -307,6 +329,23 @@ Status RunParticipantJob(const ParticipantJobRequest& req) {
     spdlog::info("{}: {} training rows of partition {} ({} = {})", party, keep.size(), part, column,
                  grouping.empty() ? "value" : grouping);
   }
+  // The consortium fixed the data's schema at `fed init`: say here, before dialing, if this
+  // party's data does not fit it.
+  Schema mine;
+  mine.input_shape = data.input_shape;
+  mine.outputs = data.task == data::Task::kBinary       ? 1
+                 : data.task == data::Task::kMulticlass ? data.num_classes
+                                                        : data.train.y.size(1);
+  mine.task = data::TaskName(data.task);
+  if (b.consortium.schema.empty()) {
+    return FailedPrecondition(
+        bundle_dir + "/consortium.toml has no [schema]; this party's data has " + mine.ToString());
+  }
+  if (!(mine == b.consortium.schema)) {
+    return FailedPrecondition(party + "'s data has " + mine.ToString() +
+                              "; the consortium's schema (" + bundle_dir + "/consortium.toml) is " +
+                              b.consortium.schema.ToString());
+  }
   ParticipantOptions po;
   po.consortium = b.consortium.id;
   po.party = party;
@@ -317,13 +356,18 @@ Status RunParticipantJob(const ParticipantJobRequest& req) {
   po.threads = threads;
   po.crash_at_round = req.crash_at_round;
   Participant p(po);
-  auto unwatch = WatchSignals([&p] { p.Stop(); });
+  running = &p;
+  if (signalled) p.Stop();
   GrpcDialOptions d;
   d.address = coordinator;
   d.tls = b.tls;
   d.server_name = server_name;
   Status st = p.Run([&d] { return GrpcDial(d); });
-  unwatch();
+  running = nullptr;
+  if (signalled && st.code() == StatusCode::kCancelled) {
+    spdlog::info("{}: stopped by signal", party);
+    return Status::OK();
+  }
   return st;
 }
 

@@ -1,22 +1,33 @@
 // Whole federations in one process: a coordinator and five participants on breast_cancer
 // (split IID), over the in-memory transport (which serialises every message, so tests can read
 // the wire) and over real gRPC with mutual TLS on loopback. Keys are 1024-bit test keys.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <limits>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "ronghe/base/file.h"
+#include "ronghe/crypto/bigint.h"
+#include "ronghe/crypto/encoding.h"
 #include "ronghe/crypto/threshold.h"
 #include "ronghe/data/split.h"
 #include "ronghe/fed/coordinator.h"
+#include "ronghe/fed/fed.grpc.pb.h"
 #include "ronghe/fed/grpc_transport.h"
 #include "ronghe/fed/participant.h"
 #include "ronghe/fed/testing.h"
+#include "ronghe/tls/tls.h"
 #include "ronghe/tls/x509.h"
 #include "ronghe/train/trainer.h"
 
@@ -123,6 +134,12 @@ struct Scenario {
   std::map<int, Wrapped::Mutate> mutate;  // per party index
   WireTap tap;
   std::function<void(int, const std::vector<float>&)> observe;
+  int hidden = 16;
+  std::set<int> absent;  // parties the harness does not run (a test may play them)
+  std::function<void(CoordinatorOptions&)> coordinator_options;
+  std::function<void(GrpcServerOptions&)> server_options;
+  // Called with the coordinator's port (gRPC) before the participants start.
+  std::function<void(int port)> before_participants;
 };
 
 struct Outcome {
@@ -131,6 +148,7 @@ struct Outcome {
   std::vector<Status> participant_status;
   int rejected = 0;
   std::vector<int64_t> sessions;
+  int64_t run_id = 0;
 };
 
 class Harness {
@@ -150,7 +168,8 @@ class Harness {
     o.threshold = kThreshold;
     o.public_key = Keys().public_key;
     o.model.kind = "mlp";
-    o.model.hidden = {16};
+    o.model.hidden = {s_.hidden};
+    o.schema = {PartyData()[0].input_shape, 1, "binary"};
     o.model.dropout = 0;
     o.rounds = s_.rounds;
     o.min_participants = s_.min_participants;
@@ -169,6 +188,7 @@ class Harness {
     o.seed = 3;
     o.threads = 2;
     o.chunk_bytes = 4096;  // many chunks even for a small model: the reassembly path is exercised
+    if (s_.coordinator_options) s_.coordinator_options(o);
     return o;
   }
 
@@ -180,10 +200,12 @@ class Harness {
       return out;
     }
     StartCoordinator(0);
+    if (s_.before_participants) s_.before_participants(port_);
     std::vector<std::thread> threads;
     std::vector<Status> pstatus(kParties);
     std::vector<int64_t> sessions(kParties);
     for (int i = 0; i < kParties; ++i) {
+      if (s_.absent.count(i)) continue;
       threads.emplace_back([&, i] {
         bool first = true;
         while (true) {
@@ -239,6 +261,7 @@ class Harness {
       r = coordinator_->Run();
     }
     out.status = r.status();
+    out.run_id = coordinator_->run_id();
     if (r.ok()) out.result = *r;
     if (!r.ok()) {
       // The coordinator gave up: participants would keep trying to reach it; stop them.
@@ -272,6 +295,7 @@ class Harness {
       so.tls = {Certs().ca.cert_pem, Certs().coordinator.cert_pem, Certs().coordinator.key_pem};
       so.consortium = kConsortium;
       for (int i = 0; i < kParties; ++i) so.parties.insert(PartyName(i));
+      if (s_.server_options) s_.server_options(so);
       Coordinator* coord = coordinator_.get();
       auto server = GrpcServer::Start(
           so, [coord](const std::string& party, Connection& c) { coord->Serve(party, c); });
@@ -328,6 +352,10 @@ class Harness {
     return std::unique_ptr<Connection>(new Wrapped(std::move(conn), m, &rejected_));
   }
 
+ public:
+  store::RunStore& store() { return *store_; }
+
+ private:
   Scenario s_;
   std::unique_ptr<store::RunStore> store_;
   std::mutex mu_;
@@ -638,6 +666,380 @@ TEST(FedWireTest, NoPlaintextUpdateValueCrossesTheWire) {
       EXPECT_EQ(found_scaled, 0);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One hostile member of five, played by a client written in the test (a bank's real certificate,
+// raw envelopes, none of the participant's code) or by a real participant whose connection the
+// test wraps. Over gRPC with mutual TLS; the honest banks are the real Participant.
+
+std::unique_ptr<Connection> DialAs(int port, int party) {
+  GrpcDialOptions d;
+  d.address = "127.0.0.1:" + std::to_string(port);
+  d.tls = {Certs().ca.cert_pem, Certs().parties[party].cert_pem, Certs().parties[party].key_pem};
+  d.connect_timeout_s = 5;
+  auto c = GrpcDial(d);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+v1::Envelope HelloAs(int party, std::vector<int64_t> shape) {
+  v1::Envelope e;
+  e.mutable_header()->set_consortium(kConsortium);
+  e.mutable_header()->set_seq(1);
+  auto* h = e.mutable_hello();
+  h->set_party(PartyName(party));
+  h->set_key_fingerprint(Keys().public_key->fingerprint());
+  h->set_num_examples(PartyData()[party].train.size());
+  for (int64_t d : shape) h->add_input_shape(d);
+  h->set_outputs(1);
+  h->set_task("binary");
+  h->set_data_json("{}");
+  return e;
+}
+
+bool Named(const RoundReport& r, const std::string& party, const std::string& text) {
+  for (auto& e : r.excluded)
+    if (e.rfind(party + ": ", 0) == 0 && e.find(text) != std::string::npos) return true;
+  return false;
+}
+
+std::string Excluded(const RoundReport& r) {
+  std::string out;
+  for (auto& e : r.excluded) out += e + " | ";
+  return out;
+}
+
+// Collects what the coordinator logs (spdlog's default logger) while it lives.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::string text() {
+    sink_->flush();
+    return out_.str();
+  }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// A raw client as an attacker would write it: its own gRPC channel (advertising a small
+// flow-control window, as any client may) and envelopes of its choosing.
+struct RawClient {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Federation::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::Envelope, v1::Envelope>> stream;
+};
+
+std::unique_ptr<RawClient> RawDial(int port, int party, int window_bytes) {
+  auto c = std::make_unique<RawClient>();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, window_bytes);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  c->channel = grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(port),
+      tls::GrpcClientCredentials(Certs().ca.cert_pem, Certs().parties[party].cert_pem,
+                                 Certs().parties[party].key_pem),
+      args);
+  c->stub = v1::Federation::NewStub(c->channel);
+  c->stream = c->stub->Session(&c->ctx);
+  return c;
+}
+
+// 1. A member that sends messages the coordinator answers and never reads its stream: the
+// coordinator's writes to it time out, it is disconnected and named, and every round completes.
+TEST(FedHostileTest, MemberThatNeverReadsCannotStallARound) {
+  Scenario s;
+  s.net = Net::kGrpc;
+  s.rounds = 2;
+  s.secure = "none";
+  s.hidden = 4096;  // a 512 KB model: far more than the attacker's flow-control window
+  s.min_participants = 4;
+  s.absent = {4};
+  s.coordinator_options = [](CoordinatorOptions& o) { o.chunk_bytes = 64 << 10; };
+  Outcome clean = Harness(s).Run();
+  ASSERT_TRUE(clean.status.ok()) << clean.status.ToString();
+
+  std::unique_ptr<RawClient> attacker;
+  s.server_options = [](GrpcServerOptions& so) { so.write_timeout_s = 2; };
+  s.before_participants = [&](int port) {
+    attacker = RawDial(port, 4, 16 << 10);
+    ASSERT_TRUE(attacker->stream->Write(HelloAs(4, PartyData()[4].input_shape)));
+    // Messages the coordinator answers (each with a 1 MiB string it used to echo back).
+    for (int i = 0; i < 20; ++i) {
+      v1::Envelope e;
+      e.mutable_header()->set_consortium(std::string(1 << 20, 'A'));
+      e.mutable_header()->set_seq(2 + i);
+      ASSERT_TRUE(attacker->stream->Write(e));
+    }
+  };
+  LogCapture log;
+  const auto start = std::chrono::steady_clock::now();
+  Outcome o = Harness(s).Run();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  ASSERT_EQ(o.result.rounds.size(), 2u);
+  const RoundReport& r1 = o.result.rounds[0];
+  EXPECT_TRUE(Named(r1, "bank-5", "did not read its stream for 2 s")) << Excluded(r1);
+  EXPECT_EQ(r1.contributors.size(), 4u);
+  // The run ends within the write deadline plus the honest rounds and a wide margin (a round
+  // deadline, 60 s here, is what the stall cost per round before).
+  EXPECT_LT(seconds, 30) << "the attacker stalled the run";
+  // Excluded before contributing: the honest banks' model, up to the float rounding of the
+  // weights (n_i / n over the members, normalised by the contributors' sum).
+  EXPECT_LT(MaxAbsDiff(o.result.weights, clean.result.weights), 1e-5);
+  // Its strings were quoted short in the log, never whole.
+  EXPECT_EQ(log.text().find(std::string(100, 'A')), std::string::npos);
+  attacker->ctx.TryCancel();
+}
+
+// 2. A member that uploads a valid encrypted update and never answers its decryption request:
+// replaced after the per-request deadline, not asked again after two strikes, and the model is
+// exactly the one without the silence (its upload still counts; decryption is exact).
+TEST(FedHostileTest, SilentDecryptorIsReplacedAndThenNotAskedAgain) {
+  Scenario s;
+  s.net = Net::kGrpc;
+  s.rounds = 3;
+  s.min_participants = 5;
+  Outcome clean = Harness(s).Run();
+  ASSERT_TRUE(clean.status.ok()) << clean.status.ToString();
+  s.coordinator_options = [](CoordinatorOptions& o) { o.decrypt_timeout_s = 2; };
+  s.mutate[0] = [](const v1::Envelope& e) {  // bank-1 is asked first: it never answers
+    if (e.has_chunk() && e.chunk().kind() == v1::PARTIAL) return std::vector<v1::Envelope>{};
+    return std::vector<v1::Envelope>{e};
+  };
+  Outcome o = Harness(s).Run();
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  ASSERT_EQ(o.result.rounds.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const RoundReport& r = o.result.rounds[i];
+    EXPECT_EQ(r.contributors.size(), 5u);
+    EXPECT_EQ(r.decryptors.size(), 3u);
+    EXPECT_EQ(std::count(r.decryptors.begin(), r.decryptors.end(), "bank-1"), 0);
+    const char* want = i < 2 ? "no partial decryption within 2 s" : "not asked to decrypt";
+    EXPECT_TRUE(Named(r, "bank-1", want)) << "round " << i + 1 << ": " << Excluded(r);
+  }
+  EXPECT_EQ(MaxAbsDiff(o.result.weights, clean.result.weights), 0.0);
+}
+
+// 3. A Hello with another input shape, sent before any honest bank connects, is refused before
+// Welcome; it does not choose the model and nobody else is affected.
+TEST(FedHostileTest, FirstHelloDoesNotChooseTheModel) {
+  Scenario s;
+  s.net = Net::kGrpc;
+  s.rounds = 2;
+  s.secure = "none";
+  Outcome clean = Harness(s).Run();
+  ASSERT_TRUE(clean.status.ok()) << clean.status.ToString();
+  std::string refusal;
+  s.before_participants = [&](int port) {
+    auto c = DialAs(port, 4);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->Send(HelloAs(4, {7})));
+    v1::Envelope e;
+    ASSERT_TRUE(c->Recv(&e));
+    ASSERT_TRUE(e.has_notice());
+    EXPECT_EQ(e.notice().code(), v1::Notice::REJECTED);
+    refusal = e.notice().message();
+    EXPECT_FALSE(c->Recv(&e));  // and the stream ends
+  };
+  Outcome o = Harness(s).Run();
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_NE(refusal.find("input_shape [7]"), std::string::npos) << refusal;
+  EXPECT_NE(refusal.find("consortium's schema is input_shape [30]"), std::string::npos) << refusal;
+  for (auto& st : o.participant_status) EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(MaxAbsDiff(o.result.weights, clean.result.weights), 0.0);
+}
+
+// Rebuilds a party's whole upload (it spans chunks) and sends it changed, as one chunk.
+Wrapped::Mutate ChangeUpload(std::function<void(v1::Upload&)> change) {
+  auto acc = std::make_shared<std::string>();
+  return [acc, change](const v1::Envelope& e) {
+    if (!e.has_chunk() || e.chunk().kind() != v1::UPLOAD) return std::vector<v1::Envelope>{e};
+    *acc += e.chunk().data();
+    if (e.chunk().index() + 1 < e.chunk().count()) return std::vector<v1::Envelope>{};
+    v1::Upload up;
+    EXPECT_TRUE(up.ParseFromString(*acc));
+    acc->clear();
+    change(up);
+    v1::Envelope bad = e;
+    bad.mutable_chunk()->set_data(up.SerializeAsString());
+    bad.mutable_chunk()->set_index(0);
+    bad.mutable_chunk()->set_count(1);
+    return std::vector<v1::Envelope>{bad};
+  };
+}
+
+// 4a. Random ciphertexts below n^2 (valid units, so each passes the upload check): the decrypted
+// aggregate fails the range check, the round is retried, and nothing is ever committed.
+TEST(FedHostileTest, RandomCiphertextsAreCaughtAndNeverCommitted) {
+  Scenario s;
+  s.net = Net::kGrpc;
+  s.rounds = 2;
+  s.coordinator_options = [](CoordinatorOptions& o) { o.round_attempts = 2; };
+  s.mutate[2] = ChangeUpload([](v1::Upload& up) {
+    const auto& pk = Keys().public_key->paillier();
+    const size_t width = up.ciphertext_bytes();
+    std::vector<mpz_class> junk(up.ciphertexts().size() / width);
+    for (auto& c : junk) c = crypto::RandomBelow(pk.n2());
+    up.set_ciphertexts(crypto::EncodeFixedWidth(junk, width));
+  });
+  Harness h(s);
+  Outcome o = h.Run();
+  ASSERT_FALSE(o.status.ok());
+  EXPECT_NE(o.status.message().find("round 1 failed 2 times"), std::string::npos)
+      << o.status.ToString();
+  EXPECT_NE(o.status.message().find("failed the range check"), std::string::npos)
+      << o.status.ToString();
+  auto cp = h.store().LatestCheckpoint(o.run_id);
+  ASSERT_TRUE(cp.ok());
+  EXPECT_FALSE(cp->has_value()) << "a model that failed the check was committed";
+}
+
+// 4b. Plaintext mode: values of 1e30 (or NaN) from one member are refused at its upload, named,
+// before anything is applied; the run completes on the honest updates.
+TEST(FedHostileTest, PlaintextValuesBeyondTheClipAreRefusedAtTheUpload) {
+  for (float bad : {1e30f, std::numeric_limits<float>::quiet_NaN()}) {
+    SCOPED_TRACE(bad);
+    Scenario s;
+    s.net = Net::kGrpc;
+    s.rounds = 2;
+    s.secure = "none";
+    s.mutate[2] = ChangeUpload([bad](v1::Upload& up) {
+      std::string plain = up.plain();
+      for (size_t i = 0; i + 4 <= plain.size(); i += 4) std::memcpy(&plain[i], &bad, 4);
+      up.set_plain(plain);
+    });
+    Outcome o = Harness(s).Run();
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    for (auto& r : o.result.rounds) {
+      EXPECT_EQ(r.contributors.size(), 4u);
+      EXPECT_TRUE(Named(r, "bank-3", "bank-3's upload: value 0 is ")) << Excluded(r);
+    }
+    for (float w : o.result.weights) ASSERT_TRUE(std::isfinite(w));
+    EXPECT_GT(TestRocAuc(o.result.weights), 0.9);
+  }
+}
+
+// 5. A member flooding refused messages: answered and logged ten times, then counted, then cut
+// off; the log stays small and the run completes.
+TEST(FedHostileTest, FloodOfRefusedMessagesKeepsTheLogSmall) {
+  Scenario s;
+  s.net = Net::kGrpc;
+  s.rounds = 1;
+  s.secure = "none";
+  s.absent = {4};
+  s.min_participants = 4;
+  std::unique_ptr<Connection> attacker;
+  std::atomic<int> notices{0};
+  std::atomic<bool> welcomed{false};
+  std::thread reader, flood;
+  s.before_participants = [&](int port) {
+    attacker = DialAs(port, 4);
+    ASSERT_TRUE(attacker);
+    ASSERT_TRUE(attacker->Send(HelloAs(4, PartyData()[4].input_shape)));
+    reader = std::thread([&] {
+      v1::Envelope in;
+      while (attacker->Recv(&in)) {
+        welcomed = welcomed || in.has_welcome();
+        if (in.has_notice() && in.notice().code() == v1::Notice::REJECTED) ++notices;
+      }
+    });
+    flood = std::thread([&] {
+      for (int i = 0; i < 500; ++i) {
+        v1::Envelope bad;
+        bad.mutable_header()->set_consortium(std::string(64 << 10, '\n'));
+        bad.mutable_header()->set_seq(2 + i);
+        if (!attacker->Send(bad)) break;
+      }
+    });
+  };
+  LogCapture log;
+  Outcome o = Harness(s).Run();
+  flood.join();
+  attacker->Close();
+  reader.join();
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_TRUE(welcomed);
+  EXPECT_LE(notices, 10);
+  const std::string text = log.text();
+  EXPECT_LT(text.size(), 32u << 10) << "the log grew with the flood";
+  EXPECT_NE(text.find("sent 100 refused messages within a minute"), std::string::npos);
+  EXPECT_NE(text.find("\\x0a\\x0a"), std::string::npos);  // newlines escaped, not written
+}
+
+// 6. A thousand streams from one certificate that never say Hello: a few are admitted and closed
+// at the hello deadline, the rest refused at once; the server's threads stay bounded.
+TEST(FedGrpcTest, ThousandIdleStreamsFromOneCertificateAreBounded) {
+  auto threads_now = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                         std::filesystem::directory_iterator{});
+  };
+  std::atomic<int> sessions{0}, active{0}, most_active{0};
+  GrpcServerOptions so;
+  so.tls = {Certs().ca.cert_pem, Certs().coordinator.cert_pem, Certs().coordinator.key_pem};
+  so.consortium = kConsortium;
+  for (int i = 0; i < kParties; ++i) so.parties.insert(PartyName(i));
+  so.hello_timeout_s = 1;
+  auto server = GrpcServer::Start(so, [&](const std::string&, Connection& c) {
+    ++sessions;
+    int now = ++active;
+    for (int m = most_active; now > m && !most_active.compare_exchange_weak(m, now);) {
+    }
+    v1::Envelope e;
+    while (c.Recv(&e)) {
+    }
+    --active;
+  });
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  const auto baseline = threads_now();
+  std::atomic<bool> done{false};
+  std::atomic<long> most{0};
+  std::thread sampler([&] {
+    while (!done) {
+      long n = threads_now();
+      if (n > most) most = n;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  grpc::ChannelArguments args;
+  auto channel = grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string((*server)->port()),
+      tls::GrpcClientCredentials(Certs().ca.cert_pem, Certs().parties[0].cert_pem,
+                                 Certs().parties[0].key_pem),
+      args);
+  auto stub = v1::Federation::NewStub(channel);
+  constexpr int kStreams = 1000;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::Envelope, v1::Envelope>>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->Session(contexts.back().get()));
+  }
+  int refused = 0, ended = 0;
+  for (auto& st : streams) {
+    grpc::Status status = st->Finish();  // returns once the server ended the stream
+    ++ended;
+    // Refused by the per-party limit or by the server's thread cap.
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++refused;
+  }
+  done = true;
+  sampler.join();
+  EXPECT_EQ(ended, kStreams);  // every stream ended: refused, or closed at the hello deadline
+  EXPECT_EQ(refused + sessions.load(), kStreams);
+  EXPECT_LE(most_active.load(), so.max_streams_per_party);
+  EXPECT_LT(most.load() - baseline, 100) << "threads grew with the streams";
+  (*server)->Shutdown();
 }
 
 // Over gRPC: a client without a certificate, with one from another CA, or with the coordinator's

@@ -23,6 +23,9 @@ class Connection {
   virtual bool Recv(v1::Envelope* message) = 0;
   // Ends the stream; a blocked Recv on either side returns false. Idempotent, thread-safe.
   virtual void Close() = 0;
+  // Why the transport itself ended the stream (a peer that did not read within the write
+  // deadline, a full send queue, no Hello in time); "" when it did not.
+  virtual std::string CloseReason() const { return ""; }
 };
 
 // Sees every serialised message that crosses an in-memory pipe.

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace ronghe::fed {
@@ -176,6 +177,24 @@ std::string Hex(const std::string& bytes) {
     out += d[c >> 4];
     out += d[c & 15];
   }
+  return out;
+}
+
+std::string Quote(const std::string& s, size_t max_chars) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  const size_t n = std::min(s.size(), max_chars);
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += d[c >> 4];
+      out += d[c & 15];
+    }
+  }
+  if (n < s.size()) out += "...(" + std::to_string(s.size()) + " bytes)";
   return out;
 }
 

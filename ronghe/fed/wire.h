@@ -76,5 +76,9 @@ class Reassembler {
 // 16 bytes from the OS CSPRNG.
 std::string NewNonce();
 std::string Hex(const std::string& bytes);
+// What a log line or a notice may quote of a string a peer sent: at most `max_chars` bytes, each
+// non-printable byte as \xNN, and "...(N bytes)" when cut, so a peer can neither flood the logs
+// nor write control characters into them.
+std::string Quote(const std::string& untrusted, size_t max_chars = 64);
 
 }  // namespace ronghe::fed

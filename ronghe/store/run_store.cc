@@ -481,8 +481,11 @@ Status Job::Finish(const Status& outcome) {
   ResourceUsage u = meter_.Read();
   if (has_external_) u.Merge(external_);
   RETURN_IF_ERROR(store_->RecordResources(id_, u));
-  return store_->FinishRun(id_, outcome.ok() ? "succeeded" : "failed",
-                           outcome.ok() ? "" : outcome.message());
+  // Cancelled: stopped on purpose (a signal) and resumable, like a run whose process died.
+  const char* status = outcome.ok()                               ? "succeeded"
+                       : outcome.code() == StatusCode::kCancelled ? "interrupted"
+                                                                  : "failed";
+  return store_->FinishRun(id_, status, outcome.ok() ? "" : outcome.message());
 }
 
 std::string HomeStorePath(const std::string& home) { return home + "/ronghe.db"; }
