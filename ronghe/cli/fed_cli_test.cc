@@ -42,6 +42,9 @@ std::string InitConsortium(const std::string& home) {
   return home + "/consortium";
 }
 
+// The coordinator is killed (SIGKILL) after round 2, restarted, stopped by SIGTERM after round 3
+// (it drains: exit 0, run interrupted), a bank leaves on SIGTERM (exit 0), and the third start
+// finishes the run: every round's metrics exactly once.
 TEST(FedCliTest, CoordinatorKilledMidRunResumesAndParticipantsReconnectByThemselves) {
   std::string home = FreshHome("fed_cli_kill");
   std::string bundles = InitConsortium(home);
@@ -49,7 +52,7 @@ TEST(FedCliTest, CoordinatorKilledMidRunResumesAndParticipantsReconnectByThemsel
   std::vector<std::string> coord = {"fed",      "coordinator",
                                     "--config", fed,
                                     "--bundle", bundles + "/coordinator",
-                                    "--set",    "federation.rounds=4",
+                                    "--set",    "federation.rounds=6",
                                     "--set",    "model.hidden=[8]"};
   pid_t c1 = SpawnRonghe(home, coord, "coordinator-1");
   std::map<std::string, pid_t> banks;
@@ -59,30 +62,48 @@ TEST(FedCliTest, CoordinatorKilledMidRunResumesAndParticipantsReconnectByThemsel
     if (b == "bank-central") args.insert(args.end(), {"--crash-at-round", "3"});
     banks[b] = SpawnRonghe(home, args, b);
   }
-  // Kill the coordinator as soon as round 2 is in the store.
   auto store = store::OpenHomeStore(home);
   ASSERT_TRUE(store.ok());
   int64_t run_id = 0;
-  bool round2 = false;
-  for (int i = 0; i < 1200 && !round2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto runs = (*store)->ListRuns(5, "fed");
-    if (!runs.ok() || runs->empty()) continue;
-    run_id = runs->front().id;
-    auto run = (*store)->GetRun(run_id);
-    for (const auto& m : run->metrics) round2 |= m.step == 2;
-  }
-  ASSERT_TRUE(round2) << Slurp(home + "/coordinator-1.stderr");
+  auto wait_for_round = [&](int64_t round, const std::string& log) {
+    bool done = false;
+    for (int i = 0; i < 1200 && !done; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto runs = (*store)->ListRuns(5, "fed");
+      if (!runs.ok() || runs->empty()) continue;
+      run_id = runs->front().id;
+      auto run = (*store)->GetRun(run_id);
+      for (const auto& m : run->metrics) done |= m.step == round;
+    }
+    ASSERT_TRUE(done) << Slurp(home + "/" + log + ".stderr");
+  };
+  // Kill the coordinator as soon as round 2 is in the store.
+  wait_for_round(2, "coordinator-1");
   ::kill(c1, SIGKILL);
   EXPECT_EQ(WaitForExit(c1, 10), -SIGKILL);
   EXPECT_EQ((*store)->GetRun(run_id)->status, "interrupted");
 
-  // The same command again: it finds the interrupted run and resumes after round 2.
+  // The same command again: it finds the interrupted run and resumes after round 2. SIGTERM after
+  // round 3: it drains (the round in flight is abandoned, nothing of it applied) and exits 0.
   pid_t c2 = SpawnRonghe(home, coord, "coordinator-2");
-  int rc = WaitForExit(c2, 300);
+  wait_for_round(3, "coordinator-2");
+  ::kill(c2, SIGTERM);
+  int rc = WaitForExit(c2, 60);
   std::string out = Slurp(home + "/coordinator-2.stdout");
-  ASSERT_EQ(rc, 0) << Slurp(home + "/coordinator-2.stderr");
-  EXPECT_NE(out.find("run " + std::to_string(run_id) + ": 4 rounds (resumed)"), std::string::npos)
+  EXPECT_EQ(rc, 0) << Slurp(home + "/coordinator-2.stderr");
+  EXPECT_NE(out.find("stopped by signal after round"), std::string::npos) << out;
+  EXPECT_EQ((*store)->GetRun(run_id)->status, "interrupted");
+  // A bank leaves on SIGTERM: exit 0.
+  ::kill(banks["bank-northeast"], SIGTERM);
+  EXPECT_EQ(WaitForExit(banks["bank-northeast"], 60), 0) << Slurp(home + "/bank-northeast.stderr");
+  banks.erase("bank-northeast");
+
+  // The third start resumes after the last committed round and finishes.
+  pid_t c3 = SpawnRonghe(home, coord, "coordinator-3");
+  rc = WaitForExit(c3, 300);
+  out = Slurp(home + "/coordinator-3.stdout");
+  ASSERT_EQ(rc, 0) << Slurp(home + "/coordinator-3.stderr");
+  EXPECT_NE(out.find("run " + std::to_string(run_id) + ": 6 rounds (resumed)"), std::string::npos)
       << out;
   for (const auto& [name, pid] : banks) {
     int prc = WaitForExit(pid, 60);
@@ -103,8 +124,9 @@ TEST(FedCliTest, CoordinatorKilledMidRunResumesAndParticipantsReconnectByThemsel
   }
   EXPECT_EQ(contributors[1], 5);
   EXPECT_EQ(contributors[2], 5);
-  EXPECT_EQ(contributors[4], 4);  // bank-central died in round 3 and stayed away
-  for (int64_t r = 1; r <= 4; ++r)
+  // bank-central died in round 3 and stayed away; bank-northeast left before the third start.
+  EXPECT_EQ(contributors[6], 3);
+  for (int64_t r = 1; r <= 6; ++r)
     EXPECT_EQ(losses[r], 1) << "round " << r;  // once each, none lost
   // The federated model is an ordinary artifact: `ronghe eval` rebuilds its inputs.
   std::string artifact;

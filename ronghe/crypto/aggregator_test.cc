@@ -54,6 +54,44 @@ TEST(PackingTest, RoundTripWithinTheStatedBound) {
   EXPECT_FALSE(Packer::Create({16, -1.0, 5, false}, 2048).ok());
 }
 
+// The decoder refuses sums that no set of honest encodings produces: bits above the last slot,
+// non-zero padding, a slot outside the contributors' range; and random plaintexts (what random
+// ciphertexts decrypt to) essentially never pass.
+TEST(PackingTest, DecodeRefusesSumsNoHonestEncodingsMake) {
+  auto p = Packer::Create({16, 1.0, 5, false}, 2048);
+  ASSERT_TRUE(p.ok());
+  const int len = 150;  // two plaintexts, the second mostly padding
+  auto ups = RandomUpdates(3, len, 1.0f, 3);
+  std::vector<mpz_class> acc(p->PlaintextCount(len), 0);
+  for (const auto& u : ups) {
+    auto enc = p->Encode(u.data(), len, 0.2);  // weight 0.2 each: total 0.6
+    for (size_t j = 0; j < acc.size(); ++j) acc[j] += enc[j];
+  }
+  ASSERT_TRUE(p->DecodeSum(acc, len, 3, 0.6).ok());
+  ASSERT_TRUE(p->DecodeSum(acc, len, 3).ok());
+  // One value pushed past what three weight-0.2 contributors can reach, still inside its slot.
+  auto bumped = acc;
+  bumped[0] += mpz_class(40000);  // slot 0: +1.22 in value units, more than the range allows
+  auto r = p->DecodeSum(bumped, len, 3, 0.6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("holds value 0"), std::string::npos) << r.status().message();
+  // Padding (value 150 onwards lives in plaintext 1's slot 43) must stay zero.
+  auto padded = acc;
+  padded[1] += mpz_class(1) << (p->slot_bits() * 50);
+  r = p->DecodeSum(padded, len, 3, 0.6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("padding slot 50"), std::string::npos)
+      << r.status().message();
+  // Random plaintexts below a 2048-bit n: none of 200 passes.
+  mpz_class n = (mpz_class(1) << 2047) + 12345;
+  int passed = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::vector<mpz_class> junk = {RandomBelow(n), RandomBelow(n)};
+    passed += p->DecodeSum(junk, len, 3, 0.6).ok();
+  }
+  EXPECT_EQ(passed, 0);
+}
+
 SecureAggregatorOptions Small() {
   SecureAggregatorOptions o;
   o.key_bits = 1024;

@@ -93,6 +93,20 @@ threshold = 1
   EXPECT_NE(dup.status().message().find("appears twice"), std::string::npos);
   auto missing = Parse("[consortium]\nid = \"c\"\n");
   EXPECT_NE(missing.status().message().find("consortium.parties"), std::string::npos);
+  // The schema: all of it or none, each field checked.
+  const std::string base = "[consortium]\nid = \"c\"\nparties = [\"a\"]\nthreshold = 1\n";
+  auto ok = Parse(base + "[schema]\ninput_shape = [3, 8]\noutputs = 4\ntask = \"multiclass\"\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->schema.ToString(), "input_shape [3, 8], outputs 4, task multiclass");
+  for (auto [text, key] : std::vector<std::pair<std::string, std::string>>{
+           {"[schema]\noutputs = 1\ntask = \"binary\"\n", "schema.input_shape"},
+           {"[schema]\ninput_shape = [0]\noutputs = 1\ntask = \"binary\"\n", "schema.input_shape"},
+           {"[schema]\ninput_shape = [4]\noutputs = 2\ntask = \"binary\"\n", "schema.outputs"},
+           {"[schema]\ninput_shape = [4]\noutputs = 1\ntask = \"rank\"\n", "schema.task"}}) {
+    auto r = Parse(base + text);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.status().message().find(key), std::string::npos) << r.status().message();
+  }
 }
 
 }  // namespace

@@ -264,8 +264,10 @@ TEST_F(HttpTest, ReloadUnderLoadLosesNoRequestAndAFailedLoadKeepsTheOldVersion) 
   // A corrupt version 3: the load fails, naming the file, and version 2 keeps serving.
   WriteText(dir + "/3/model.rhm", "not a model");
   auto [c2, r2] = Post(*s.client, "/v2/repository/models/tab/load", "");
-  EXPECT_GE(c2, 400);
+  EXPECT_EQ(c2, 503);  // docs/serving.md: a failed model answers 503
   EXPECT_NE(r2["error"].get<std::string>().find("3/model.rhm"), std::string::npos) << r2.dump();
+  EXPECT_NE(s.client->Get("/metrics")->body.find("ronghe_model_load_failures_total 1"),
+            std::string::npos);
   wait_for(50);
   stop = true;
   for (auto& t : threads) t.join();
@@ -306,6 +308,34 @@ TEST_F(HttpTest, WatchPicksUpANewVersion) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_EQ(version, "2");
+}
+
+// A reload by the watch that fails (a corrupt new version) is counted, and the index says why
+// while the previous version keeps serving.
+TEST_F(HttpTest, WatchReportsAFailedReload) {
+  std::string dir = options_.repository.dir + "/tab";
+  WriteMlp(dir + "/1/model.rhm", 1);
+  options_.watch_interval_s = 0.05;
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  WriteText(dir + "/2/model.rhm", "not a model");
+  bool counted = false;
+  for (int i = 0; i < 2000 && !counted; ++i) {  // the watch polls every 50 ms
+    counted = s.client->Get("/metrics")->body.find("ronghe_model_load_failures_total 1") !=
+              std::string::npos;
+    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(counted);
+  auto [code, index] = Post(*s.client, "/v2/repository/index", "{}");
+  ASSERT_EQ(code, 200);
+  ASSERT_EQ(index.size(), 1u) << index.dump();
+  EXPECT_EQ(index[0]["state"], "READY");
+  EXPECT_EQ(index[0]["version"], "1");
+  EXPECT_NE(index[0]["reason"].get<std::string>().find("2/model.rhm"), std::string::npos)
+      << index.dump();
+  auto [c, resp] = Post(*s.client, "/v2/models/tab/infer", InferBody(torch::ones({1, 6})).dump());
+  EXPECT_EQ(c, 200);
+  EXPECT_EQ(resp["model_version"], "1");
 }
 
 TEST_F(HttpTest, AliasesAndExperimentSplitByWeightStickyByKey) {

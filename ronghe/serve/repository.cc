@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -256,6 +257,7 @@ Result<std::unique_ptr<ModelRepository>> ModelRepository::Open(const RepositoryO
   if (dirs.empty())
     return NotFound("model repository '" + options.dir + "' holds no model directory");
   for (const std::string& m : dirs) RETURN_IF_ERROR(repo->Load(m));
+  repo->serving_ = true;
   return repo;
 }
 
@@ -283,10 +285,19 @@ std::string ModelRepository::Fingerprint(const std::string& model) const {
 
 Status ModelRepository::Load(const std::string& model) {
   MutexLock serial(&load_mu_);
+  // A failed load: recorded for the index, counted for /metrics, logged, and answered as
+  // Unavailable (503: the model cannot serve what it was asked to load), whatever the cause.
+  // (At start-up the error itself is the answer: the server does not start.)
   auto fail = [&](Status st) {
-    MutexLock l(&mu_);
-    failures_[model] = st.message();
-    return st;
+    {
+      MutexLock l(&mu_);
+      failures_[model] = st.message();
+    }
+    if (!serving_.load()) return st;
+    load_failures_.fetch_add(1);
+    std::fprintf(stderr, "ronghe serve: model '%s' failed to load: %s\n", model.c_str(),
+                 st.message().c_str());
+    return Unavailable(st.message());
   };
   if (!IsModelName(model))
     return InvalidArgument("'" + model.substr(0, 64) + "' is not a model name");
@@ -459,6 +470,8 @@ std::vector<ModelIndexEntry> ModelRepository::Index() const {
     if (auto it = entries_.find(n); it != entries_.end()) {
       e.state = "READY";
       for (const auto& [v, p] : it->second->versions) e.versions.push_back(v);
+      if (auto f = failures_.find(n); f != failures_.end())
+        e.reason = "the last reload failed, the previous entry serves: " + f->second;
     } else if (auto f = failures_.find(n); f != failures_.end()) {
       e.state = "UNAVAILABLE";
       e.reason = f->second;

@@ -130,7 +130,8 @@ struct RepositoryOptions {
 struct ModelIndexEntry {
   std::string name;
   std::string state;   // "READY" | "UNAVAILABLE" (failed load) | "UNLOADED"
-  std::string reason;  // why not ready
+  std::string reason;  // why not ready; for READY, why the last reload failed (the old entry
+                       // still serves)
   std::vector<int64_t> versions;
 };
 
@@ -157,6 +158,7 @@ class ModelRepository {
   void StartWatch(double interval_s);
   void StopWatch();
   int64_t reloads() const { return reloads_.load(); }
+  int64_t load_failures() const { return load_failures_.load(); }  // explicit and by the watch
   const RepositoryOptions& options() const { return options_; }
 
  private:
@@ -179,6 +181,8 @@ class ModelRepository {
   CondVar watch_cv_;
   bool watch_stop_ GUARDED_BY(watch_mu_) = false;
   std::atomic<int64_t> reloads_{0};
+  std::atomic<int64_t> load_failures_{0};
+  std::atomic<bool> serving_{false};  // Open() finished: later failures are reloads
 };
 
 }  // namespace ronghe::serve

@@ -180,7 +180,9 @@ json InferenceServer::RepositoryIndex() const {
       out.push_back(j);
     }
     for (int64_t v : e.versions) {
-      out.push_back({{"name", e.name}, {"version", std::to_string(v)}, {"state", e.state}});
+      json j = {{"name", e.name}, {"version", std::to_string(v)}, {"state", e.state}};
+      if (!e.reason.empty()) j["reason"] = e.reason;
+      out.push_back(j);
     }
   }
   return out;
@@ -331,6 +333,9 @@ std::string InferenceServer::Metrics() const {
   }
   family("ronghe_model_reloads_total", "counter", "Model reloads that replaced a serving entry.");
   o << "ronghe_model_reloads_total " << repo_->reloads() << '\n';
+  family("ronghe_model_load_failures_total", "counter",
+         "Model loads (explicit or by --watch) that failed; the previous entry kept serving.");
+  o << "ronghe_model_load_failures_total " << repo_->load_failures() << '\n';
   family("ronghe_experiment_requests_total", "counter",
          "Requests per experiment variant, by outcome.");
   for (const auto& [e, vars] : experiments_->Counters()) {
