@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
       o.public_key = keys->public_key;
       o.model.kind = "mlp";
       o.model.hidden = row.hidden;
+      o.schema = {{row.dim}, 1, "binary"};
       // Round 1 warms up (first connections, allocations) and round 2 is measured; the 1M model's
       // round is long enough that one round says it all.
       o.rounds = row.name == "1M" ? 1 : 2;

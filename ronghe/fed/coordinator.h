@@ -40,7 +40,7 @@ struct CoordinatorOptions {
                                    // long a round waits for the other parties to connect.
   double round_deadline_s = 1800;  // Default: 1800 s per round attempt (upload + decryption):
                                    // a 1M-parameter Paillier round takes ~5 min on 2 cores.
-  double decrypt_timeout_s = 0;    // Default: 0 = 60 s + 20 ms per ciphertext. A decryptor that
+  double decrypt_timeout_s = 0;    // Default: 0 = 60 s + 50 ms per ciphertext. A decryptor that
                                    // has not answered by then is replaced by the next share holder.
   int decrypt_strikes = 2;         // Default: 2. Decryption failures (no answer in time, a bad
                                    // proof, a refusal) after which a party is not asked again in

@@ -210,7 +210,7 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
   while (!stop && c.Recv(&e)) {
     const auto& hd = e.header();
     if (hd.consortium() != o.consortium) {
-      spdlog::warn("{}: ignoring a message for consortium '{}'", o.party, hd.consortium());
+      spdlog::warn("{}: ignoring a message for consortium '{}'", o.party, Quote(hd.consortium()));
       continue;
     }
     if (e.has_welcome()) {
@@ -225,12 +225,14 @@ Status Participant::Impl::Session(Connection& c, bool* finished) {
           return Status::OK();
         case v1::Notice::ROUND_ABANDONED:
           spdlog::warn("{}: round {} abandoned by the coordinator: {}", o.party, hd.round(),
-                       e.notice().message());
+                       Quote(e.notice().message(), 600));
           break;
         case v1::Notice::REJECTED:
-          spdlog::warn("{}: the coordinator rejected a message: {}", o.party, e.notice().message());
+          spdlog::warn("{}: the coordinator rejected a message: {}", o.party,
+                       Quote(e.notice().message(), 600));
           if (!welcomed)
-            return PermissionDenied("coordinator refused this party: " + e.notice().message());
+            return PermissionDenied("coordinator refused this party: " +
+                                    Quote(e.notice().message(), 600));
           break;
         default:
           break;
