@@ -32,37 +32,72 @@ double Packer::MaxAbsErrorOfSum(int summands) const {
   return summands * step_ * (o_.stochastic_rounding ? 1.0 : 0.5);
 }
 
-std::vector<mpz_class> Packer::Encode(const float* x, int64_t length, double scale) const {
-  const int64_t count = PlaintextCount(length);
-  std::vector<mpz_class> out(count);
-  const size_t words = (static_cast<size_t>(slots_) * slot_bits_ + 63) / 64;
-  std::vector<uint64_t> buf(words);
+std::vector<int32_t> Packer::Quantize(const float* x, int64_t length, double scale) const {
+  std::vector<int32_t> q(length);
   // Stochastic rounding needs unbiased, not secret, randomness: a fast generator seeded once
   // from the OS CSPRNG.
   std::mt19937_64 rng(o_.stochastic_rounding ? RandomBits(64).get_ui() : 0);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int64_t i = 0; i < length; ++i) {
+    double v = static_cast<double>(x[i]) * scale;
+    if (!std::isfinite(v)) v = 0;
+    v = std::clamp(v, -o_.clip, o_.clip) / step_;
+    double r = o_.stochastic_rounding ? std::floor(v + unit(rng)) : std::nearbyint(v);
+    q[i] = static_cast<int32_t>(std::clamp(static_cast<int64_t>(r), -qmax_, qmax_));
+  }
+  return q;
+}
+
+std::vector<mpz_class> Packer::EncodeQuantized(const int32_t* q, int64_t length) const {
+  const int64_t count = PlaintextCount(length);
+  std::vector<mpz_class> out(count);
+  const size_t words = (static_cast<size_t>(slots_) * slot_bits_ + 63) / 64;
+  std::vector<uint64_t> buf(words);
   for (int64_t p = 0; p < count; ++p) {
     std::fill(buf.begin(), buf.end(), 0);
     for (int s = 0; s < slots_; ++s) {
       int64_t i = p * slots_ + s;
       if (i >= length) break;
-      double v = static_cast<double>(x[i]) * scale;
-      if (!std::isfinite(v)) v = 0;
-      v = std::clamp(v, -o_.clip, o_.clip) / step_;
-      double q = o_.stochastic_rounding ? std::floor(v + unit(rng)) : std::nearbyint(v);
-      int64_t qi = std::clamp(static_cast<int64_t>(q), -qmax_, qmax_);
-      uint64_t u = static_cast<uint64_t>(qi + offset_);
+      uint64_t u = static_cast<uint64_t>(int64_t{q[i]} + offset_);
       size_t bit = static_cast<size_t>(s) * slot_bits_;
       buf[bit / 64] |= u << (bit % 64);
       if (bit % 64 + slot_bits_ > 64) buf[bit / 64 + 1] |= u >> (64 - bit % 64);
     }
     mpz_import(out[p].get_mpz_t(), words, -1, sizeof(uint64_t), 0, 0, buf.data());
   }
+  std::fill(buf.begin(), buf.end(), 0);
   return out;
+}
+
+std::vector<mpz_class> Packer::Encode(const float* x, int64_t length, double scale) const {
+  std::vector<int32_t> q = Quantize(x, length, scale);
+  std::vector<mpz_class> out = EncodeQuantized(q.data(), length);
+  std::fill(q.begin(), q.end(), 0);
+  return out;
+}
+
+int64_t Packer::MaxAbsQuantized(double max_abs_sum, int summands) const {
+  // Each summand's slot is q + offset with |q| <= qmax; scaled by s_i it is at most
+  // round(s_i * qmax) (one more at most with stochastic rounding), so the sum is within
+  // max_abs_sum / step + summands of the offsets.
+  return static_cast<int64_t>(std::floor(max_abs_sum / step_ + summands + 1));
 }
 
 Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums, int64_t length,
                                              int summands, double max_abs_sum) const {
+  ASSIGN_OR_RETURN(
+      std::vector<int64_t> q,
+      DecodeSumQuantized(sums, length, summands,
+                         max_abs_sum >= 0 ? MaxAbsQuantized(max_abs_sum, summands) : -1));
+  std::vector<float> out(length);
+  for (int64_t i = 0; i < length; ++i)
+    out[i] = static_cast<float>(static_cast<double>(q[i]) * step_);
+  return out;
+}
+
+Result<std::vector<int64_t>> Packer::DecodeSumQuantized(const std::vector<mpz_class>& sums,
+                                                        int64_t length, int summands,
+                                                        int64_t max_abs_q) const {
   if (summands < 1 || summands > o_.max_summands) {
     return InvalidArgument("packing: " + std::to_string(summands) +
                            " summands exceed the headroom for " + std::to_string(o_.max_summands));
@@ -74,17 +109,11 @@ Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums,
   const size_t used_bits = static_cast<size_t>(slots_) * slot_bits_;
   const size_t words = (used_bits + 63) / 64;
   std::vector<uint64_t> buf(words + 1);
-  std::vector<float> out(length);
+  std::vector<int64_t> out(length);
   const uint64_t mask = slot_bits_ == 64 ? ~uint64_t(0) : (uint64_t(1) << slot_bits_) - 1;
   const int64_t total_offset = offset_ * summands;
-  // Each summand's slot is q + offset with |q| <= qmax; scaled by s_i it is at most
-  // round(s_i * qmax) (one more at most with stochastic rounding), so the sum is within
-  // max_abs_sum / step + summands of the offsets.
-  int64_t max_dev = 2 * total_offset;  // [0, 2 * offset * summands] without a tighter bound
-  if (max_abs_sum >= 0) {
-    max_dev = std::min<int64_t>(
-        total_offset, static_cast<int64_t>(std::floor(max_abs_sum / step_ + summands + 1)));
-  }
+  // Without a tighter bound, a slot holds [0, 2 * offset * summands].
+  const int64_t max_dev = max_abs_q >= 0 ? std::min(total_offset, max_abs_q) : total_offset;
   auto out_of_range = [&](size_t p, const std::string& why) {
     return DataLoss("packing: the aggregate is not a sum of " + std::to_string(summands) +
                     " encodings: plaintext " + std::to_string(p) + " " + why);
@@ -109,16 +138,14 @@ Result<std::vector<float>> Packer::DecodeSum(const std::vector<mpz_class>& sums,
         continue;
       }
       const int64_t q = static_cast<int64_t>(u) - total_offset;
-      const bool in_range =
-          max_abs_sum >= 0 ? (q >= -max_dev && q <= max_dev) : static_cast<int64_t>(u) <= max_dev;
-      if (!in_range) {
-        char buf_value[64];
-        std::snprintf(buf_value, sizeof buf_value, "%.6g", static_cast<double>(q) * step_);
-        return out_of_range(p, "holds value " + std::to_string(i) + " = " + buf_value +
+      if (q < -max_dev || q > max_dev) {
+        char value[64];
+        std::snprintf(value, sizeof value, "%.6g", static_cast<double>(q) * step_);
+        return out_of_range(p, "holds value " + std::to_string(i) + " = " + value +
                                    ", outside the contributors' range of +-" +
                                    std::to_string(static_cast<double>(max_dev) * step_));
       }
-      out[i] = static_cast<float>(static_cast<double>(q) * step_);
+      out[i] = q;
     }
   }
   return out;

@@ -38,7 +38,15 @@ class Packer {
   // The stated bound on |decoded sum - float sum| per element for `summands` vectors.
   double MaxAbsErrorOfSum(int summands) const;
 
-  // Quantises x[i] * scale (scale: e.g. a sample-count weight) and packs.
+  int64_t qmax() const { return qmax_; }  // 2^(bits-1) - 1: |quantised value| <= qmax
+
+  // Clips x[i] * scale (scale: e.g. a sample-count weight) to [-clip, clip] and rounds to a
+  // multiple of step (nearest, or stochastic): the quantised value, |q| <= qmax. Non-finite -> 0.
+  // Every secure-aggregation scheme quantises with this one function.
+  std::vector<int32_t> Quantize(const float* x, int64_t length, double scale = 1.0) const;
+  // Packs quantised values (REQUIRES |q[i]| <= qmax).
+  std::vector<mpz_class> EncodeQuantized(const int32_t* q, int64_t length) const;
+  // Quantize, then EncodeQuantized.
   std::vector<mpz_class> Encode(const float* x, int64_t length, double scale = 1.0) const;
   // Unpacks sums of `summands` encoded vectors back to floats (the sum, not the mean).
   //
@@ -50,6 +58,13 @@ class Packer {
   // rounding of each summand. docs/crypto.md gives the chance that garbage passes.
   Result<std::vector<float>> DecodeSum(const std::vector<mpz_class>& sums, int64_t length,
                                        int summands, double max_abs_sum = -1) const;
+  // The same, in quantised units: the exact integer sums, each within +-max_abs_q (< 0: the
+  // summands' full range).
+  Result<std::vector<int64_t>> DecodeSumQuantized(const std::vector<mpz_class>& sums,
+                                                  int64_t length, int summands,
+                                                  int64_t max_abs_q = -1) const;
+  // The range bound DecodeSum uses for max_abs_sum: max_abs_sum / step + summands + 1.
+  int64_t MaxAbsQuantized(double max_abs_sum, int summands) const;
 
  private:
   PackingOptions o_;
