@@ -1,140 +1,209 @@
 #include "ronghe/fed/aggregation.h"
 
 #include <cmath>
-#include <cstdio>
-#include <optional>
+#include <cstring>
 
+#include "ronghe/base/hash.h"
 #include "ronghe/crypto/encoding.h"
-#include "ronghe/crypto/packing.h"
 
 namespace ronghe::fed {
 
 namespace {
 
-std::string Num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
+crypto::SchemeKind KindOf(SecureAggregation mode) {
+  switch (mode) {
+    case SecureAggregation::kNone:
+      return crypto::SchemeKind::kNone;
+    case SecureAggregation::kPaillier:
+      return crypto::SchemeKind::kPaillier;
+    case SecureAggregation::kPaillierMasked:
+      return crypto::SchemeKind::kPaillierMasked;
+  }
+  return crypto::SchemeKind::kNone;
 }
 
-// The plaintext baseline: each value must be finite and within clip * weight; the sum is exact
-// up to float rounding.
-class PlainScheme final : public AggregationScheme {
- public:
-  explicit PlainScheme(const SchemeOptions& o) : o_(o) {}
-  void Begin(int64_t length) override {
-    length_ = length;
-    sum_.assign(length, 0.0);
-    contributors_ = 0;
-    total_weight_ = 0;
+// Masked coefficients travel in the fewest whole bytes that hold q - 1 (4 for q = 2^32).
+size_t CoefficientBytes(int log_q) { return static_cast<size_t>((log_q + 7) / 8); }
+
+std::string EncodeCoefficients(const std::vector<uint64_t>& c, int log_q) {
+  const size_t w = CoefficientBytes(log_q);
+  std::string out(c.size() * w, '\0');
+  for (size_t i = 0; i < c.size(); ++i)
+    for (size_t b = 0; b < w; ++b) out[i * w + b] = static_cast<char>(c[i] >> (8 * b));
+  return out;
+}
+
+std::string EncodeInt32(const std::vector<int32_t>& v) {
+  std::string out(v.size() * 4, '\0');
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint32_t u = static_cast<uint32_t>(v[i]);
+    for (int b = 0; b < 4; ++b) out[i * 4 + b] = static_cast<char>(u >> (8 * b));
   }
-  size_t MaxUploadBytes() const override { return static_cast<size_t>(length_) * 4 + 65536; }
-  Status Add(const v1::Upload& up, double weight, const std::string& what) override {
-    if (static_cast<int64_t>(up.values()) != length_) {
-      return InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " +
-                             std::to_string(length_));
+  return out;
+}
+
+}  // namespace
+
+SchemeOptions SchemeOptionsOf(const v1::RoundTask& t,
+                              std::shared_ptr<const crypto::ThresholdPublicKey> key) {
+  SchemeOptions o;
+  auto mode = ParseSecureAggregation(t.secure_aggregation());
+  o.mode = mode.ok() ? *mode : SecureAggregation::kNone;  // the caller checked the name
+  o.precision_bits = t.precision_bits();
+  o.clip = t.clip();
+  o.max_summands = t.max_summands();
+  o.public_key = std::move(key);
+  o.mask_n = t.mask_n();
+  o.mask_log_q = t.mask_log_q();
+  o.mask_eta = t.mask_eta();
+  return o;
+}
+
+void SetSchemeOptions(const SchemeOptions& o, v1::RoundTask* t) {
+  t->set_secure_aggregation(SecureAggregationName(o.mode));
+  t->set_precision_bits(o.precision_bits);
+  t->set_clip(o.clip);
+  t->set_max_summands(o.max_summands);
+  t->set_mask_n(o.mask_n);
+  t->set_mask_log_q(o.mask_log_q);
+  t->set_mask_eta(o.mask_eta);
+}
+
+Result<std::unique_ptr<crypto::UpdateScheme>> MakeScheme(const SchemeOptions& o) {
+  if (!(o.clip > 0) || !std::isfinite(o.clip)) return InvalidArgument("clip must be > 0");
+  crypto::SchemeOptions so;
+  so.kind = KindOf(o.mode);
+  so.bits = o.precision_bits;
+  so.clip = o.clip;
+  so.max_summands = o.max_summands;
+  so.key = o.public_key;
+  so.mask.n = o.mask_n;
+  so.mask.log_q = o.mask_log_q;
+  so.mask.eta = o.mask_eta;
+  return crypto::UpdateScheme::Create(so);
+}
+
+crypto::MaskSeed AttemptSeed(const std::string& consortium, int64_t round,
+                             const std::string& nonce) {
+  const std::string digest =
+      Sha256("ronghe.fed.mask\n" + consortium + "\n" + std::to_string(round) + "\n" + nonce);
+  crypto::MaskSeed seed;
+  std::memcpy(seed.data(), digest.data(), seed.size());
+  return seed;
+}
+
+Result<v1::Upload> SealUpdate(const SchemeOptions& o, const crypto::UpdateScheme& scheme,
+                              const std::vector<float>& update, double weight,
+                              const crypto::MaskSeed& seed, int threads) {
+  const int64_t len = static_cast<int64_t>(update.size());
+  std::vector<int32_t> q = scheme.quantizer().Quantize(update.data(), len, weight);
+  ASSIGN_OR_RETURN(crypto::Sealed sealed, scheme.Seal(q, seed, threads));
+  std::fill(q.begin(), q.end(), 0);
+  v1::Upload up;
+  up.set_values(static_cast<uint64_t>(len));
+  if (!sealed.plain.empty()) up.set_quantized(EncodeInt32(sealed.plain));
+  if (!sealed.ciphertexts.empty()) {
+    const size_t width = crypto::CiphertextWidth(o.public_key->paillier());
+    up.set_ciphertext_bytes(static_cast<uint32_t>(width));
+    up.set_ciphertexts(crypto::EncodeFixedWidth(sealed.ciphertexts, width));
+  }
+  if (!sealed.masked.empty()) up.set_masked(EncodeCoefficients(sealed.masked, o.mask_log_q));
+  return up;
+}
+
+Result<std::unique_ptr<AggregationScheme>> AggregationScheme::Create(const SchemeOptions& o) {
+  auto a = std::unique_ptr<AggregationScheme>(new AggregationScheme());
+  a->o_ = o;
+  ASSIGN_OR_RETURN(a->scheme_, MakeScheme(o));
+  if (o.public_key) a->width_ = crypto::CiphertextWidth(o.public_key->paillier());
+  return a;
+}
+
+void AggregationScheme::Begin(int64_t length, const crypto::MaskSeed& seed) {
+  length_ = length;
+  total_weight_ = 0;
+  acc_ = scheme_->NewAccumulator(length, seed);
+}
+
+size_t AggregationScheme::MaxUploadBytes() const {
+  return static_cast<size_t>(length_) * 4 +
+         static_cast<size_t>(scheme_->CiphertextCount(length_)) * width_ +
+         static_cast<size_t>(scheme_->MaskedCount(length_)) * CoefficientBytes(o_.mask_log_q) +
+         65536;
+}
+
+Status AggregationScheme::Add(const v1::Upload& up, double weight, const std::string& what) {
+  if (static_cast<int64_t>(up.values()) != length_) {
+    return InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " +
+                           std::to_string(length_));
+  }
+  crypto::Sealed s;
+  const crypto::Packer& quantizer = scheme_->quantizer();
+  if (o_.mode == SecureAggregation::kNone) {
+    if (up.quantized().size() != static_cast<size_t>(length_) * 4) {
+      return InvalidArgument(what + ": " + std::to_string(up.quantized().size()) +
+                             " bytes of quantised values, expected " + std::to_string(length_ * 4));
     }
-    ASSIGN_OR_RETURN(std::vector<float> vals, DecodeFloats(up.plain(), length_, what));
-    // The participant sends clip(update) * weight in float: allow that rounding, nothing more.
-    const double limit = o_.clip * weight * (1 + 1e-6);
+    // Where the coordinator sees values it checks each against this party's own bound.
+    const int64_t limit = quantizer.MaxAbsQuantized(o_.clip * weight, 1);
+    s.plain.resize(length_);
     for (int64_t i = 0; i < length_; ++i) {
-      if (!std::isfinite(vals[i]) || std::abs(static_cast<double>(vals[i])) > limit) {
-        return InvalidArgument(what + ": value " + std::to_string(i) + " is " + Num(vals[i]) +
-                               ", outside +-" + Num(o_.clip * weight) +
+      uint32_t u = 0;
+      for (int b = 0; b < 4; ++b)
+        u |= static_cast<uint32_t>(static_cast<unsigned char>(up.quantized()[i * 4 + b]))
+             << (8 * b);
+      s.plain[i] = static_cast<int32_t>(u);
+      if (s.plain[i] < -limit || s.plain[i] > limit) {
+        return InvalidArgument(what + ": value " + std::to_string(i) + " is " +
+                               std::to_string(static_cast<double>(s.plain[i]) * quantizer.step()) +
+                               ", outside +-" + std::to_string(o_.clip * weight) +
                                " (clip times the party's weight); nothing of it was added");
       }
     }
-    for (int64_t i = 0; i < length_; ++i) sum_[i] += vals[i];
-    ++contributors_;
-    total_weight_ += weight;
-    return Status::OK();
   }
-  Result<std::vector<float>> Sum(const std::vector<mpz_class>&) override {
-    std::vector<float> out(length_);
-    const double limit = o_.clip * total_weight_ * (1 + 1e-5);
-    for (int64_t i = 0; i < length_; ++i) {
-      if (!(std::abs(sum_[i]) <= limit))
-        return DataLoss("aggregate value " + std::to_string(i) + " is out of range");
-      out[i] = static_cast<float>(sum_[i]);
-    }
-    return out;
-  }
-  double ErrorBound() const override { return 0; }
-
- private:
-  SchemeOptions o_;
-  int64_t length_ = 0;
-  std::vector<double> sum_;
-};
-
-// Threshold Paillier over packed fixed-point slots (crypto/packing.h).
-class PaillierScheme final : public AggregationScheme {
- public:
-  PaillierScheme(const SchemeOptions& o, crypto::Packer packer)
-      : o_(o), packer_(packer), width_(crypto::CiphertextWidth(o.public_key->paillier())) {}
-  void Begin(int64_t length) override {
-    length_ = length;
-    count_ = packer_.PlaintextCount(length);
-    acc_.clear();
-    contributors_ = 0;
-    total_weight_ = 0;
-  }
-  size_t MaxUploadBytes() const override { return static_cast<size_t>(count_) * width_ + 65536; }
-  Status Add(const v1::Upload& up, double weight, const std::string& what) override {
-    if (static_cast<int64_t>(up.values()) != length_) {
-      return InvalidArgument(what + ": " + std::to_string(up.values()) + " values, the model has " +
-                             std::to_string(length_));
-    }
+  if (scheme_->CiphertextCount(length_) > 0) {
     if (up.ciphertext_bytes() != width_) {
       return InvalidArgument(what + ": ciphertexts of " + std::to_string(up.ciphertext_bytes()) +
                              " bytes, expected " + std::to_string(width_));
     }
-    ASSIGN_OR_RETURN(std::vector<mpz_class> cts,
-                     crypto::DecodeFixedWidth(up.ciphertexts(), width_, count_, what));
-    const crypto::PublicKey& pk = o_.public_key->paillier();
-    for (int64_t i = 0; i < count_; ++i) {
-      RETURN_IF_ERROR(pk.Validate(cts[i], what + ", ciphertext " + std::to_string(i)));
-    }
-    if (acc_.empty()) {
-      acc_ = std::move(cts);
-    } else {
-      for (int64_t i = 0; i < count_; ++i) acc_[i] = pk.Add(acc_[i], cts[i]);
-    }
-    ++contributors_;
-    total_weight_ += weight;
-    return Status::OK();
+    ASSIGN_OR_RETURN(s.ciphertexts,
+                     crypto::DecodeFixedWidth(up.ciphertexts(), width_,
+                                              scheme_->CiphertextCount(length_), what));
   }
-  const std::vector<mpz_class>& Ciphertexts() const override { return acc_; }
-  size_t CiphertextWidth() const override { return width_; }
-  Result<std::vector<float>> Sum(const std::vector<mpz_class>& plaintexts) override {
-    return packer_.DecodeSum(plaintexts, length_, contributors_, o_.clip * total_weight_);
+  if (const int64_t m = scheme_->MaskedCount(length_); m > 0) {
+    const size_t w = CoefficientBytes(o_.mask_log_q);
+    if (up.masked().size() != static_cast<size_t>(m) * w) {
+      return InvalidArgument(what + ": " + std::to_string(up.masked().size()) +
+                             " bytes of masked blocks, expected " + std::to_string(m * w));
+    }
+    s.masked.resize(m);
+    for (int64_t i = 0; i < m; ++i) {
+      uint64_t c = 0;
+      for (size_t b = 0; b < w; ++b)
+        c |= static_cast<uint64_t>(static_cast<unsigned char>(up.masked()[i * w + b])) << (8 * b);
+      s.masked[i] = c;
+    }
   }
-  double ErrorBound() const override { return packer_.MaxAbsErrorOfSum(contributors_); }
-
- private:
-  SchemeOptions o_;
-  crypto::Packer packer_;
-  size_t width_;
-  int64_t length_ = 0, count_ = 0;
-  std::vector<mpz_class> acc_;
-};
-
-}  // namespace
-
-const std::vector<mpz_class>& AggregationScheme::Ciphertexts() const {
-  static const std::vector<mpz_class> none;
-  return none;
+  RETURN_IF_ERROR(acc_->Add(s, what));
+  total_weight_ += weight;
+  return Status::OK();
 }
 
-Result<std::unique_ptr<AggregationScheme>> AggregationScheme::Create(const SchemeOptions& o) {
-  if (!(o.clip > 0) || !std::isfinite(o.clip)) return InvalidArgument("clip must be > 0");
-  if (o.mode == SecureAggregation::kNone)
-    return std::unique_ptr<AggregationScheme>(new PlainScheme(o));
-  if (!o.public_key) return InvalidArgument("paillier needs the consortium's public key");
-  crypto::PackingOptions po{o.precision_bits, o.clip, o.max_summands, false};
-  ASSIGN_OR_RETURN(crypto::Packer packer,
-                   crypto::Packer::Create(po, o.public_key->paillier().bits()));
-  return std::unique_ptr<AggregationScheme>(new PaillierScheme(o, packer));
+const std::vector<mpz_class>& AggregationScheme::Ciphertexts() const { return acc_->ToDecrypt(); }
+
+Result<std::vector<float>> AggregationScheme::Sum(const std::vector<mpz_class>& plaintexts) {
+  const crypto::Packer& quantizer = scheme_->quantizer();
+  const int k = acc_->count();
+  ASSIGN_OR_RETURN(std::vector<int64_t> q,
+                   acc_->Finish(plaintexts, quantizer.MaxAbsQuantized(o_.clip * total_weight_, k)));
+  std::vector<float> out(q.size());
+  for (size_t i = 0; i < q.size(); ++i)
+    out[i] = static_cast<float>(static_cast<double>(q[i]) * quantizer.step());
+  return out;
+}
+
+double AggregationScheme::ErrorBound() const {
+  return scheme_->quantizer().MaxAbsErrorOfSum(std::max(1, contributors()));
 }
 
 }  // namespace ronghe::fed

@@ -123,13 +123,14 @@ struct Coordinator::Impl {
   int64_t dp_rounds = 0;
   bool resumed = false;
   nlohmann::json history = nlohmann::json::array();
+  SchemeOptions scheme_options;
   std::unique_ptr<AggregationScheme> scheme;
   // Why each party failed to decrypt in this run (a timeout, a bad proof, a refusal); at
   // decrypt_strikes it is not asked again.
   std::map<std::string, std::vector<std::string>> decrypt_failures;
   std::string artifact;
 
-  bool secure() const { return o.secure_aggregation == SecureAggregation::kPaillier; }
+  bool secure() const { return o.secure_aggregation != SecureAggregation::kNone; }
 
   int64_t Completed() EXCLUDES(mu) {
     MutexLock lock(&mu);
@@ -409,7 +410,7 @@ RoundAttempt Coordinator::Impl::BeginAttempt(int64_t round, RoundReport* rep) {
     a.weight_of[p->party] =
         dp ? 1.0 / a.members.size() : std::max<uint64_t>(1, p->hello.num_examples()) / total;
   }
-  scheme->Begin(a.len);
+  scheme->Begin(a.len, AttemptSeed(o.consortium, a.round, a.nonce));
   return a;
 }
 
@@ -421,10 +422,8 @@ Status Coordinator::Impl::SendTasks(RoundAttempt& a) {
   task.set_model_config_json(model_config.ToJson().dump());
   StateToProto(state, task.mutable_model());
   *task.mutable_settings() = o.local;
-  task.set_secure_aggregation(SecureAggregationName(o.secure_aggregation));
-  task.set_precision_bits(o.precision_bits);
-  task.set_clip(o.clip);
-  task.set_max_summands(static_cast<int>(o.parties.size()));
+  SetSchemeOptions(scheme_options, &task);
+  task.set_min_contributors(static_cast<uint32_t>(MinNeeded()));
   task.set_dp_clip_norm(o.dp.noise_multiplier > 0 ? o.dp.clip_norm : 0);
   task.set_seed(RoundSeed(o.seed, a.round));
   for (auto& p : a.members) {
@@ -781,8 +780,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
                                                          int64_t resume_run) {
   if (o.consortium.empty() || o.parties.empty())
     return InvalidArgument("coordinator: consortium and parties are required");
-  if (o.secure_aggregation == SecureAggregation::kPaillier && !o.public_key)
-    return InvalidArgument("coordinator: paillier needs the public key");
+  if (o.secure_aggregation != SecureAggregation::kNone && !o.public_key)
+    return InvalidArgument(std::string("coordinator: ") +
+                           SecureAggregationName(o.secure_aggregation) + " needs the public key");
   if (o.public_key && (o.public_key->parties() != static_cast<int>(o.parties.size()) ||
                        o.public_key->threshold() != o.threshold)) {
     return InvalidArgument("coordinator: the key is " + std::to_string(o.public_key->threshold()) +
@@ -810,8 +810,13 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions o,
   auto impl = std::make_unique<Impl>();
   impl->o = std::move(o);
   impl->store = store;
-  SchemeOptions so{impl->o.secure_aggregation, impl->o.precision_bits, impl->o.clip,
-                   static_cast<int>(impl->o.parties.size()), impl->o.public_key};
+  SchemeOptions& so = impl->scheme_options;
+  so.mode = impl->o.secure_aggregation;
+  so.precision_bits = impl->o.precision_bits;
+  so.clip = impl->o.clip;
+  so.max_summands = static_cast<int>(impl->o.parties.size());
+  so.public_key = impl->o.public_key;
+  // Refuses, naming the numbers, parameters that cannot decode exactly for the consortium.
   ASSIGN_OR_RETURN(impl->scheme, AggregationScheme::Create(so));
   nlohmann::json cfg = {{"consortium", impl->o.consortium},
                         {"parties", impl->o.parties},

@@ -55,8 +55,9 @@ struct CoordinatorOptions {
   v1::LocalSettings local;        // epochs, batch_size, optimizer, lr, prox_mu, class_weights
   ServerOptimizerOptions server;  // fedavg | fedadam | fedyogi
   SecureAggregation secure_aggregation =
-      SecureAggregation::kPaillier;         // Default: threshold Paillier;
-                                            // kNone = the plaintext baseline.
+      SecureAggregation::kPaillierMasked;   // Default: lattice masks, mask keys under threshold
+                                            // Paillier; kPaillier = every value encrypted;
+                                            // kNone = the plaintext baseline (same sums).
   int precision_bits = 16;                  // Default: 16. Quantisation width per value.
   double clip = 1.0;                        // Default: 1.0. Per-value clip of updates (both modes).
   DpOptions dp;                             // central DP; off by default

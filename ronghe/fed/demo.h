@@ -39,8 +39,9 @@ struct DemoEvaluation {
   DemoModelMetrics federated;
   std::vector<DemoModelMetrics>
       local_only;                          // one per party, trained alone as long as the federation
-  double max_diff = 0, bound = 0;          // secure vs plaintext weights after the last round
-  double first_diff = 0, first_bound = 0;  // after round 1 (identical updates: quantisation only)
+  double max_diff = 0, bound = 0;          // max |secure - plaintext| weight over every round
+                                           // (0: the schemes sum the same quantised updates)
+  double first_diff = 0, first_bound = 0;  // after round 1
 };
 
 Result<DemoEvaluation> EvaluateDemo(const DemoEvaluationRequest& request);

@@ -159,7 +159,8 @@ Status ParseCoordinator(Config& cfg, CoordinatorOptions* o, GrpcServerOptions* s
   o->server.name = strategy;
   auto mode = ParseSecureAggregation(secure_aggregation);
   if (!mode.ok())
-    return cfg.ValueError("federation.secure_aggregation", "must be \"paillier\" or \"none\"");
+    return cfg.ValueError("federation.secure_aggregation",
+                          "must be \"paillier-masked\", \"paillier\" or \"none\"");
   o->secure_aggregation = *mode;
   o->local.set_epochs(epochs);
   o->local.set_batch_size(batch);

@@ -12,8 +12,8 @@
 
 #include "ronghe/base/mutex.h"
 #include "ronghe/crypto/encoding.h"
-#include "ronghe/crypto/packing.h"
 #include "ronghe/crypto/paillier.h"
+#include "ronghe/fed/aggregation.h"
 #include "ronghe/fed/local_train.h"
 #include "ronghe/fed/strategy.h"
 #include "ronghe/fed/testing.h"
@@ -71,11 +71,6 @@ struct Participant::Impl {
     Send(c, std::move(e), r, n);
   }
 
-  Result<crypto::Packer> MakePacker(const v1::RoundTask& t) {
-    crypto::PackingOptions po{t.precision_bits(), t.clip(), t.max_summands(), false};
-    return crypto::Packer::Create(po, o.public_key->paillier().bits());
-  }
-
   std::optional<v1::RoundTask> task;  // the current round's task (for its packing settings)
 
   Status HandleTask(Connection& c, const std::string& payload);
@@ -97,9 +92,9 @@ Status Participant::Impl::HandleTask(Connection& c, const std::string& payload) 
   if (!t.ParseFromString(payload)) return InvalidArgument("round task is not a RoundTask message");
   auto mode = ParseSecureAggregation(t.secure_aggregation());
   if (!mode.ok())
-    return InvalidArgument("round task: unknown secure_aggregation '" + t.secure_aggregation() +
-                           "'");
-  const bool secure = *mode == SecureAggregation::kPaillier;
+    return InvalidArgument("round task: unknown secure_aggregation '" +
+                           Quote(t.secure_aggregation()) + "'");
+  const bool secure = *mode != SecureAggregation::kNone;
 
   if (secure && !o.public_key)
     return FailedPrecondition("round asks for paillier but this party has no key");
@@ -125,22 +120,18 @@ Status Participant::Impl::HandleTask(Connection& c, const std::string& payload) 
   values = static_cast<int64_t>(update.size());
   if (hooks.observe_update) hooks.observe_update(update);
 
-  v1::Upload up;
-  up.set_values(update.size());
+  // The round's scheme (crypto/scheme.h): quantise update * weight, then seal.
+  const SchemeOptions so = SchemeOptionsOf(t, o.public_key);
+  ASSIGN_OR_RETURN(std::unique_ptr<crypto::UpdateScheme> scheme, MakeScheme(so));
+  ASSIGN_OR_RETURN(v1::Upload up, SealUpdate(so, *scheme, update, t.weight(),
+                                             AttemptSeed(o.consortium, round, nonce), o.threads));
   up.set_train_loss(tr.mean_loss);
+  own_upload.clear();
   if (secure) {
-    ASSIGN_OR_RETURN(crypto::Packer packer, MakePacker(t));
-    std::vector<mpz_class> plain = packer.Encode(update.data(), values, t.weight());
-    own_upload = crypto::EncryptVector(o.public_key->paillier(), plain, o.threads);
-    for (auto& p : plain) p = 0;
     const size_t width = crypto::CiphertextWidth(o.public_key->paillier());
-    up.set_ciphertext_bytes(static_cast<uint32_t>(width));
-    up.set_ciphertexts(crypto::EncodeFixedWidth(own_upload, width));
-  } else {
-    std::vector<float> scaled(update.size());
-    for (size_t i = 0; i < update.size(); ++i)
-      scaled[i] = static_cast<float>(update[i] * t.weight());
-    up.set_plain(EncodeFloats(scaled));
+    ASSIGN_OR_RETURN(own_upload,
+                     crypto::DecodeFixedWidth(up.ciphertexts(), width,
+                                              up.ciphertexts().size() / width, "own upload"));
   }
   std::fill(update.begin(), update.end(), 0.0f);
   task = std::move(t);
@@ -162,13 +153,21 @@ Status Participant::Impl::HandleDecrypt(Connection& c, const std::string& payloa
   v1::DecryptRequest req;
   if (!req.ParseFromString(payload))
     return InvalidArgument("decryption request is not a DecryptRequest message");
-  ASSIGN_OR_RETURN(crypto::Packer packer, MakePacker(*task));
+  // Only an aggregate of at least the round's minimum of uploads (the coordinator says how many;
+  // a coordinator that lies about it is outside the honest-but-curious model).
+  if (req.contributors() < std::max<uint32_t>(1, task->min_contributors())) {
+    return PermissionDenied("asked to decrypt an aggregate of " +
+                            std::to_string(req.contributors()) + " uploads; the round needs " +
+                            std::to_string(task->min_contributors()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<crypto::UpdateScheme> scheme,
+                   MakeScheme(SchemeOptionsOf(*task, o.public_key)));
   const size_t width = crypto::CiphertextWidth(o.public_key->paillier());
   if (req.ciphertext_bytes() != width)
     return InvalidArgument("decryption request: wrong ciphertext width");
-  ASSIGN_OR_RETURN(auto cts,
-                   crypto::DecodeFixedWidth(req.ciphertexts(), width, packer.PlaintextCount(values),
-                                            "decryption request"));
+  ASSIGN_OR_RETURN(
+      auto cts, crypto::DecodeFixedWidth(req.ciphertexts(), width, scheme->CiphertextCount(values),
+                                         "decryption request"));
   // The one individual update this party can recognise is its own.
   if (cts == own_upload)
     return PermissionDenied("asked to decrypt this party's own upload, not an aggregate");

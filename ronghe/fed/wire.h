@@ -15,10 +15,11 @@
 
 namespace ronghe::fed {
 
-// How updates are aggregated: the plaintext FedAvg baseline, or threshold Paillier (the
-// coordinator sees only ciphertexts and the decrypted sum). On the wire and in config files by
-// name: "none" | "paillier".
-enum class SecureAggregation { kNone, kPaillier };
+// How updates are aggregated (crypto/scheme.h): the plaintext baseline (the same quantised sums,
+// in clear), threshold Paillier over every value, or lattice-masked values with only the mask
+// key under threshold Paillier. On the wire and in config files by name: "none" | "paillier" |
+// "paillier-masked".
+enum class SecureAggregation { kNone, kPaillier, kPaillierMasked };
 const char* SecureAggregationName(SecureAggregation mode);
 // InvalidArgument for any other name.
 Result<SecureAggregation> ParseSecureAggregation(const std::string& name);
