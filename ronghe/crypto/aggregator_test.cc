@@ -100,55 +100,84 @@ SecureAggregatorOptions Small() {
   return o;
 }
 
-// The same aggregation through the plaintext baseline and through Paillier agree within the bound.
-TEST(SecureAggregatorTest, PaillierMatchesPlaintextWithinBound) {
-  auto ups = RandomUpdates(5, 777, 1.0f, 3);
+// The three encryptions compute the same integer sums: their means are identical bit for bit,
+// and within the stated quantisation bound of the exact float mean of the clipped values.
+TEST(SecureAggregatorTest, EveryEncryptionGivesTheSameMeanWithinTheBound) {
+  auto ups = RandomUpdates(5, 2500, 5.0f, 3);  // some beyond the clip (4); two mask blocks
+  ups[0][0] = 4.0f;
+  ups[1][0] = 4.0f;
   std::vector<double> weights = {100, 250, 50, 400, 200};
   for (bool weighted : {false, true}) {
-    SecureAggregatorOptions plain = Small();
-    plain.encryption = kNone;
-    auto want = SecureAggregator(plain).Aggregate(ups, weighted ? weights : std::vector<double>{});
-    ASSERT_TRUE(want.ok());
-    SecureAggregator agg(Small());
-    AggregateStats stats;
-    auto got = agg.Aggregate(ups, weighted ? weights : std::vector<double>{}, {}, &stats);
-    ASSERT_TRUE(got.ok()) << got.status().message();
-    // Unweighted: the sum's bound divided by the count; weighted: the bound on the scaled sum.
-    double bound = *agg.ErrorBound(5) / (weighted ? 1.0 : 5.0);
-    for (size_t j = 0; j < want->size(); ++j) {
-      EXPECT_NEAR((*got)[j], (*want)[j], bound + 1e-6) << j;
+    SCOPED_TRACE(weighted ? "weighted" : "unweighted");
+    const std::vector<double> w = weighted ? weights : std::vector<double>{};
+    std::vector<double> exact(ups[0].size(), 0.0);
+    for (size_t i = 0; i < ups.size(); ++i) {
+      const double scale = weighted ? weights[i] / 1000.0 : 1.0;
+      for (size_t j = 0; j < exact.size(); ++j)
+        exact[j] += std::clamp<double>(ups[i][j], -4.0, 4.0) * scale / (weighted ? 1.0 : 5.0);
     }
-    EXPECT_EQ(stats.decrypting_parties, (std::vector<int>{1, 2, 3}));
-    EXPECT_EQ(stats.ciphertexts_per_party, (777 + (1023 / 19) - 1) / (1023 / 19));
+    std::vector<std::vector<float>> got;
+    for (Encryption e : {kNone, kPaillier, kPaillierMasked}) {
+      SecureAggregatorOptions o = Small();
+      o.encryption = e;
+      SecureAggregator agg(o);
+      AggregateStats stats;
+      auto mean = agg.Aggregate(ups, w, {}, &stats);
+      ASSERT_TRUE(mean.ok()) << SchemeName(SchemeOf(e)) << ": " << mean.status().message();
+      const double bound = *agg.ErrorBound(5) / (weighted ? 1.0 : 5.0);
+      for (size_t j = 0; j < exact.size(); ++j)
+        ASSERT_NEAR((*mean)[j], exact[j], bound + 1e-6) << SchemeName(SchemeOf(e)) << " " << j;
+      got.push_back(*mean);
+      if (e == kNone) {
+        EXPECT_EQ(stats.ciphertexts_decrypted, 0);
+        EXPECT_TRUE(stats.decrypting_parties.empty());
+      } else {
+        EXPECT_EQ(stats.decrypting_parties, (std::vector<int>{1, 2, 3}));
+      }
+      if (e == kPaillier) {
+        EXPECT_EQ(stats.ciphertexts_decrypted, (2500 + (1023 / 19) - 1) / (1023 / 19));
+      }
+      if (e == kPaillierMasked) {
+        EXPECT_EQ(stats.masked_per_party, 2 * 2048);
+        EXPECT_LE(stats.ciphertexts_decrypted, 64);  // the mask key only
+      }
+    }
+    EXPECT_EQ(got[0], got[1]);
+    EXPECT_EQ(got[0], got[2]);
   }
 }
 
 TEST(SecureAggregatorTest, BadSharesAreRejectedAndNamed) {
   auto ups = RandomUpdates(4, 200, 1.0f, 9);
-  SecureAggregator agg(Small());
-  // Party 2 cheats; parties 1, 2, 4, 5 answer: the round still completes with 1, 4, 5.
-  RoundControl ctl;
-  ctl.responders = {1, 2, 4, 5};
-  ctl.tamper = [](PartialDecryption& p) {
-    if (p.index == 2) p.shares[1] = p.shares[1] + 1;  // any change to one share
-  };
-  AggregateStats stats;
-  auto got = agg.Aggregate(ups, {}, ctl, &stats);
-  ASSERT_TRUE(got.ok()) << got.status().message();
-  EXPECT_EQ(stats.decrypting_parties, (std::vector<int>{1, 4, 5}));
-  ASSERT_EQ(stats.rejected.size(), 1u);
-  EXPECT_NE(stats.rejected[0].find("party 2"), std::string::npos);
-  // Only parties 1 and 2 answer, and 2 cheats: fewer than threshold valid shares.
-  ctl.responders = {1, 2, 3};
-  ctl.tamper = [](PartialDecryption& p) {
-    if (p.index == 3) p.proof.z += 1;
-  };
-  auto fail = agg.Aggregate(ups, {}, ctl, &stats);
-  ASSERT_FALSE(fail.ok());
-  EXPECT_NE(fail.status().message().find("only 2 parties gave valid shares, 3 are needed"),
-            std::string::npos)
-      << fail.status().message();
-  EXPECT_NE(fail.status().message().find("party 3"), std::string::npos);
+  SecureAggregatorOptions o = Small();
+  o.encryption = kPaillier;
+  for (int pass = 0; pass < 2; ++pass, o.encryption = kPaillierMasked) {
+    SCOPED_TRACE(SchemeName(SchemeOf(o.encryption)));
+    SecureAggregator agg(o);
+    // Party 2 cheats; parties 1, 2, 4, 5 answer: the round still completes with 1, 4, 5.
+    RoundControl ctl;
+    ctl.responders = {1, 2, 4, 5};
+    ctl.tamper = [](PartialDecryption& p) {
+      if (p.index == 2) p.shares[1] = p.shares[1] + 1;  // any change to one share
+    };
+    AggregateStats stats;
+    auto got = agg.Aggregate(ups, {}, ctl, &stats);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    EXPECT_EQ(stats.decrypting_parties, (std::vector<int>{1, 4, 5}));
+    ASSERT_EQ(stats.rejected.size(), 1u);
+    EXPECT_NE(stats.rejected[0].find("party 2"), std::string::npos);
+    // Only parties 1 and 2 answer, and 2 cheats: fewer than threshold valid shares.
+    ctl.responders = {1, 2, 3};
+    ctl.tamper = [](PartialDecryption& p) {
+      if (p.index == 3) p.proof.z += 1;
+    };
+    auto fail = agg.Aggregate(ups, {}, ctl, &stats);
+    ASSERT_FALSE(fail.ok());
+    EXPECT_NE(fail.status().message().find("only 2 parties gave valid shares, 3 are needed"),
+              std::string::npos)
+        << fail.status().message();
+    EXPECT_NE(fail.status().message().find("party 3"), std::string::npos);
+  }
 }
 
 TEST(SecureAggregatorTest, InputErrors) {
@@ -163,6 +192,13 @@ TEST(SecureAggregatorTest, InputErrors) {
   o = Small();
   o.insecure_for_testing = false;  // 1024-bit keys are refused for real use
   EXPECT_FALSE(SecureAggregator::Create(o).ok());
+  // A mask that cannot decode 5 summands of 16-bit values exactly is refused before any key is
+  // dealt, naming the numbers.
+  o = Small();
+  o.mask.log_q = 20;
+  auto bad = SecureAggregator::Create(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("20"), std::string::npos) << bad.status().message();
 }
 
 }  // namespace

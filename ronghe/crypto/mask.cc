@@ -4,8 +4,14 @@
 #include <openssl/rand.h>
 
 #include <cmath>
+#include <cstring>
+#include <deque>
 #include <memory>
 #include <stdexcept>
+#include <unordered_set>
+
+#include "ronghe/base/hash.h"
+#include "ronghe/base/mutex.h"
 
 namespace ronghe::crypto {
 
@@ -30,6 +36,38 @@ void SampleCbd(int eta, int64_t* out, int n, std::vector<uint64_t>& buf) {
     out[i] = __builtin_popcountll(buf[2 * i] & keep) - __builtin_popcountll(buf[2 * i + 1] & keep);
   }
   std::fill(buf.begin(), buf.end(), 0);
+}
+
+// The fingerprints of the last secrets this process drew. A mask key used twice with different
+// contributor sets lets the coordinator subtract one round's key sum from another's and unmask
+// single updates; with a working CSPRNG a repeat never happens (2^-100 and far less), so one is
+// proof of a broken or forced generator and the seal is refused instead of sent.
+class SecretHistory {
+ public:
+  static constexpr size_t kKeep = 4096;
+  // False when `s` was drawn before.
+  bool Remember(const std::vector<int64_t>& s) EXCLUDES(mu_) {
+    std::string fp =
+        Sha256(std::string_view(reinterpret_cast<const char*>(s.data()), s.size() * 8));
+    MutexLock lock(&mu_);
+    if (!seen_.insert(fp).second) return false;
+    order_.push_back(std::move(fp));
+    if (order_.size() > kKeep) {
+      seen_.erase(order_.front());
+      order_.pop_front();
+    }
+    return true;
+  }
+
+ private:
+  Mutex mu_;
+  std::unordered_set<std::string> seen_ GUARDED_BY(mu_);
+  std::deque<std::string> order_ GUARDED_BY(mu_);
+};
+
+SecretHistory& History() {
+  static auto* h = new SecretHistory();
+  return *h;
 }
 
 }  // namespace
@@ -92,14 +130,21 @@ void Masker::ExpandPublic(const MaskSeed& seed, int64_t block, uint64_t* out) co
   for (int i = 0; i < o_.n; ++i) out[i] &= mask;  // q is a power of two: uniform mod q
 }
 
-Masker::Sealed Masker::Seal(const int32_t* x, int64_t length, const MaskSeed& seed) const {
+Result<Masker::Sealed> Masker::Seal(const int32_t* x, int64_t length, const MaskSeed& seed) const {
   const int n = o_.n;
   const int64_t blocks = Blocks(length);
   Sealed out;
   out.s.resize(n);
-  out.y.resize(static_cast<size_t>(blocks) * n);
   std::vector<uint64_t> rnd;
   SampleCbd(o_.eta, out.s.data(), n, rnd);
+  if (!History().Remember(out.s)) {
+    std::fill(out.s.begin(), out.s.end(), 0);
+    return Internal(
+        "mask: the random number generator returned a mask key this process drew before; "
+        "refusing to seal (a reused key would let the coordinator unmask single updates). "
+        "Check the OS random source (getrandom) and OpenSSL's RAND configuration");
+  }
+  out.y.resize(static_cast<size_t>(blocks) * n);
   const NegacyclicRing::Secret secret = ring_.TransformSecret(out.s);
   std::vector<uint64_t> a(n), as(n), scratch(n);
   std::vector<int64_t> e(n);

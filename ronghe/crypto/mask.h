@@ -53,8 +53,10 @@ class Masker {
     std::vector<uint64_t> y;  // Blocks(length) * N coefficients mod q
     std::vector<int64_t> s;   // the secret (N coefficients, |s_i| <= eta): encrypt, then erase
   };
-  // REQUIRES: |x[i]| <= qmax(). Fresh s and e from the OS CSPRNG on every call.
-  Sealed Seal(const int32_t* x, int64_t length, const MaskSeed& seed) const;
+  // REQUIRES: |x[i]| <= qmax(). Fresh s and e from the OS CSPRNG on every call; Internal when the
+  // generator returns a secret this process drew before (a broken or forced generator: a reused
+  // key would let the coordinator unmask single updates).
+  Result<Sealed> Seal(const int32_t* x, int64_t length, const MaskSeed& seed) const;
 
   // The exact sum of `summands` sealed vectors from the sum of their y (mod q) and of their
   // secrets. Checks every coefficient: the residual error within summands * eta and the value

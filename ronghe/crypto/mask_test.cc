@@ -22,7 +22,7 @@ Summed SealAndSum(const Masker& m, const std::vector<std::vector<int32_t>>& xs,
                   const MaskSeed& seed) {
   Summed sum;
   for (const auto& x : xs) {
-    auto sealed = m.Seal(x.data(), static_cast<int64_t>(x.size()), seed);
+    auto sealed = m.Seal(x.data(), static_cast<int64_t>(x.size()), seed).value();
     if (sum.y.empty()) {
       sum.y.assign(sealed.y.size(), 0);
       sum.s.assign(sealed.s.size(), 0);
@@ -63,8 +63,8 @@ TEST(MaskTest, EverySealDrawsAFreshSecret) {
   auto m = Masker::Create({});
   ASSERT_TRUE(m.ok());
   std::vector<int32_t> x(100, 3);
-  auto a = m->Seal(x.data(), 100, SeedOf(1));
-  auto b = m->Seal(x.data(), 100, SeedOf(1));
+  auto a = m->Seal(x.data(), 100, SeedOf(1)).value();
+  auto b = m->Seal(x.data(), 100, SeedOf(1)).value();
   EXPECT_NE(a.s, b.s);
   EXPECT_NE(a.y, b.y);
   for (int64_t v : a.s) ASSERT_LE(std::abs(v), m->options().eta);

@@ -143,7 +143,8 @@ class MaskedScheme final : public UpdateScheme {
       : UpdateScheme(std::move(o), values), secrets_(secrets), masker_(std::move(masker)) {}
   Result<Sealed> Seal(const std::vector<int32_t>& q, const MaskSeed& seed,
                       int threads) const override {
-    Masker::Sealed m = masker_.Seal(q.data(), static_cast<int64_t>(q.size()), seed);
+    ASSIGN_OR_RETURN(Masker::Sealed m,
+                     masker_.Seal(q.data(), static_cast<int64_t>(q.size()), seed));
     std::vector<int32_t> s32(m.s.begin(), m.s.end());
     std::vector<mpz_class> plain = secrets_.EncodeQuantized(s32.data(), masker_.options().n);
     Sealed out;

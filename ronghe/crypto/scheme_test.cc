@@ -1,6 +1,10 @@
+// The test below replaces OpenSSL's random method (deprecated in 3.0, still honoured by
+// RAND_bytes) to force equal randomness.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "ronghe/crypto/scheme.h"
 
 #include <gtest/gtest.h>
+#include <openssl/rand.h>
 
 #include <random>
 
@@ -88,6 +92,39 @@ TEST(SchemeTest, MaskedDecryptsOnlyTheKeyAndNeverReusesIt) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_NE(a->ciphertexts, b->ciphertexts);
   EXPECT_NE(a->masked, b->masked);
+}
+
+// A generator forced to repeat itself (every seal sees the same random stream, as a VM snapshot
+// restored twice or a broken RAND configuration would give) cannot make a party reuse its mask
+// key: the second seal fails loudly instead of sending.
+std::mt19937_64 forced_stream;
+int ForcedBytes(unsigned char* buf, int num) {
+  for (int i = 0; i < num; ++i) buf[i] = static_cast<unsigned char>(forced_stream());
+  return 1;
+}
+int ForcedStatus() { return 1; }
+
+TEST(SchemeTest, ForcedEqualRandomnessFailsLoudly) {
+  auto masked = Make(SchemeKind::kPaillierMasked);
+  ASSERT_TRUE(masked);
+  std::vector<int32_t> q(100, 7);
+  RAND_METHOD forced = {nullptr, ForcedBytes, nullptr, nullptr, ForcedBytes, ForcedStatus};
+  const RAND_METHOD* real = RAND_get_rand_method();
+  ASSERT_EQ(RAND_set_rand_method(&forced), 1);
+  forced_stream.seed(1);
+  auto first = masked->Seal(q, Seed(), 1);
+  forced_stream.seed(1);
+  auto second = masked->Seal(q, Seed(), 1);
+  RAND_set_rand_method(real);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kInternal);
+  EXPECT_NE(second.status().message().find("drew before"), std::string::npos)
+      << second.status().message();
+  // With the real generator back, sealing works again and draws a new key.
+  auto third = masked->Seal(q, Seed(), 1);
+  ASSERT_TRUE(third.ok()) << third.status().ToString();
+  EXPECT_NE(third->ciphertexts, first->ciphertexts);
 }
 
 // Malformed sealed updates are refused whole (nothing added), naming the sender; a masked update
