@@ -1,4 +1,4 @@
-// `ronghe fed init|coordinator|participant|demo`: a federated-learning consortium.
+// `ronghe fed init|coordinator|participant|demo|bench`: a federated-learning consortium.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +8,7 @@
 #include "ronghe/base/file.h"
 #include "ronghe/cli/command.h"
 #include "ronghe/cli/fed_demo.h"
+#include "ronghe/fed/bench.h"
 #include "ronghe/fed/consortium.h"
 #include "ronghe/fed/job.h"
 
@@ -51,6 +52,39 @@ int RunCoordinator(fed::CoordinatorJobRequest& req, const Globals& g) {
               static_cast<long long>(r->rounds_completed), r->resumed ? " (resumed)" : "",
               r->artifact.c_str());
   if (r->epsilon > 0) std::printf("differential privacy spent: epsilon %.3f\n", r->epsilon);
+  return 0;
+}
+
+struct BenchFlags {
+  fed::BenchOptions options;
+  std::string schemes = "none,paillier-masked";
+  bool json = false;
+  bool no_round = false;
+};
+
+int CmdFedBench(BenchFlags& f) {
+  f.options.schemes.clear();
+  std::string rest = f.schemes;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string name = rest.substr(0, comma);
+    if (!name.empty()) f.options.schemes.push_back(name);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+  }
+  f.options.whole_round = !f.no_round;
+  auto rows = fed::RunFedBench(f.options);
+  if (!rows.ok()) return Fail(rows.status());
+  if (f.json) {
+    std::printf("%s\n", fed::BenchJson(*rows).c_str());
+    return 0;
+  }
+  std::printf("%-16s %10s %9s %13s %16s %9s %9s %13s\n", "scheme", "params", "seal_s",
+              "accumulate_s", "decrypt_party_s", "finish_s", "round_s", "upload_bytes");
+  for (const auto& r : *rows) {
+    std::printf("%-16s %10lld %9.3f %13.3f %16.3f %9.3f %9.2f %13lld\n", r.scheme.c_str(),
+                static_cast<long long>(r.params), r.seal_s, r.accumulate_s, r.decrypt_party_s,
+                r.finish_s, r.round_s, static_cast<long long>(r.upload_bytes));
+  }
   return 0;
 }
 
@@ -116,6 +150,25 @@ void AddFedCommands(CLI::App& root, CommandContext& ctx) {
   fed_demo->add_option("--examples", dreq->source_dir,
                        "Folder holding examples/fraud/ (default: the source tree)");
 
+  auto* fed_bench = fed_cmd->add_subcommand(
+      "bench", "Time a secure-aggregation round per scheme: 5 parties, 3 of 5, one process");
+  auto bf = Flags<BenchFlags>();
+  fed_bench
+      ->add_option("--params", bf->options.params, "Model size in parameters (default 1000000)")
+      ->check(CLI::Range(int64_t{100}, int64_t{100000000}));
+  fed_bench->add_option("--schemes", bf->schemes,
+                        "Comma-separated: none, paillier, paillier-masked (default "
+                        "none,paillier-masked)");
+  fed_bench->add_option("--key-bits", bf->options.key_bits, "Threshold Paillier key (default 2048)")
+      ->check(CLI::IsMember({2048, 3072}));
+  fed_bench->add_option("--threads", bf->options.threads,
+                        "Threads per role for the phases (default 0 = all cores)");
+  fed_bench->add_flag("--no-round", bf->no_round,
+                      "Time the phases only, not a whole federated round");
+  fed_bench->add_flag("--json", bf->json,
+                      "Print a JSON list of {scheme, params, seal_s, accumulate_s, "
+                      "decrypt_party_s, finish_s, round_s, upload_bytes}");
+  ctx.On(fed_bench, [bf](const Globals&) { return CmdFedBench(*bf); });
   ctx.On(fed_init, [fi](const Globals&) { return CmdFedInit(fi->config, fi->out); });
   ctx.On(fed_coord, [creq](const Globals& g) { return RunCoordinator(*creq, g); });
   ctx.On(fed_part, [preq](const Globals& g) {

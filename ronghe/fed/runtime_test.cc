@@ -28,6 +28,7 @@
 #include "ronghe/fed/grpc_transport.h"
 #include "ronghe/fed/participant.h"
 #include "ronghe/fed/testing.h"
+#include "ronghe/nn/tensor_file.h"
 #include "ronghe/tls/tls.h"
 #include "ronghe/tls/x509.h"
 #include "ronghe/train/trainer.h"
@@ -541,7 +542,15 @@ TEST_P(FedRuntimeTest, ReplayedUploadIsRejectedAndChangesNothing) {
 }
 
 TEST_P(FedRuntimeTest, MalformedAndOversizedCiphertextsExcludeTheSenderOnly) {
-  for (std::string kind : {"not-a-unit", "oversized-ciphertext", "oversized-upload"}) {
+  std::vector<std::string> kinds = {"not-a-unit", "oversized-ciphertext", "oversized-upload",
+                                    "missing-ciphertext"};
+  // Masked uploads: one block too many or too few. (With q = 2^32 a coefficient travels in four
+  // bytes, so one >= q cannot be written; scheme_test covers the check for other q.)
+  if (std::get<1>(GetParam()) == "paillier-masked") {
+    kinds.push_back("extra-block");
+    kinds.push_back("missing-block");
+  }
+  for (const std::string& kind : kinds) {
     SCOPED_TRACE(kind);
     Scenario s = Base();
     s.rounds = 1;
@@ -560,7 +569,13 @@ TEST_P(FedRuntimeTest, MalformedAndOversizedCiphertextsExcludeTheSenderOnly) {
       EXPECT_TRUE(up.ParseFromString(acc));
       acc.clear();
       std::string cts = up.ciphertexts();
-      if (kind == "not-a-unit") {
+      if (kind == "extra-block") {
+        up.mutable_masked()->append(2048 * 4, '\7');
+      } else if (kind == "missing-block") {
+        up.mutable_masked()->resize(up.masked().size() - 2048 * 4);
+      } else if (kind == "missing-ciphertext") {
+        cts.resize(cts.size() - up.ciphertext_bytes());
+      } else if (kind == "not-a-unit") {
         std::memset(cts.data(), 0, up.ciphertext_bytes());  // ciphertext 0 = 0: not in Z*_{n^2}
       } else {
         up.set_ciphertext_bytes(up.ciphertext_bytes() + 1);
@@ -614,6 +629,46 @@ INSTANTIATE_TEST_SUITE_P(TransportsAndSchemes, FedRuntimeTest,
                              if (c == '-') c = '_';
                            return std::string(NetName(std::get<0>(info.param))) + "_" + scheme;
                          });
+
+// The issue-14 contract: with the same seed, ten rounds under "none", "paillier" and
+// "paillier-masked" give identical weights after every round, because all three compute the same
+// integer sums of the same quantised updates.
+TEST(FedEqualityTest, TenRoundsUnderEverySchemeGiveTheSameWeightsEveryRound) {
+  constexpr int64_t kRounds = 10;
+  std::vector<std::vector<std::vector<float>>> per_scheme;  // [scheme][round] -> weights
+  for (std::string scheme : {"none", "paillier", "paillier-masked"}) {
+    SCOPED_TRACE(scheme);
+    Scenario s;
+    s.secure = scheme;
+    s.rounds = kRounds;
+    s.hidden = 8;
+    s.coordinator_options = [](CoordinatorOptions& o) { o.keep_rounds = 0; };  // every round
+    Harness h(s);
+    Outcome o = h.Run();
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    ASSERT_EQ(o.result.rounds.size(), static_cast<size_t>(kRounds));
+    std::vector<std::vector<float>> rounds;
+    for (int64_t r = 1; r <= kRounds; ++r) {
+      auto cp = h.store().GetCheckpoint(o.run_id, r);
+      ASSERT_TRUE(cp.ok() && *cp) << "round " << r;
+      auto f = nn::DecodeTensorFile((*cp)->state, "round checkpoint");
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      auto t = f->Get("weights");
+      ASSERT_TRUE(t.ok());
+      rounds.emplace_back(t->data_ptr<float>(), t->data_ptr<float>() + t->numel());
+    }
+    EXPECT_EQ(rounds.back(), o.result.weights);
+    per_scheme.push_back(std::move(rounds));
+  }
+  for (int64_t r = 0; r < kRounds; ++r) {
+    EXPECT_EQ(MaxAbsDiff(per_scheme[1][r], per_scheme[0][r]), 0.0) << "paillier, round " << r + 1;
+    EXPECT_EQ(MaxAbsDiff(per_scheme[2][r], per_scheme[0][r]), 0.0)
+        << "paillier-masked, round " << r + 1;
+  }
+  // The runs learned something: the weights moved every round.
+  for (int64_t r = 1; r < kRounds; ++r)
+    EXPECT_GT(MaxAbsDiff(per_scheme[0][r], per_scheme[0][r - 1]), 0);
+}
 
 // What crosses the wire: ciphertexts only. The same search finds the values in a plaintext run,
 // so it would notice a leak.
