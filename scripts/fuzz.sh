@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with Debian's clang (address + undefined sanitizers on the whole
-# crypto module and the inference server's request decoding) and runs each for a bounded time.
+# crypto module, the federation's upload decoding and the inference server's request decoding)
+# and runs each for a bounded time.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,9 +11,9 @@ command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get instal
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRONGHE_FUZZ=ON -DRONGHE_WERROR=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-omit-frame-pointer" >/dev/null
-cmake --build "$build" --target keyfile_fuzz ciphertext_fuzz request_fuzz
+cmake --build "$build" --target keyfile_fuzz ciphertext_fuzz request_fuzz upload_fuzz
 corpus="$build/corpus"
-mkdir -p "$corpus/keyfile" "$corpus/ciphertext" "$corpus/request"
+mkdir -p "$corpus/keyfile" "$corpus/ciphertext" "$corpus/request" "$corpus/upload"
 # Seeds: real key files and a real ciphertext, so the fuzzer starts from valid structure.
 if [ ! -f "$corpus/keyfile/public.json" ]; then
   keys=$(mktemp -d)
@@ -24,7 +25,9 @@ echo "1" > "$corpus/ciphertext/one"
 # Seeds: the example request bodies (raw records, raw pixels) and a small FP32 one.
 cp "$root"/examples/serving/*.json "$corpus/request/"
 echo '{"inputs":[{"name":"input","shape":[1,5],"datatype":"FP32","data":[1,2,3,4,5]}]}' > "$corpus/request/fp32.json"
-for t in keyfile ciphertext request; do
+# Seeds: one honest upload per scheme (none, paillier, paillier-masked), written by the target.
+RONGHE_FUZZ_WRITE_SEEDS="$corpus/upload" "$build/fuzz/upload_fuzz" >/dev/null 2>&1 || true
+for t in keyfile ciphertext request upload; do
   echo "fuzz: ${t}_fuzz for ${secs}s" >&2
   "$build/fuzz/${t}_fuzz" -max_total_time="$secs" -max_len=65536 -timeout=10 "$corpus/$t" 2>&1 | tail -3
 done

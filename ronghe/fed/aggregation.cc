@@ -44,6 +44,21 @@ std::string EncodeInt32(const std::vector<int32_t>& v) {
 
 }  // namespace
 
+const char* SecureAggregationName(SecureAggregation mode) {
+  return mode == SecureAggregation::kPaillier         ? "paillier"
+         : mode == SecureAggregation::kPaillierMasked ? "paillier-masked"
+                                                      : "none";
+}
+
+Result<SecureAggregation> ParseSecureAggregation(const std::string& name) {
+  if (name == "paillier") return SecureAggregation::kPaillier;
+  if (name == "paillier-masked") return SecureAggregation::kPaillierMasked;
+  if (name == "none") return SecureAggregation::kNone;
+  return InvalidArgument(
+      "secure_aggregation must be \"none\", \"paillier\" or \"paillier-masked\", not '" +
+      name.substr(0, 64) + "'");
+}
+
 SchemeOptions SchemeOptionsOf(const v1::RoundTask& t,
                               std::shared_ptr<const crypto::ThresholdPublicKey> key) {
   SchemeOptions o;

@@ -9,6 +9,9 @@
 //
 // All schemes quantise the same way and sum integers, so "none", "paillier" and
 // "paillier-masked" give the same model bit for bit.
+//
+// Its own library (ronghe_fed_aggregation, no LibTorch): the upload decoding is fuzzed on its own
+// (fuzz/upload_fuzz.cc).
 #pragma once
 
 #include <gmpxx.h>
@@ -21,9 +24,18 @@
 #include "ronghe/base/status.h"
 #include "ronghe/crypto/scheme.h"
 #include "ronghe/crypto/threshold.h"
-#include "ronghe/fed/wire.h"
+#include "ronghe/fed/fed.pb.h"
 
 namespace ronghe::fed {
+
+// How updates are aggregated (crypto/scheme.h): the plaintext baseline (the same quantised sums,
+// in clear), threshold Paillier over every value, or lattice-masked values with only the mask
+// key under threshold Paillier. On the wire and in config files by name: "none" | "paillier" |
+// "paillier-masked".
+enum class SecureAggregation { kNone, kPaillier, kPaillierMasked };
+const char* SecureAggregationName(SecureAggregation mode);
+// InvalidArgument for any other name.
+Result<SecureAggregation> ParseSecureAggregation(const std::string& name);
 
 struct SchemeOptions {
   SecureAggregation mode = SecureAggregation::kPaillierMasked;

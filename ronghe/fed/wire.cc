@@ -8,21 +8,6 @@
 
 namespace ronghe::fed {
 
-const char* SecureAggregationName(SecureAggregation mode) {
-  return mode == SecureAggregation::kPaillier         ? "paillier"
-         : mode == SecureAggregation::kPaillierMasked ? "paillier-masked"
-                                                      : "none";
-}
-
-Result<SecureAggregation> ParseSecureAggregation(const std::string& name) {
-  if (name == "paillier") return SecureAggregation::kPaillier;
-  if (name == "paillier-masked") return SecureAggregation::kPaillierMasked;
-  if (name == "none") return SecureAggregation::kNone;
-  return InvalidArgument(
-      "secure_aggregation must be \"none\", \"paillier\" or \"paillier-masked\", not '" +
-      name.substr(0, 64) + "'");
-}
-
 std::string EncodeFloats(const std::vector<float>& values) {
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire floats are little-endian");
   return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));

@@ -11,18 +11,10 @@
 #include <vector>
 
 #include "ronghe/base/status.h"
+#include "ronghe/fed/aggregation.h"  // SecureAggregation
 #include "ronghe/fed/fed.pb.h"
 
 namespace ronghe::fed {
-
-// How updates are aggregated (crypto/scheme.h): the plaintext baseline (the same quantised sums,
-// in clear), threshold Paillier over every value, or lattice-masked values with only the mask
-// key under threshold Paillier. On the wire and in config files by name: "none" | "paillier" |
-// "paillier-masked".
-enum class SecureAggregation { kNone, kPaillier, kPaillierMasked };
-const char* SecureAggregationName(SecureAggregation mode);
-// InvalidArgument for any other name.
-Result<SecureAggregation> ParseSecureAggregation(const std::string& name);
 
 // Default chunk size: 1 MiB, a quarter of gRPC's default 4 MiB receive limit.
 constexpr size_t kDefaultChunkBytes = 1 << 20;
