@@ -5,6 +5,7 @@
 //   build/bench/fed_bench [--params N[,N...]] [--schemes none,paillier,paillier-masked]
 // Default: all four sizes; none and paillier-masked everywhere, paillier up to 1M (at 10M each
 // decrypting party would need ~15 min per round on 2 cores: 93,000 ciphertexts).
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -29,6 +30,7 @@ std::vector<std::string> Split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("fed_bench"));  // stdout is the JSON
   std::vector<int64_t> sizes = {10000, 100000, 1000000, 10000000};
   std::vector<std::string> schemes;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -23,8 +23,8 @@ if [ "${RONGHE_BENCH_REUSE:-0}" != 1 ]; then
     --benchmark_format=json > "$results/crypto_ops.json"
   echo "bench: secure aggregation, 5 x 1,000,000 values, 3 of 5 (several minutes)" >&2
   "$build/bench/crypto_bench" --benchmark_filter='BM_SecureAggregation' --benchmark_format=json > "$results/crypto_e2e.json"
-  echo "bench: federated rounds, plaintext vs Paillier, 5k..1M parameters (about 8 minutes)" >&2
-  "$build/bench/fed_bench" > "$results/fed_rounds.json"
+  echo "bench: federated rounds per scheme, 10k..10M parameters (about 15 minutes)" >&2
+  "$build/bench/fed_bench" > "$results/fed_rounds.json" 2> "$results/fed_rounds.log"
   echo "bench: data-parallel and mixed-size batching (about 12 minutes)" >&2
   "$root/bench/dist_bench.sh" "$build" "$results/dist.jsonl"
   echo "bench: inference server under wrk, batching off/on, concurrency 1-64 (about 4 minutes)" >&2
@@ -162,27 +162,9 @@ print(f"Ciphertexts per party: {b['ciphertexts']:.0f}; bytes uploaded per party:
       f"(each decrypting party also sends that many shares back).")
 PY
   echo
-  echo "## Federated rounds: plaintext vs threshold Paillier, 5 parties, 3 of 5"
+  echo "## Federated rounds per aggregation scheme, 5 parties, 3 of 5"
   echo
-  echo "\`fed_bench\`: one round (the second of two; the 1M model's only one) of the real coordinator and five participants in one"
-  echo "process over the in-memory transport (every message serialised as on gRPC); MLPs on synthetic"
-  echo "data, 256 examples and 1 local epoch per party; 2048-bit key, 16-bit precision; each participant"
-  echo "uses one thread (five share the 2 cores); the coordinator verifies with both. Round time runs"
-  echo "from sending the model to the new global model; bytes are one party's both ways (model down,"
-  echo "update up, and for a decrypting party the aggregate down and its shares up)."
-  echo
-  echo "| model | parameters | plaintext round (s) | Paillier round (s) | ratio | plaintext bytes/party | Paillier bytes/party |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
-  python3 - "$results/fed_rounds.json" <<'PY'
-import json, sys
-rows = {}
-for r in json.load(open(sys.argv[1])):
-    rows.setdefault(r["name"], {})[r["mode"]] = r
-for name, m in rows.items():
-    p, s = m["none"], m["paillier"]
-    print(f"| {name} | {p['params']:,} | {p['round_s']:.2f} | {s['round_s']:.2f} | {s['round_s']/p['round_s']:.0f}x | "
-          f"{p['max_party_bytes']/1e6:.2f} MB | {s['max_party_bytes']/1e6:.2f} MB |")
-PY
+  python3 "$root/bench/fed_table.py" "$results/fed_rounds.json"
 } > "$out.tmp"
 # Keep the hand-written analysis below the generated tables.
 if [ -f "$out" ] && grep -q '^## Analysis' "$out"; then
