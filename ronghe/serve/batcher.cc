@@ -88,14 +88,19 @@ struct DynamicBatcher::State {
     return picked;
   }
 
-  bool ReadyLocked(int64_t rows, Clock::time_point oldest, Clock::time_point now) const
+  enum class Reason { kNotReady, kFull, kIdle, kDelay, kDrain };
+  // Whether the picked batch runs now on the calling instance (which is idle: it is asking).
+  Reason ReadyLocked(int64_t rows, Clock::time_point oldest, Clock::time_point now) const
       REQUIRES(mu) {
-    if (stopping || o.max_batch_size == 0 || rows >= o.max_batch_size) return true;
+    if (o.max_batch_size == 0 || rows >= o.max_batch_size) return Reason::kFull;
     if (std::find(o.preferred_batch_sizes.begin(), o.preferred_batch_sizes.end(), rows) !=
         o.preferred_batch_sizes.end()) {
-      return true;
+      return Reason::kFull;
     }
-    return now >= oldest + std::chrono::microseconds(o.max_queue_delay_us);
+    if (stopping) return Reason::kDrain;
+    if (o.dispatch == DispatchPolicy::kWorkConserving) return Reason::kIdle;
+    if (now >= oldest + std::chrono::microseconds(o.max_queue_delay_us)) return Reason::kDelay;
+    return Reason::kNotReady;
   }
 
   void Loop(int instance) EXCLUDES(mu) {
@@ -114,7 +119,8 @@ struct DynamicBatcher::State {
       int64_t rows = 0;
       Clock::time_point oldest;
       auto picked = PickLocked(&rows, &oldest);
-      if (!ReadyLocked(rows, oldest, now)) {
+      const Reason reason = ReadyLocked(rows, oldest, now);
+      if (reason == Reason::kNotReady) {
         // Wait for company until the oldest request's delay runs out (or a deadline comes).
         Clock::time_point until = oldest + std::chrono::microseconds(o.max_queue_delay_us);
         for (const auto& q : queues)
@@ -155,6 +161,10 @@ struct DynamicBatcher::State {
       // Count the batch before answering, so a client holding its answer sees it in the stats.
       lock.Lock();
       ++stats.batches;
+      ++(reason == Reason::kFull    ? stats.batches_full
+         : reason == Reason::kIdle  ? stats.batches_idle
+         : reason == Reason::kDelay ? stats.batches_delay
+                                    : stats.batches_drain);
       ++stats.batch_rows[rows];
       stats.compute_seconds += compute;
       if (!out.ok()) stats.failed += static_cast<int64_t>(batch.size());
@@ -171,6 +181,17 @@ struct DynamicBatcher::State {
     }
   }
 };
+
+const char* DispatchPolicyName(DispatchPolicy p) {
+  return p == DispatchPolicy::kDelay ? "delay" : "work-conserving";
+}
+
+Result<DispatchPolicy> ParseDispatchPolicy(const std::string& name) {
+  if (name == "work-conserving") return DispatchPolicy::kWorkConserving;
+  if (name == "delay") return DispatchPolicy::kDelay;
+  return InvalidArgument("dispatch must be \"work-conserving\" or \"delay\", not '" +
+                         name.substr(0, 64) + "'");
+}
 
 Status ValidateBatcherOptions(const BatcherOptions& o) {
   if (o.max_batch_size < 0) return InvalidArgument("max_batch_size must be >= 0");

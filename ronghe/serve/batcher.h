@@ -1,8 +1,14 @@
-// The dynamic batcher in front of each served model, with NVIDIA Triton's contract: requests
-// queue per priority level; a model instance takes the oldest highest-priority requests whose
-// inputs share a shape, up to `max_batch_size` rows, and runs them as one batch as soon as the
-// batch is full or of a preferred size, or when the oldest request has waited
-// `max_queue_delay_us`. A full queue refuses at once (ResourceExhausted: HTTP 429 /
+// The dynamic batcher in front of each served model. Requests queue per priority level; a model
+// instance takes the oldest highest-priority requests whose inputs share a shape, up to
+// `max_batch_size` rows, and runs them as one batch. When it runs them depends on `dispatch`:
+//
+//   kWorkConserving (default)  an idle instance runs what is queued at once: a lone request never
+//                              waits out a queue delay, and requests gather into batches only
+//                              while every instance is busy (the batch size follows the load)
+//   kDelay                     NVIDIA Triton's contract: a batch runs as soon as it is full or of a
+//                              preferred size, or when the oldest request has waited
+//                              `max_queue_delay_us`
+// A full queue refuses at once (ResourceExhausted: HTTP 429 /
 // RESOURCE_EXHAUSTED); a request still queued after its timeout fails with DeadlineExceeded and
 // is never run. Shutdown() stops accepting and drains what is queued.
 #pragma once
@@ -14,11 +20,16 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ronghe/base/status.h"
 
 namespace ronghe::serve {
+
+enum class DispatchPolicy { kWorkConserving, kDelay };
+const char* DispatchPolicyName(DispatchPolicy p);  // "work-conserving" | "delay"
+Result<DispatchPolicy> ParseDispatchPolicy(const std::string& name);
 
 struct BatcherOptions {
   int64_t max_batch_size = 8;  // Default: 8 rows. 0 turns batching off: each request runs alone.
@@ -30,6 +41,7 @@ struct BatcherOptions {
   int priority_levels = 1;         // Default: 1. Priorities 0 (highest) .. levels-1.
   int64_t default_timeout_us = 0;  // Default: 0 = none. Queue timeout of requests that set none.
   int instances = 1;               // Default: 1. Model instances, each running one batch at a time.
+  DispatchPolicy dispatch = DispatchPolicy::kWorkConserving;  // Default: work-conserving.
 };
 
 struct InferRequest {
@@ -44,6 +56,9 @@ struct BatcherStats {
   int64_t timed_out = 0;
   int64_t failed = 0;  // the model returned an error
   int64_t batches = 0;
+  // Why each batch ran: full (max_batch_size or a preferred size), an idle instance
+  // (work-conserving), the oldest request's delay ran out, or shutdown drained the queue.
+  int64_t batches_full = 0, batches_idle = 0, batches_delay = 0, batches_drain = 0;
   std::map<int64_t, int64_t> batch_rows;  // rows per executed batch -> count
   double queue_seconds = 0;               // summed over requests
   double compute_seconds = 0;             // summed over batches

@@ -173,6 +173,43 @@ TEST(BatcherTest, ErrorsReachEveryRequestOfTheBatchAndShutdownDrains) {
           .ok());
 }
 
+// Work-conserving dispatch (the default): a lone request on an idle instance runs at once, whatever
+// the queue delay; requests that arrive while the instance is busy gather into one batch. The
+// batcher's own record of why each batch ran is the check, not a clock.
+TEST(BatcherTest, IdleInstanceRunsALoneRequestAtOnceAndBusyOnesGather) {
+  HeldModel m;
+  auto b = DynamicBatcher::Create({.max_batch_size = 8, .max_queue_delay_us = 3600000000}, m.Fn());
+  ASSERT_TRUE(b.ok());
+  auto lone = (*b)->Submit({Row(-1)});
+  // Running, though its hour-long delay has not passed (the bound only ends a broken run).
+  ASSERT_EQ(m.entered.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "a lone request on an idle instance waited for the queue delay";
+  std::vector<std::future<Result<at::Tensor>>> futs;
+  for (int i = 0; i < 3; ++i) futs.push_back((*b)->Submit({Row(float(i))}));
+  m.release.set_value();
+  ASSERT_TRUE(lone.get().ok());
+  for (auto& f : futs) ASSERT_TRUE(f.get().ok());
+  auto st = (*b)->Stats();
+  EXPECT_EQ(st.batches, 2);
+  EXPECT_EQ(st.batches_idle, 2);
+  EXPECT_EQ(st.batches_delay, 0);
+  EXPECT_EQ(m.batches[1], (std::vector<float>{0, 1, 2}));  // gathered while the instance was busy
+
+  // Triton's contract stays selectable: there a lone request waits out the delay.
+  HeldModel m2;
+  auto delay = DynamicBatcher::Create(
+      {.max_batch_size = 8, .max_queue_delay_us = 1000, .dispatch = DispatchPolicy::kDelay},
+      m2.Fn());
+  ASSERT_TRUE(delay.ok());
+  m2.release.set_value();
+  ASSERT_TRUE((*delay)->Submit({Row(5)}).get().ok());
+  st = (*delay)->Stats();
+  EXPECT_EQ(st.batches_delay, 1);
+  EXPECT_EQ(st.batches_idle, 0);
+  EXPECT_EQ(ParseDispatchPolicy("delay").value(), DispatchPolicy::kDelay);
+  EXPECT_FALSE(ParseDispatchPolicy("eager").ok());
+}
+
 // Many client threads against two instances: every request gets exactly its own rows back.
 TEST(BatcherTest, ConcurrentClientsGetTheirOwnAnswers) {
   auto b = DynamicBatcher::Create(

@@ -175,9 +175,9 @@ TEST_F(HttpTest, InferenceEqualsTheArtifactsOfflinePredictions) {
 TEST_F(HttpTest, ConcurrentRequestsAreBatchedAsMetricsShow) {
   std::string art = options_.repository.dir + "/tab/1/model.rhm";
   WriteMlp(art, 3);
-  // A long delay so that concurrent requests surely meet in the queue.
+  // Triton's delay contract and a long delay, so that concurrent requests surely meet in the queue.
   WriteText(options_.repository.dir + "/tab/config.toml",
-            "[batching]\nmax_batch_size = 32\nmax_queue_delay_us = 20000\n");
+            "[batching]\nmax_batch_size = 32\nmax_queue_delay_us = 20000\ndispatch = \"delay\"\n");
   Served s = Served::Start(options_);
   ASSERT_TRUE(s.server);
   constexpr int kClients = 16, kEach = 10;

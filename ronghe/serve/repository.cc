@@ -59,7 +59,8 @@ bool SameBatching(const BatcherOptions& a, const BatcherOptions& b) {
   return a.max_batch_size == b.max_batch_size && a.max_queue_delay_us == b.max_queue_delay_us &&
          a.preferred_batch_sizes == b.preferred_batch_sizes &&
          a.max_queue_size == b.max_queue_size && a.priority_levels == b.priority_levels &&
-         a.default_timeout_us == b.default_timeout_us && a.instances == b.instances;
+         a.default_timeout_us == b.default_timeout_us && a.instances == b.instances &&
+         a.dispatch == b.dispatch;
 }
 
 std::string JoinVersions(const std::vector<int64_t>& v) {
@@ -85,6 +86,13 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
   RETURN_IF_ERROR(cfg.Get("batching.priority_levels", &b.priority_levels));
   RETURN_IF_ERROR(cfg.Get("batching.default_timeout_us", &b.default_timeout_us));
   RETURN_IF_ERROR(cfg.Get("batching.instances", &b.instances));
+  std::string dispatch = DispatchPolicyName(b.dispatch);
+  RETURN_IF_ERROR(cfg.Get("batching.dispatch", &dispatch));
+  if (auto d = ParseDispatchPolicy(dispatch); d.ok()) {
+    b.dispatch = *d;
+  } else {
+    return cfg.ValueError("batching.dispatch", d.status().message());
+  }
   if (Status st = ValidateBatcherOptions(b); !st.ok()) {
     return InvalidArgument(path + ": [batching]: " + st.message());
   }

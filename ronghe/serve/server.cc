@@ -151,7 +151,8 @@ Result<json> InferenceServer::ModelMetadata(const std::string& model,
                  {"version", std::to_string(v->version())},
                  {"aliases", s.aliases},
                  {"max_batch_size", v->batching().max_batch_size},
-                 {"max_queue_delay_us", v->batching().max_queue_delay_us}};
+                 {"max_queue_delay_us", v->batching().max_queue_delay_us},
+                 {"dispatch", DispatchPolicyName(v->batching().dispatch)}};
   if (v->manifest().contains("metrics")) params["metrics"] = v->manifest()["metrics"];
   if (s.has_experiment) {
     params["experiment"] = {{"name", s.experiment.name},
@@ -290,6 +291,18 @@ std::string InferenceServer::Metrics() const {
   for (const auto& r : rows)
     o << "ronghe_inference_compute_seconds_total{" << r.labels << "} " << Num(r.b.compute_seconds)
       << '\n';
+  family("ronghe_inference_batches_total", "counter",
+         "Batches run, by why they ran: full (max or preferred size), idle (an idle instance, "
+         "work-conserving dispatch), delay (the oldest request's delay ran out), drain.");
+  for (const auto& r : rows) {
+    for (const auto& [reason, n] : {std::pair<const char*, int64_t>{"full", r.b.batches_full},
+                                    {"idle", r.b.batches_idle},
+                                    {"delay", r.b.batches_delay},
+                                    {"drain", r.b.batches_drain}}) {
+      o << "ronghe_inference_batches_total{" << r.labels << ",reason=\"" << reason << "\"} " << n
+        << '\n';
+    }
+  }
   family("ronghe_inference_queue_size", "gauge", "Requests waiting now.");
   for (const auto& r : rows)
     o << "ronghe_inference_queue_size{" << r.labels << "} " << r.v->QueueSize() << '\n';
