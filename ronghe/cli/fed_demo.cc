@@ -195,7 +195,10 @@ Result<RunOut> Federate(const DemoPlan& plan, const DemoRequest& req, const std:
            plan.work + "/consortium/coordinator", "--new", "--set", "job.name=\"" + name + "\"",
            "--set", "federation.secure_aggregation=\"" + mode + "\"", "--set",
            "federation.rounds=" + std::to_string(plan.rounds), "--set",
-           "federation.min_participants=3", "--set", "federation.keep_rounds=0"})
+           "federation.min_participants=3", "--set", "federation.keep_rounds=0",
+           // Both runs must start with all five banks to compute the same sums: round 1 waits up
+           // to 30 s for a slow starter (later rounds do not wait for the bank that dies).
+           "--set", "federation.gather_s=30"})
     cargs.push_back(a);
   std::printf(
       "-- %s federation: coordinator and %zu bank processes on 127.0.0.1:%d%s\n",

@@ -107,6 +107,8 @@ struct Coordinator::Impl {
   Mutex mu;
   CondVar cv;
   std::map<std::string, std::shared_ptr<Peer>> peers GUARDED_BY(mu);
+  std::set<std::string> ever_joined;  // parties accepted since this coordinator started (round
+                                      // thread only)
   std::deque<Event> inbox GUARDED_BY(mu);
   bool stopping GUARDED_BY(mu) = false;
   uint64_t next_generation GUARDED_BY(mu) = 1;
@@ -261,6 +263,7 @@ struct Coordinator::Impl {
       if (data_json.is_discarded() || !data_json.is_object()) data_json = nlohmann::json::object();
     }
     p->accepted = true;
+    ever_joined.insert(p->party);
     spdlog::info("federation: {} joined ({} examples)", p->party, p->hello.num_examples());
   }
 
@@ -304,8 +307,10 @@ struct Coordinator::Impl {
       const int ready = static_cast<int>(ReadyPeers().size());
       if (initialized && ready == static_cast<int>(o.parties.size())) return Status::OK();
       if (initialized && ready >= MinNeeded()) {
-        // Enough to run; give the others a moment (they may be connecting right now).
-        if (Clock::now() >= gathered) return Status::OK();
+        // Enough to run. Parties that have not joined this coordinator yet get a moment (they may
+        // be starting right now); one that joined and left rejoins whenever it reconnects,
+        // without holding up rounds.
+        if (Clock::now() >= gathered || ever_joined.size() == o.parties.size()) return Status::OK();
         Event ev;
         if (NextEvent(&ev, gathered)) Background(ev, round, "");
         continue;

@@ -37,7 +37,8 @@ struct CoordinatorOptions {
   int min_participants = 0;        // Default: 0 = threshold. Uploads needed for a round.
   double join_timeout_s = 600;     // Default: 600 s to wait for min_participants.
   double gather_s = 1.0;           // Default: 1 s. Once min_participants are connected, how
-                                   // long a round waits for the other parties to connect.
+                                   // long a round waits for parties that have not joined this
+                                   // coordinator yet (one that joined and left is not waited for).
   double round_deadline_s = 1800;  // Default: 1800 s per round attempt (upload + decryption):
                                    // a 1M-parameter Paillier round takes ~5 min on 2 cores.
   double decrypt_timeout_s = 0;    // Default: 0 = 60 s + 50 ms per ciphertext. A decryptor that

@@ -410,9 +410,13 @@ TEST_P(FedRuntimeTest, SecureRunEqualsPlaintextBitForBit) {
   Scenario s = Base();
   const std::string scheme = s.secure;
   s.rounds = 3;
+  // Every round waits for all five: the same contributors in both runs (a bank slow to connect on
+  // a loaded machine would otherwise miss the baseline's first round and change its sums).
+  s.min_participants = kParties;
   s.secure = "none";
   Outcome plain = Harness(s).Run();
   ASSERT_TRUE(plain.status.ok()) << plain.status.ToString();
+  for (auto& r : plain.result.rounds) EXPECT_EQ(r.contributors.size(), 5u);
   s.secure = scheme;
   Outcome secure = Harness(s).Run();
   ASSERT_TRUE(secure.status.ok()) << secure.status.ToString();
@@ -642,11 +646,13 @@ TEST(FedEqualityTest, TenRoundsUnderEverySchemeGiveTheSameWeightsEveryRound) {
     s.secure = scheme;
     s.rounds = kRounds;
     s.hidden = 8;
+    s.min_participants = kParties;  // the same five contributors in every round of every run
     s.coordinator_options = [](CoordinatorOptions& o) { o.keep_rounds = 0; };  // every round
     Harness h(s);
     Outcome o = h.Run();
     ASSERT_TRUE(o.status.ok()) << o.status.ToString();
     ASSERT_EQ(o.result.rounds.size(), static_cast<size_t>(kRounds));
+    for (auto& r : o.result.rounds) EXPECT_EQ(r.contributors.size(), 5u);
     std::vector<std::vector<float>> rounds;
     for (int64_t r = 1; r <= kRounds; ++r) {
       auto cp = h.store().GetCheckpoint(o.run_id, r);
