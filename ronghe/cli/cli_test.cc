@@ -284,5 +284,35 @@ TEST(CliFedTest, InitWritesBundlesAndRefusesToOverwrite) {
   EXPECT_NE(bad.err.find("consortium.threshold"), std::string::npos) << bad.err;
 }
 
+// `ronghe fed bench`: one JSON row per scheme, the masked scheme decrypting its 11 key ciphertexts
+// (the plaintext baseline nothing), a whole round run for each; unknown schemes are usage errors.
+TEST(CliFedTest, BenchReportsEverySchemesPhasesAsJson) {
+  std::string home = FreshHome("fedbench");
+  auto r = RunRonghe(
+      home, {"fed", "bench", "--params", "2000", "--schemes", "none,paillier-masked", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_array() && j.size() == 2) << r.out;
+  EXPECT_EQ(j[0]["scheme"], "none");
+  EXPECT_EQ(j[1]["scheme"], "paillier-masked");
+  for (const auto& row : j) {
+    for (const char* key : {"params", "seal_s", "accumulate_s", "decrypt_party_s", "finish_s",
+                            "round_s", "upload_bytes"})
+      ASSERT_TRUE(row.contains(key)) << key << " in " << row.dump();
+    EXPECT_NEAR(row["params"].get<double>(), 2000, 100);
+    EXPECT_GT(row["round_s"].get<double>(), 0);
+  }
+  EXPECT_EQ(j[0]["ciphertexts_decrypted"], 0);
+  EXPECT_EQ(j[0]["decrypt_party_s"], 0.0);
+  EXPECT_EQ(j[1]["ciphertexts_decrypted"], 11);
+  EXPECT_GT(j[1]["decrypt_party_s"].get<double>(), 0);
+  // The masked upload is the plaintext one plus the 11 ciphertexts (512 bytes each) and padding.
+  EXPECT_GT(j[1]["upload_bytes"].get<int64_t>(), j[0]["upload_bytes"].get<int64_t>() + 11 * 512);
+  auto bad = RunRonghe(home, {"fed", "bench", "--params", "2000", "--schemes", "none,rot13"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--schemes"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("rot13"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace ronghe::testing

@@ -1,4 +1,5 @@
 // `ronghe fed init|coordinator|participant|demo|bench`: a federated-learning consortium.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -81,9 +82,10 @@ int CmdFedBench(BenchFlags& f) {
   std::printf("%-16s %10s %9s %13s %16s %9s %9s %13s\n", "scheme", "params", "seal_s",
               "accumulate_s", "decrypt_party_s", "finish_s", "round_s", "upload_bytes");
   for (const auto& r : *rows) {
-    std::printf("%-16s %10lld %9.3f %13.3f %16.3f %9.3f %9.2f %13lld\n", r.scheme.c_str(),
+    const std::string round = r.round_s < 0 ? "-" : fmt::format("{:.2f}", r.round_s);
+    std::printf("%-16s %10lld %9.3f %13.3f %16.3f %9.3f %9s %13lld\n", r.scheme.c_str(),
                 static_cast<long long>(r.params), r.seal_s, r.accumulate_s, r.decrypt_party_s,
-                r.finish_s, r.round_s, static_cast<long long>(r.upload_bytes));
+                r.finish_s, round.c_str(), static_cast<long long>(r.upload_bytes));
   }
   return 0;
 }

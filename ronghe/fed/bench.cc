@@ -179,9 +179,13 @@ Result<std::vector<BenchRow>> RunFedBench(const BenchOptions& o) {
   std::vector<SecureAggregation> modes;
   bool need_key = false;
   for (const auto& name : o.schemes) {
-    ASSIGN_OR_RETURN(SecureAggregation m, ParseSecureAggregation(name));
-    modes.push_back(m);
-    need_key |= m != SecureAggregation::kNone;
+    auto m = ParseSecureAggregation(name);
+    if (!m.ok()) {
+      return InvalidArgument("--schemes: '" + name.substr(0, 64) +
+                             "' is not none, paillier or paillier-masked");
+    }
+    modes.push_back(*m);
+    need_key |= *m != SecureAggregation::kNone;
   }
   std::unique_ptr<crypto::ThresholdKeys> keys;
   if (need_key) {
