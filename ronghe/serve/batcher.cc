@@ -1,13 +1,9 @@
 #include "ronghe/serve/batcher.h"
 
-#include <torch/torch.h>
-
 #include <algorithm>
 #include <chrono>
-#include <deque>
+#include <cstring>
 #include <thread>
-
-#include "ronghe/base/mutex.h"
 
 namespace ronghe::serve {
 
@@ -17,75 +13,105 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Batch sizes counted in a flat array up to this many rows (no allocation per batch); larger
+// ones (batching off, big requests) in a map.
+constexpr int64_t kCountedRows = 256;
+
 }  // namespace
+
+Status Ticket::Wait() {
+  MutexLock l(&mu_);
+  cv_.Wait(&mu_, [this] {
+    mu_.AssertHeld();
+    return done_;
+  });
+  return status_;
+}
+
+bool Ticket::Done() const {
+  MutexLock l(&mu_);
+  return done_;
+}
+
+void Ticket::Finish(Status st) {
+  status_ = std::move(st);
+  // Notify under the lock: once it is released the waiter may return and destroy the ticket, so
+  // nothing here touches it after.
+  MutexLock l(&mu_);
+  done_ = true;
+  cv_.NotifyAll();
+}
 
 struct DynamicBatcher::State {
   BatcherOptions o;
   RunFn run;
-  struct Pending {
-    at::Tensor input;
-    std::vector<int64_t> shape;  // after the row dimension
-    Clock::time_point enqueued;
-    Clock::time_point deadline;  // max() = none
-    std::promise<Result<at::Tensor>> promise;
+  // An intrusive FIFO of tickets per priority level.
+  struct Queue {
+    Ticket* head = nullptr;
+    Ticket* tail = nullptr;
   };
   mutable Mutex mu;
   CondVar cv;
-  std::vector<std::deque<Pending>> queues GUARDED_BY(mu);  // one per priority level
+  std::vector<Queue> queues GUARDED_BY(mu);
   int64_t queued GUARDED_BY(mu) = 0;
   bool stopping GUARDED_BY(mu) = false;
-  BatcherStats stats GUARDED_BY(mu);
+  BatcherStats stats GUARDED_BY(mu);  // batch_rows kept in the two below until Stats()
+  std::vector<int64_t> rows_counted GUARDED_BY(mu);
+  std::map<int64_t, int64_t> rows_large GUARDED_BY(mu);
   std::vector<std::thread> instances;  // started by Create, joined by Shutdown
+
+  static void Unlink(Queue& q, Ticket* t) {
+    (t->prev_ ? t->prev_->next_ : q.head) = t->next_;
+    (t->next_ ? t->next_->prev_ : q.tail) = t->prev_;
+    t->prev_ = t->next_ = nullptr;
+  }
 
   // Fails every queued request whose deadline passed.
   void ExpireLocked(Clock::time_point now) REQUIRES(mu) {
     for (auto& q : queues) {
-      for (auto it = q.begin(); it != q.end();) {
-        if (it->deadline <= now) {
-          it->promise.set_value(DeadlineExceeded(
-              "request timed out after " +
-              std::to_string(static_cast<int64_t>(Seconds(now - it->enqueued) * 1e6)) +
-              " us in the queue"));
+      for (Ticket* t = q.head; t;) {
+        Ticket* next = t->next_;
+        if (t->deadline_ <= now) {
+          Unlink(q, t);
           ++stats.timed_out;
           --queued;
-          it = q.erase(it);
-        } else {
-          ++it;
+          t->Finish(DeadlineExceeded(
+              "request timed out after " +
+              std::to_string(static_cast<int64_t>(Seconds(now - t->enqueued_) * 1e6)) +
+              " us in the queue"));
         }
+        t = next;
       }
     }
   }
 
   // The requests the next batch would take, highest priority first, FIFO within a level, all of
-  // the first one's shape, within max_batch_size rows.
-  std::vector<std::pair<int, size_t>> PickLocked(int64_t* rows, Clock::time_point* oldest) const
+  // the first one's row width, within max_batch_size rows. `picked` has room for them (its
+  // capacity is max_batch_size).
+  void PickLocked(std::vector<Ticket*>* picked, int64_t* rows, Clock::time_point* oldest) const
       REQUIRES(mu) {
-    std::vector<std::pair<int, size_t>> picked;
+    picked->clear();
     *rows = 0;
     *oldest = Clock::time_point::max();
-    const std::vector<int64_t>* shape = nullptr;
-    for (int p = 0; p < static_cast<int>(queues.size()); ++p) {
-      for (size_t k = 0; k < queues[p].size(); ++k) {
-        const Pending& r = queues[p][k];
-        if (shape && r.shape != *shape) continue;
-        int64_t n = r.input.size(0);
+    int64_t width = -1;
+    for (const Queue& q : queues) {
+      for (Ticket* t = q.head; t; t = t->next_) {
+        const InferRequest& r = t->req_;
+        if (width >= 0 && r.row_elements != width) continue;
         if (o.max_batch_size == 0) {
-          if (picked.empty()) {
-            picked.emplace_back(p, k);
-            *rows = n;
-            *oldest = r.enqueued;
-          }
-          return picked;
+          picked->push_back(t);
+          *rows = r.rows;
+          *oldest = t->enqueued_;
+          return;
         }
-        if (*rows + n > o.max_batch_size) continue;
-        if (!shape) shape = &r.shape;
-        picked.emplace_back(p, k);
-        *rows += n;
-        *oldest = std::min(*oldest, r.enqueued);
-        if (*rows == o.max_batch_size) return picked;
+        if (*rows + r.rows > o.max_batch_size) continue;
+        width = r.row_elements;
+        picked->push_back(t);
+        *rows += r.rows;
+        *oldest = std::min(*oldest, t->enqueued_);
+        if (*rows == o.max_batch_size) return;
       }
     }
-    return picked;
   }
 
   enum class Reason { kNotReady, kFull, kIdle, kDelay, kDrain };
@@ -103,7 +129,31 @@ struct DynamicBatcher::State {
     return Reason::kNotReady;
   }
 
+  // Copies the picked requests' rows into `buffer` (grown, never shrunk), normalising pixels.
+  static const float* Gather(const std::vector<Ticket*>& picked, int64_t rows, int64_t max_rows,
+                             int64_t width, std::vector<float>* buffer) {
+    if (picked.size() == 1 && picked[0]->req_.input) return picked[0]->req_.input;  // as it is
+    const size_t need = static_cast<size_t>(rows * width);
+    if (buffer->size() < need) buffer->resize(static_cast<size_t>(max_rows * width));
+    float* dst = buffer->data();
+    for (const Ticket* t : picked) {
+      const InferRequest& r = t->req_;
+      const int64_t n = r.rows * width;
+      if (r.input) {
+        std::memcpy(dst, r.input, static_cast<size_t>(n) * sizeof(float));
+      } else {
+        for (int64_t i = 0; i < n; ++i) dst[i] = r.lut[r.pixels[i]];
+      }
+      dst += n;
+    }
+    return buffer->data();
+  }
+
   void Loop(int instance) EXCLUDES(mu) {
+    // This instance's buffers: sized once, reused by every batch.
+    std::vector<Ticket*> picked;
+    picked.reserve(static_cast<size_t>(std::max<int64_t>(1, o.max_batch_size)));
+    std::vector<float> input, output;
     MutexLock lock(&mu);
     while (true) {
       cv.Wait(&mu, [&] {
@@ -118,46 +168,57 @@ struct DynamicBatcher::State {
       }
       int64_t rows = 0;
       Clock::time_point oldest;
-      auto picked = PickLocked(&rows, &oldest);
+      PickLocked(&picked, &rows, &oldest);
       const Reason reason = ReadyLocked(rows, oldest, now);
       if (reason == Reason::kNotReady) {
         // Wait for company until the oldest request's delay runs out (or a deadline comes).
         Clock::time_point until = oldest + std::chrono::microseconds(o.max_queue_delay_us);
-        for (const auto& q : queues)
-          for (const auto& r : q) until = std::min(until, r.deadline);
+        for (const Queue& q : queues)
+          for (const Ticket* t = q.head; t; t = t->next_) until = std::min(until, t->deadline_);
         cv.WaitUntil(&mu, until);
         continue;
       }
-      // Take the picked requests out, back to front so indices stay valid.
-      std::sort(picked.begin(), picked.end());
-      std::vector<Pending> batch;
-      for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
-        auto& q = queues[it->first];
-        batch.push_back(std::move(q[it->second]));
-        q.erase(q.begin() + static_cast<std::ptrdiff_t>(it->second));
+      for (Ticket* t : picked) {
+        Unlink(queues[static_cast<size_t>(t->req_.priority)], t);
+        stats.queue_seconds += Seconds(now - t->enqueued_);
       }
-      std::reverse(batch.begin(), batch.end());
-      queued -= static_cast<int64_t>(batch.size());
-      for (const auto& r : batch) stats.queue_seconds += Seconds(now - r.enqueued);
+      queued -= static_cast<int64_t>(picked.size());
       lock.Unlock();
-      cv.NotifyAll();  // room in the queue; another instance may take the rest
+      cv.NotifyAll();  // another instance may take the rest
 
-      std::vector<at::Tensor> inputs;
-      for (const auto& r : batch) inputs.push_back(r.input);
+      const int64_t width = picked[0]->req_.row_elements;
+      Batch batch;
+      batch.instance = instance;
+      batch.rows = rows;
+      batch.row_elements = width;
+      batch.max_rows = std::max(rows, o.max_batch_size);
+      batch.output = &output;
       Clock::time_point start = Clock::now();
-      Result<at::Tensor> out = InvalidArgument("no output");
+      Status st;
       try {
-        at::Tensor x = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
-        out = run(instance, x);
-        if (out.ok() && (!out->defined() || out->dim() == 0 || out->size(0) != rows)) {
-          out = Internal("the model returned " +
-                         std::to_string(out->defined() && out->dim() ? out->size(0) : 0) +
-                         " rows for a batch of " + std::to_string(rows));
+        batch.input = Gather(picked, rows, batch.max_rows, width, &input);
+        st = run(batch);
+        if (st.ok() && (batch.output_row_elements < 1 ||
+                        static_cast<int64_t>(output.size()) < rows * batch.output_row_elements)) {
+          st = Internal("the model returned " + std::to_string(output.size()) +
+                        " values for a batch of " + std::to_string(rows) + " rows");
         }
       } catch (const std::exception& e) {
-        out = Internal(std::string("inference failed: ") + e.what());
+        st = Internal(std::string("inference failed: ") + e.what());
       }
-      double compute = Seconds(Clock::now() - start);
+      // Each request's rows out of the batch's output, before it is answered.
+      if (st.ok()) {
+        const int64_t w = batch.output_row_elements;
+        const float* src = output.data();
+        for (Ticket* t : picked) {
+          const InferRequest& r = t->req_;
+          r.output->resize(static_cast<size_t>(r.rows * w));
+          std::memcpy(r.output->data(), src, static_cast<size_t>(r.rows * w) * sizeof(float));
+          src += r.rows * w;
+          t->output_row_elements_ = w;
+        }
+      }
+      const double compute = Seconds(Clock::now() - start);
       // Count the batch before answering, so a client holding its answer sees it in the stats.
       lock.Lock();
       ++stats.batches;
@@ -165,19 +226,15 @@ struct DynamicBatcher::State {
          : reason == Reason::kIdle  ? stats.batches_idle
          : reason == Reason::kDelay ? stats.batches_delay
                                     : stats.batches_drain);
-      ++stats.batch_rows[rows];
-      stats.compute_seconds += compute;
-      if (!out.ok()) stats.failed += static_cast<int64_t>(batch.size());
-      int64_t off = 0;
-      for (auto& r : batch) {
-        int64_t n = r.input.size(0);
-        if (out.ok()) {
-          r.promise.set_value(out->narrow(0, off, n));
-        } else {
-          r.promise.set_value(out.status());
-        }
-        off += n;
+      if (rows < kCountedRows) {
+        ++rows_counted[static_cast<size_t>(rows)];
+      } else {
+        ++rows_large[rows];
       }
+      stats.compute_seconds += compute;
+      if (!st.ok()) stats.failed += static_cast<int64_t>(picked.size());
+      for (Ticket* t : picked) t->Finish(st);
+      picked.clear();
     }
   }
 };
@@ -222,26 +279,36 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const BatcherOpti
   {
     MutexLock lock(&s->mu);
     s->queues.resize(static_cast<size_t>(o.priority_levels));
+    s->rows_counted.assign(kCountedRows, 0);
   }
   State* st = s.get();
   for (int i = 0; i < o.instances; ++i) s->instances.emplace_back([st, i] { st->Loop(i); });
   return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(std::move(s)));
 }
 
-std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
-  State::Pending p;
-  auto fut = p.promise.get_future();
-  auto refuse = [&](Status st) {
-    MutexLock lock(&s_->mu);
-    ++s_->stats.rejected;
-    p.promise.set_value(std::move(st));
-    return std::move(fut);
-  };
-  if (!req.input.defined() || req.input.dim() < 1 || req.input.size(0) < 1) {
-    return refuse(InvalidArgument("the input needs at least one row"));
+void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
+  t->req_ = req;
+  t->output_row_elements_ = 0;
+  {
+    MutexLock l(&t->mu_);
+    t->done_ = false;
   }
-  if (s_->o.max_batch_size > 0 && req.input.size(0) > s_->o.max_batch_size) {
-    return refuse(InvalidArgument("the input has " + std::to_string(req.input.size(0)) +
+  auto refuse = [&](Status st) {
+    {
+      MutexLock lock(&s_->mu);
+      ++s_->stats.rejected;
+    }
+    t->Finish(std::move(st));
+  };
+  if (req.rows < 1 || req.row_elements < 1) {
+    return refuse(InvalidArgument("the input needs at least one row of at least one value"));
+  }
+  if (!req.input && !(req.pixels && req.lut)) {
+    return refuse(InvalidArgument("the request has no input rows"));
+  }
+  if (!req.output) return refuse(InvalidArgument("the request has nowhere to put its output"));
+  if (s_->o.max_batch_size > 0 && req.rows > s_->o.max_batch_size) {
+    return refuse(InvalidArgument("the input has " + std::to_string(req.rows) +
                                   " rows, more than max_batch_size " +
                                   std::to_string(s_->o.max_batch_size)));
   }
@@ -249,32 +316,33 @@ std::future<Result<at::Tensor>> DynamicBatcher::Submit(InferRequest req) {
     return refuse(InvalidArgument("priority " + std::to_string(req.priority) + " is outside 0.." +
                                   std::to_string(s_->o.priority_levels - 1)));
   }
-  p.input = req.input;
-  p.shape.assign(req.input.sizes().begin() + 1, req.input.sizes().end());
-  p.enqueued = Clock::now();
-  int64_t timeout = req.timeout_us > 0 ? req.timeout_us : s_->o.default_timeout_us;
-  p.deadline =
-      timeout > 0 ? p.enqueued + std::chrono::microseconds(timeout) : Clock::time_point::max();
+  t->enqueued_ = Clock::now();
+  const int64_t timeout = req.timeout_us > 0 ? req.timeout_us : s_->o.default_timeout_us;
+  t->deadline_ =
+      timeout > 0 ? t->enqueued_ + std::chrono::microseconds(timeout) : Clock::time_point::max();
   {
     MutexLock lock(&s_->mu);
     if (s_->stopping) {
       ++s_->stats.rejected;
-      p.promise.set_value(Unavailable("the model is shutting down"));
-      return fut;
+      lock.Unlock();
+      return t->Finish(Unavailable("the model is shutting down"));
     }
     if (s_->queued >= s_->o.max_queue_size) {
       ++s_->stats.rejected;
-      p.promise.set_value(ResourceExhausted("the queue is full (" +
-                                            std::to_string(s_->o.max_queue_size) +
-                                            " requests); retry later"));
-      return fut;
+      lock.Unlock();
+      return t->Finish(ResourceExhausted("the queue is full (" +
+                                         std::to_string(s_->o.max_queue_size) +
+                                         " requests); retry later"));
     }
-    s_->queues[static_cast<size_t>(req.priority)].push_back(std::move(p));
+    State::Queue& q = s_->queues[static_cast<size_t>(req.priority)];
+    t->prev_ = q.tail;
+    t->next_ = nullptr;
+    (q.tail ? q.tail->next_ : q.head) = t;
+    q.tail = t;
     ++s_->queued;
     ++s_->stats.requests;
   }
   s_->cv.NotifyOne();
-  return fut;
 }
 
 void DynamicBatcher::Shutdown() {
@@ -290,7 +358,14 @@ void DynamicBatcher::Shutdown() {
 
 BatcherStats DynamicBatcher::Stats() const {
   MutexLock lock(&s_->mu);
-  return s_->stats;
+  BatcherStats out = s_->stats;
+  for (int64_t r = 0; r < kCountedRows; ++r) {
+    if (s_->rows_counted[static_cast<size_t>(r)]) {
+      out.batch_rows[r] = s_->rows_counted[static_cast<size_t>(r)];
+    }
+  }
+  for (const auto& [r, n] : s_->rows_large) out.batch_rows[r] = n;
+  return out;
 }
 
 int64_t DynamicBatcher::QueueSize() const {

@@ -1,6 +1,7 @@
 // The dynamic batcher in front of each served model. Requests queue per priority level; a model
-// instance takes the oldest highest-priority requests whose inputs share a shape, up to
-// `max_batch_size` rows, and runs them as one batch. When it runs them depends on `dispatch`:
+// instance takes the oldest highest-priority requests whose rows have the same width, up to
+// `max_batch_size` rows, copies them into its own batch buffer and runs them as one batch. When it
+// runs them depends on `dispatch`:
 //
 //   kWorkConserving (default)  an idle instance runs what is queued at once: a lone request never
 //                              waits out a queue delay, and requests gather into batches only
@@ -8,21 +9,25 @@
 //   kDelay                     NVIDIA Triton's contract: a batch runs as soon as it is full or of a
 //                              preferred size, or when the oldest request has waited
 //                              `max_queue_delay_us`
-// A full queue refuses at once (ResourceExhausted: HTTP 429 /
-// RESOURCE_EXHAUSTED); a request still queued after its timeout fails with DeadlineExceeded and
-// is never run. Shutdown() stops accepting and drains what is queued.
+// A full queue refuses at once (ResourceExhausted: HTTP 429 / RESOURCE_EXHAUSTED); a request still
+// queued after its timeout fails with DeadlineExceeded and is never run. Shutdown() stops
+// accepting and drains what is queued.
+//
+// The request path allocates nothing once warm: a request is a caller-owned Ticket that points at
+// the caller's input and output buffers and is linked into the queue in place; each instance owns
+// its batch buffers (grown to the largest batch seen, never shrunk); raw pixels are normalised
+// through the caller's 256-entry table while they are copied into the batch. Only the model's own
+// forward pass allocates, once per batch.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
+#include <chrono>
 #include <cstdint>
 #include <functional>
-#include <future>
 #include <map>
 #include <memory>
-#include <string>
 #include <vector>
 
+#include "ronghe/base/mutex.h"
 #include "ronghe/base/status.h"
 
 namespace ronghe::serve {
@@ -44,10 +49,51 @@ struct BatcherOptions {
   DispatchPolicy dispatch = DispatchPolicy::kWorkConserving;  // Default: work-conserving.
 };
 
+// A request's rows as the model takes them: `rows` x `row_elements` values, row-major. Requests
+// batch together when their `row_elements` agree.
 struct InferRequest {
-  at::Tensor input;  // [rows, ...]; requests batch together when their shapes after rows agree
-  int priority = 0;  // 0 = highest
+  const float* input = nullptr;     // float rows, copied as they are; or
+  const uint8_t* pixels = nullptr;  // byte rows, each byte b written as lut[b] (normalisation)
+  const float* lut = nullptr;       // 256 entries, with `pixels`
+  int64_t rows = 0;
+  int64_t row_elements = 0;
+  // Where the answer goes: resized to rows x Ticket::output_row_elements() floats (its capacity
+  // is kept, so a caller that reuses it allocates nothing).
+  std::vector<float>* output = nullptr;
+  int priority = 0;        // 0 = highest
   int64_t timeout_us = 0;  // 0 = the batcher's default
+};
+
+class DynamicBatcher;
+
+// One request in flight: owned by the caller, who must keep it (and the buffers its request
+// points to) alive until Wait() returns.
+class Ticket {
+ public:
+  Ticket() = default;
+  Ticket(const Ticket&) = delete;
+  Ticket& operator=(const Ticket&) = delete;
+
+  // Blocks until the request has run (or failed); the status says which.
+  Status Wait() EXCLUDES(mu_);
+  bool Done() const EXCLUDES(mu_);
+  // Floats per output row, once Wait() returned OK.
+  int64_t output_row_elements() const { return output_row_elements_; }
+
+ private:
+  friend class DynamicBatcher;
+  using Clock = std::chrono::steady_clock;
+  void Finish(Status st) EXCLUDES(mu_);
+
+  InferRequest req_;
+  Ticket* prev_ = nullptr;  // queue links, guarded by the batcher's mutex
+  Ticket* next_ = nullptr;
+  Clock::time_point enqueued_, deadline_;
+  Status status_;
+  int64_t output_row_elements_ = 0;
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool done_ GUARDED_BY(mu_) = false;
 };
 
 struct BatcherStats {
@@ -64,16 +110,34 @@ struct BatcherStats {
   double compute_seconds = 0;             // summed over batches
 };
 
+// What the model sees: the instance's batch buffer and where its output rows go.
+struct Batch {
+  int instance = 0;  // 0..instances-1
+  const float* input = nullptr;
+  int64_t rows = 0;
+  int64_t row_elements = 0;
+  int64_t max_rows = 0;  // the most rows a batch of this batcher holds: size buffers for it once
+  // The model writes rows x output_row_elements floats here (resize it; the capacity stays).
+  std::vector<float>* output = nullptr;
+  int64_t output_row_elements = 0;
+};
+
 class DynamicBatcher {
  public:
-  // Runs one batch on model instance `instance` (0..instances-1): [rows, ...] -> [rows, ...].
-  using RunFn = std::function<Result<at::Tensor>(int instance, const at::Tensor& batch)>;
+  // Runs one batch; an error fails each of the batch's requests.
+  using RunFn = std::function<Status(Batch& batch)>;
 
   static Result<std::unique_ptr<DynamicBatcher>> Create(const BatcherOptions& options, RunFn run);
   ~DynamicBatcher();  // Shutdown()
 
-  // The future holds the request's output rows, or why it has none.
-  std::future<Result<at::Tensor>> Submit(InferRequest request);
+  // Queues the request (or answers `ticket` at once with why not). Never waits for the model.
+  void Submit(const InferRequest& request, Ticket* ticket);
+  // Submit and Wait.
+  Status Run(const InferRequest& request) {
+    Ticket t;
+    Submit(request, &t);
+    return t.Wait();
+  }
   // Stops accepting (Unavailable), runs everything already queued, joins the instances.
   void Shutdown();
   BatcherStats Stats() const;

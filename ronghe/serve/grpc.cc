@@ -1,9 +1,9 @@
 #include "ronghe/serve/grpc.h"
 
-#include <ATen/ATen.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "ronghe/base/version.h"
@@ -98,26 +98,14 @@ void JsonToParams(const json& j, google::protobuf::Map<std::string, inference::I
   }
 }
 
-size_t ElementSize(DataType t) {
-  switch (t) {
-    case DataType::kBool:
-    case DataType::kUint8:
-      return 1;
-    case DataType::kInt32:
-    case DataType::kFp32:
-      return 4;
-    default:
-      return 8;
-  }
-}
-
 template <typename T, typename Repeated>
 Status CopyContents(const Repeated& src, const std::string& field, int64_t n, InferTensor* t) {
   if (static_cast<int64_t>(src.size()) != n) {
     return InvalidArgument(field + ": " + std::to_string(src.size()) +
                            " values, but the shape holds " + std::to_string(n));
   }
-  T* out = t->tensor.data_ptr<T>();
+  t->data.assign(static_cast<size_t>(n) * sizeof(T), '\0');
+  T* out = t->Mutable<T>();
   for (int64_t i = 0; i < n; ++i) {
     auto v = src.Get(static_cast<int>(i));
     if constexpr (std::is_same_v<T, uint8_t>) {
@@ -139,6 +127,10 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
   InferRequestMsg msg;
   msg.id = req.id();
   msg.parameters = ParamsToJson(req.parameters());
+  if (auto b = msg.parameters.find("binary_data_output"); b != msg.parameters.end()) {
+    msg.binary_output_all = b->is_boolean() && b->get<bool>();
+    msg.parameters.erase(b);
+  }
   if (req.inputs_size() == 0) return InvalidArgument("inputs: missing");
   bool raw = req.raw_input_contents_size() > 0;
   if (raw && req.raw_input_contents_size() != req.inputs_size()) {
@@ -191,25 +183,23 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
       msg.inputs.push_back(std::move(t));
       continue;
     }
-    at::ScalarType st = t.datatype == DataType::kBool    ? at::kBool
-                        : t.datatype == DataType::kUint8 ? at::kByte
-                        : t.datatype == DataType::kInt32 ? at::kInt
-                        : t.datatype == DataType::kInt64 ? at::kLong
-                        : t.datatype == DataType::kFp64  ? at::kDouble
-                                                         : at::kFloat;
-    t.tensor = at::empty(t.shape, at::TensorOptions().dtype(st));
     if (raw) {
       const std::string& r = req.raw_input_contents(i);
-      if (static_cast<int64_t>(r.size()) != n * static_cast<int64_t>(ElementSize(t.datatype))) {
-        return InvalidArgument(field + ": raw contents hold " + std::to_string(r.size()) +
-                               " bytes, the shape needs " +
-                               std::to_string(n * static_cast<int64_t>(ElementSize(t.datatype))));
+      const int64_t want = n * static_cast<int64_t>(ElementSize(t.datatype));
+      if (static_cast<int64_t>(r.size()) != want) {
+        return InvalidArgument(field + " ('" + t.name.substr(0, 64) + "'): raw contents hold " +
+                               std::to_string(r.size()) + " bytes, shape and datatype need " +
+                               std::to_string(want));
       }
-      std::memcpy(t.tensor.data_ptr(), r.data(), r.size());
-      if (t.datatype == DataType::kFp32 && !at::isfinite(t.tensor).all().item<bool>()) {
-        return InvalidArgument(field + ": raw contents hold a non-finite value");
+      t.data = r;
+      for (int64_t k = 0; k < n; ++k) {
+        if (t.datatype == DataType::kBool && static_cast<unsigned char>(t.data[k]) > 1)
+          return InvalidArgument(field + ": raw BOOL bytes are 0 or 1");
+        if ((t.datatype == DataType::kFp32 && !std::isfinite(t.As<float>()[k])) ||
+            (t.datatype == DataType::kFp64 && !std::isfinite(t.As<double>()[k]))) {
+          return InvalidArgument(field + ": raw contents hold a non-finite value");
+        }
       }
-      if (t.datatype == DataType::kBool) t.tensor = t.tensor.to(at::kByte).ne(0);
     } else {
       const auto& c = in.contents();
       std::string cf = field + ".contents";
@@ -244,44 +234,48 @@ Result<InferRequestMsg> FromProto(const inference::ModelInferRequest& req) {
   return msg;
 }
 
-void ToProto(const InferTensor& t, inference::ModelInferResponse::InferOutputTensor* out) {
+// One output into the response: typed contents, or (`raw`) its bytes in raw_output_contents, as
+// Triton answers clients that send raw inputs.
+void ToProto(const InferTensor& t, bool raw, inference::ModelInferResponse* response) {
+  auto* out = response->add_outputs();
   out->set_name(t.name);
   out->set_datatype(DataTypeName(t.datatype));
   for (int64_t d : t.shape) out->add_shape(d);
+  if (raw) {
+    std::string* dst = response->add_raw_output_contents();
+    if (t.datatype != DataType::kBytes) {
+      *dst = t.data;
+      return;
+    }
+    for (const auto& b : t.bytes) {
+      uint32_t len = static_cast<uint32_t>(b.size());
+      dst->append(reinterpret_cast<const char*>(&len), 4);
+      *dst += b;
+    }
+    return;
+  }
   auto* c = out->mutable_contents();
-  int64_t n =
-      t.datatype == DataType::kBytes ? static_cast<int64_t>(t.bytes.size()) : t.tensor.numel();
+  const int64_t n =
+      t.datatype == DataType::kBytes ? static_cast<int64_t>(t.bytes.size()) : t.Elements();
   switch (t.datatype) {
-    case DataType::kFp32: {
-      const float* p = t.tensor.data_ptr<float>();
-      c->mutable_fp32_contents()->Add(p, p + n);
+    case DataType::kFp32:
+      c->mutable_fp32_contents()->Add(t.As<float>(), t.As<float>() + n);
       break;
-    }
-    case DataType::kFp64: {
-      const double* p = t.tensor.data_ptr<double>();
-      c->mutable_fp64_contents()->Add(p, p + n);
+    case DataType::kFp64:
+      c->mutable_fp64_contents()->Add(t.As<double>(), t.As<double>() + n);
       break;
-    }
-    case DataType::kInt64: {
-      const int64_t* p = t.tensor.data_ptr<int64_t>();
-      for (int64_t i = 0; i < n; ++i) c->add_int64_contents(p[i]);
+    case DataType::kInt64:
+      c->mutable_int64_contents()->Add(t.As<int64_t>(), t.As<int64_t>() + n);
       break;
-    }
-    case DataType::kInt32: {
-      const int32_t* p = t.tensor.data_ptr<int32_t>();
-      c->mutable_int_contents()->Add(p, p + n);
+    case DataType::kInt32:
+      c->mutable_int_contents()->Add(t.As<int32_t>(), t.As<int32_t>() + n);
       break;
-    }
-    case DataType::kUint8: {
-      const uint8_t* p = t.tensor.data_ptr<uint8_t>();
-      for (int64_t i = 0; i < n; ++i) c->add_uint_contents(p[i]);
+    case DataType::kUint8:
+      for (int64_t i = 0; i < n; ++i) c->add_uint_contents(t.As<uint8_t>()[i]);
       break;
-    }
-    case DataType::kBool: {
-      const bool* p = t.tensor.data_ptr<bool>();
-      for (int64_t i = 0; i < n; ++i) c->add_bool_contents(p[i]);
+    case DataType::kBool:
+      for (int64_t i = 0; i < n; ++i) c->add_bool_contents(t.As<uint8_t>()[i] != 0);
       break;
-    }
     case DataType::kBytes:
       for (const auto& b : t.bytes) c->add_bytes_contents(b);
       break;
@@ -315,7 +309,8 @@ class Service final : public inference::GRPCInferenceService::Service {
                               inference::ServerMetadataResponse* r) override {
     r->set_name("ronghe");
     r->set_version(Version());
-    for (const char* e : {"model_repository", "statistics", "experiments", "cascade"})
+    for (const char* e :
+         {"binary_tensor_data", "model_repository", "statistics", "experiments", "cascade"})
       r->add_extensions(e);
     return grpc::Status::OK;
   }
@@ -350,7 +345,8 @@ class Service final : public inference::GRPCInferenceService::Service {
         r->set_model_version(res->version);
         r->set_id(q->id());
         JsonToParams(res->parameters, r->mutable_parameters());
-        for (const auto& t : res->outputs) ToProto(t, r->add_outputs());
+        const bool raw = q->raw_input_contents_size() > 0 || msg->binary_output_all;
+        for (const auto& t : res->outputs) ToProto(t, raw, r);
       }
       s_->AccessLog(
           {{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())

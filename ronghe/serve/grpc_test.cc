@@ -76,6 +76,7 @@ TEST_F(GrpcTest, InferEqualsOfflinePredictionsWithTypedAndRawContents) {
   torch::manual_seed(1);
   at::Tensor x = torch::randn({3, 4});
   at::Tensor want = Offline(x);
+  std::vector<std::vector<float>> answers;
   for (bool raw : {false, true}) {
     inference::ModelInferRequest q;
     q.set_model_name("tab");
@@ -101,12 +102,24 @@ TEST_F(GrpcTest, InferEqualsOfflinePredictionsWithTypedAndRawContents) {
     EXPECT_EQ(r.id(), "g1");
     ASSERT_EQ(r.outputs_size(), 1);
     const auto& o = r.outputs(0);
-    ASSERT_EQ(o.contents().fp32_contents_size(), 9);
-    at::Tensor got = torch::tensor(std::vector<float>(o.contents().fp32_contents().begin(),
-                                                      o.contents().fp32_contents().end()))
-                         .view({3, 3});
+    std::vector<float> values;
+    if (raw) {
+      // Raw in, raw out (as Triton answers): the output's bytes in raw_output_contents.
+      EXPECT_EQ(o.contents().fp32_contents_size(), 0);
+      ASSERT_EQ(r.raw_output_contents_size(), 1);
+      ASSERT_EQ(r.raw_output_contents(0).size(), 9 * sizeof(float));
+      values.resize(9);
+      std::memcpy(values.data(), r.raw_output_contents(0).data(), 9 * sizeof(float));
+    } else {
+      EXPECT_EQ(r.raw_output_contents_size(), 0);
+      ASSERT_EQ(o.contents().fp32_contents_size(), 9);
+      values.assign(o.contents().fp32_contents().begin(), o.contents().fp32_contents().end());
+    }
+    at::Tensor got = torch::tensor(values).view({3, 3});
     EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << (raw ? "raw" : "typed");
+    answers.push_back(values);
   }
+  EXPECT_EQ(answers[0], answers[1]);  // typed and raw: the same floats, bit for bit
   grpc::ClientContext ctx;
   inference::ModelMetadataRequest mq;
   mq.set_name("tab");

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <openssl/ssl.h>
 
+#include <charconv>
 #include <chrono>
 #include <thread>
 
@@ -18,6 +19,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kJson = "application/json";
+constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
 
 void Reply(httplib::Response& res, int status, const std::string& body) {
   res.status = status;
@@ -84,14 +86,15 @@ struct HttpFrontend::Impl {
                 bool ready = server->Ready();
                 Reply(res, ready ? 200 : 503, ready ? R"({"ready":true})" : R"({"ready":false})");
               }));
-    http->Get(
-        "/v2", Logged("server", [](const httplib::Request&, httplib::Response& res) {
-          Reply(res, 200,
-                json{{"name", "ronghe"},
-                     {"version", Version()},
-                     {"extensions", {"model_repository", "statistics", "experiments", "cascade"}}}
-                    .dump());
-        }));
+    http->Get("/v2", Logged("server", [](const httplib::Request&, httplib::Response& res) {
+                Reply(res, 200,
+                      json{{"name", "ronghe"},
+                           {"version", Version()},
+                           {"extensions",
+                            {"binary_tensor_data", "model_repository", "statistics", "experiments",
+                             "cascade"}}}
+                          .dump());
+              }));
     http->Get("/metrics",
               Logged("metrics", [this](const httplib::Request&, httplib::Response& res) {
                 res.status = 200;
@@ -100,14 +103,32 @@ struct HttpFrontend::Impl {
     const std::string model = R"(/v2/models/([A-Za-z0-9_.\-]+)(?:/versions/([A-Za-z0-9_.\-]+))?)";
     http->Post(model + "/infer",
                Logged("infer", [this](const httplib::Request& req, httplib::Response& res) {
-                 auto msg = DecodeInferRequest(req.body);
+                 // The binary tensor extension: the header says how much of the body is JSON.
+                 size_t header_length = 0;
+                 if (req.has_header(kHeaderLength)) {
+                   const std::string h = req.get_header_value(kHeaderLength);
+                   auto [end, ec] = std::from_chars(h.data(), h.data() + h.size(), header_length);
+                   if (ec != std::errc() || end != h.data() + h.size() || header_length == 0) {
+                     return ReplyError(
+                         res, InvalidArgument(std::string(kHeaderLength) + ": '" + h.substr(0, 32) +
+                                              "' is not a positive byte count"));
+                   }
+                 }
+                 auto msg = DecodeInferRequest(req.body, {}, header_length);
                  if (!msg.ok()) return ReplyError(res, msg.status());
                  auto r = server->Infer(Group(req, 1), Group(req, 2), *msg);
                  if (!r.ok()) return ReplyError(res, r.status());
                  res.set_header("x-ronghe-version", r->model + ":" + r->version);
-                 Reply(
-                     res, 200,
-                     EncodeInferResponse(r->model, r->version, msg->id, r->outputs, r->parameters));
+                 size_t out_header = 0;
+                 std::string body = EncodeInferResponse(r->model, r->version, *msg, r->outputs,
+                                                        r->parameters, &out_header);
+                 res.status = 200;
+                 if (out_header > 0) {
+                   res.set_header(kHeaderLength, std::to_string(out_header));
+                   res.set_content(std::move(body), "application/octet-stream");
+                 } else {
+                   res.set_content(std::move(body), kJson);
+                 }
                }));
     http->Get(model + "/ready",
               Logged("model_ready", [this](const httplib::Request& req, httplib::Response& res) {

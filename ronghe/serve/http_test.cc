@@ -558,6 +558,85 @@ TEST_F(HttpTest, RawInputsArePreprocessedAsInTraining) {
   EXPECT_TRUE(torch::allclose(OutputTensor(resp, "logits"), Offline(art, x), 1e-5, 1e-5));
 }
 
+// The binary tensor extension over HTTP: the same request as raw bytes after a JSON header gives
+// the same outputs, bit for bit, as its JSON form, whether the answer comes back as JSON or as
+// binary; malformed binary requests get 400 naming the input, and the server keeps serving.
+TEST_F(HttpTest, BinaryAndJsonRequestsGiveIdenticalOutputs) {
+  WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 9, 6, 3, {16});
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  torch::manual_seed(5);
+  const std::string json_body = InferBody(torch::randn({4, 6}), "bin-1").dump();
+  auto plain = s.client->Post("/v2/models/tab/infer", json_body, "application/json");
+  ASSERT_TRUE(plain && plain->status == 200) << (plain ? plain->body : "no answer");
+  EXPECT_FALSE(plain->has_header("Inference-Header-Content-Length"));
+  auto want = DecodeInferResponse(plain->body, 0);
+  ASSERT_TRUE(want.ok()) << want.status().message();
+  ASSERT_EQ(want->size(), 3u);  // probabilities, class, logits
+
+  for (bool binary_out : {false, true}) {
+    size_t header = 0;
+    auto body = ToBinaryRequest(json_body, binary_out, &header);
+    ASSERT_TRUE(body.ok()) << body.status().message();
+    httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(header)}};
+    auto r = s.client->Post("/v2/models/tab/infer", h, *body, "application/octet-stream");
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    size_t out_header = 0;
+    if (binary_out) {
+      ASSERT_TRUE(r->has_header("Inference-Header-Content-Length"));
+      out_header = std::stoul(r->get_header_value("Inference-Header-Content-Length"));
+      auto head = json::parse(r->body.substr(0, out_header));
+      EXPECT_EQ(head["id"], "bin-1");
+      EXPECT_EQ(head["outputs"][0]["parameters"]["binary_data_size"], 4 * 3 * 4);
+    }
+    auto got = DecodeInferResponse(r->body, out_header);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    ASSERT_EQ(got->size(), want->size());
+    for (size_t i = 0; i < got->size(); ++i) {
+      EXPECT_EQ((*got)[i].name, (*want)[i].name);
+      EXPECT_EQ((*got)[i].shape, (*want)[i].shape);
+      EXPECT_EQ((*got)[i].data, (*want)[i].data) << (*got)[i].name << " binary out " << binary_out;
+    }
+  }
+
+  auto post = [&](const std::string& header_json, const std::string& bin, const std::string& len) {
+    httplib::Headers h = {{"Inference-Header-Content-Length", len}};
+    auto r =
+        s.client->Post("/v2/models/tab/infer", h, header_json + bin, "application/octet-stream");
+    EXPECT_TRUE(r);
+    return r ? std::make_pair(r->status, json::parse(r->body, nullptr, false))
+             : std::make_pair(-1, json());
+  };
+  const std::string head =
+      R"({"inputs":[{"name":"input","shape":[1,6],"datatype":"FP32","parameters":{"binary_data_size":24}}]})";
+  const std::string L = std::to_string(head.size());
+  struct Case {
+    std::string bin, len, words;
+  } cases[] = {
+      {std::string(20, '\0'), L, "inputs[0] ('input'): binary_data_size 24 runs past the body"},
+      {std::string(28, '\0'), L,
+       "28 bytes follow the JSON header, but the inputs' "
+       "binary_data_size add up to 24"},
+      {std::string(24, '\0'), "x12", "Inference-Header-Content-Length: 'x12' is not a positive"},
+      {std::string(24, '\0'), "100000", "exceeds the body"},
+  };
+  for (const auto& c : cases) {
+    auto [code, resp] = post(head, c.bin, c.len);
+    EXPECT_EQ(code, 400) << c.words;
+    ASSERT_TRUE(resp.is_object() && resp.contains("error")) << c.words;
+    EXPECT_NE(resp["error"].get<std::string>().find(c.words), std::string::npos) << resp["error"];
+  }
+  // A wrong datatype size: FP32 [1,6] declared as 6 bytes (one per element).
+  std::string bad = head;
+  bad.replace(bad.find("24"), 2, "6");
+  auto [code, resp] = post(bad, std::string(6, '\0'), std::to_string(bad.size()));
+  EXPECT_EQ(code, 400);
+  EXPECT_NE(resp.dump().find("('input'): binary_data_size 6, but shape [1,6] of FP32 needs 24"),
+            std::string::npos)
+      << resp.dump();
+  EXPECT_EQ(Post(*s.client, "/v2/models/tab/infer", json_body).first, 200);
+}
+
 TEST_F(HttpTest, AStartWithABadRepositoryFailsNamingTheFile) {
   WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 7);
   WriteText(options_.repository.dir + "/tab/config.toml", "[batching]\nmax_batch_sise = 4\n");

@@ -1,7 +1,7 @@
 #include "ronghe/serve/kserve.h"
 
-#include <ATen/ATen.h>
-
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -48,24 +48,38 @@ int64_t InferTensor::Elements() const {
   return n;
 }
 
-namespace {
-
-at::ScalarType ScalarOf(DataType t) {
+size_t ElementSize(DataType t) {
   switch (t) {
     case DataType::kBool:
-      return at::kBool;
     case DataType::kUint8:
-      return at::kByte;
+      return 1;
     case DataType::kInt32:
-      return at::kInt;
+    case DataType::kFp32:
+      return 4;
     case DataType::kInt64:
-      return at::kLong;
     case DataType::kFp64:
-      return at::kDouble;
-    default:
-      return at::kFloat;
+      return 8;
+    case DataType::kBytes:
+      return 0;
   }
+  return 0;
 }
+
+InferTensor NumericTensor(std::string name, DataType type, std::vector<int64_t> shape) {
+  InferTensor t;
+  t.name = std::move(name);
+  t.datatype = type;
+  t.shape = std::move(shape);
+  t.data.assign(static_cast<size_t>(t.Elements()) * ElementSize(type), '\0');
+  return t;
+}
+
+bool InferRequestMsg::BinaryOutput(const std::string& name) const {
+  if (binary_output_all) return true;
+  return std::find(binary_outputs.begin(), binary_outputs.end(), name) != binary_outputs.end();
+}
+
+namespace {
 
 // nlohmann's parser recurses once per nesting level, so a body of a million '[' would exhaust
 // the stack: measure the depth first, skipping strings, in one pass without allocating.
@@ -119,8 +133,9 @@ Status Flatten(const json& data, const std::string& field, DataType type, int64_
         if (!v.is_number())
           return InvalidArgument(at() + ": " + DataTypeName(type) + " wants a number");
         double d = v.get<double>();
-        if (!std::isfinite(d) ||
-            (std::is_same_v<T, float> && std::fabs(d) > std::numeric_limits<float>::max())) {
+        // For FP32, what does not round to a finite float (3.4028235e38, the shortest form of
+        // the largest float, is above FLT_MAX as a double yet rounds to it).
+        if (!std::isfinite(d) || (std::is_same_v<T, float> && std::isinf(static_cast<float>(d)))) {
           return InvalidArgument(at() + ": not a finite " + DataTypeName(type));
         }
         value = static_cast<T>(d);
@@ -166,9 +181,9 @@ Status FlattenBytes(const json& data, const std::string& field, int64_t expected
 
 template <typename T>
 Status FillTensor(const json& data, const std::string& field, InferTensor* t, int64_t expected) {
-  t->tensor = at::empty(t->shape, at::TensorOptions().dtype(ScalarOf(t->datatype)));
+  t->data.assign(static_cast<size_t>(expected) * sizeof(T), '\0');
   int64_t n = 0;
-  RETURN_IF_ERROR(Flatten<T>(data, field, t->datatype, expected, t->tensor.data_ptr<T>(), &n));
+  RETURN_IF_ERROR(Flatten<T>(data, field, t->datatype, expected, t->Mutable<T>(), &n));
   if (n != expected) {
     return InvalidArgument(field + ": " + std::to_string(n) + " values, but the shape holds " +
                            std::to_string(expected));
@@ -176,8 +191,73 @@ Status FillTensor(const json& data, const std::string& field, InferTensor* t, in
   return Status::OK();
 }
 
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// An input's bytes from the binary part of the body, checked against its shape and datatype.
+Status ReadBinary(std::string_view bin, size_t* offset, int64_t size, const std::string& where,
+                  int64_t elements, InferTensor* t) {
+  const size_t left = bin.size() - *offset;
+  if (static_cast<uint64_t>(size) > left) {
+    return InvalidArgument(where + ": binary_data_size " + std::to_string(size) +
+                           " runs past the body (" + std::to_string(left) +
+                           " bytes of binary data left)");
+  }
+  std::string_view b = bin.substr(*offset, static_cast<size_t>(size));
+  *offset += static_cast<size_t>(size);
+  if (t->datatype == DataType::kBytes) {
+    size_t pos = 0;
+    while (pos < b.size()) {
+      if (static_cast<int64_t>(t->bytes.size()) >= elements) {
+        return InvalidArgument(where + ": more BYTES elements than the shape holds (" +
+                               std::to_string(elements) + ")");
+      }
+      if (b.size() - pos < 4) return InvalidArgument(where + ": truncated BYTES length prefix");
+      uint32_t len;
+      std::memcpy(&len, b.data() + pos, 4);
+      pos += 4;
+      if (b.size() - pos < len)
+        return InvalidArgument(where + ": BYTES element " + std::to_string(t->bytes.size()) +
+                               " of " + std::to_string(len) + " bytes overruns its binary data");
+      t->bytes.emplace_back(b.data() + pos, len);
+      pos += len;
+    }
+    if (static_cast<int64_t>(t->bytes.size()) != elements) {
+      return InvalidArgument(where + ": " + std::to_string(t->bytes.size()) +
+                             " BYTES elements, but the shape holds " + std::to_string(elements));
+    }
+    return Status::OK();
+  }
+  const int64_t want = elements * static_cast<int64_t>(ElementSize(t->datatype));
+  if (size != want) {
+    return InvalidArgument(where + ": binary_data_size " + std::to_string(size) + ", but shape " +
+                           ShapeText(t->shape) + " of " + DataTypeName(t->datatype) + " needs " +
+                           std::to_string(want) + " bytes");
+  }
+  t->data.assign(b.data(), b.size());
+  if (t->datatype == DataType::kBool) {
+    for (size_t i = 0; i < t->data.size(); ++i) {
+      if (static_cast<unsigned char>(t->data[i]) > 1)
+        return InvalidArgument(where + "[" + std::to_string(i) + "]: BOOL bytes are 0 or 1");
+    }
+  } else if (t->datatype == DataType::kFp32 || t->datatype == DataType::kFp64) {
+    const bool fp32 = t->datatype == DataType::kFp32;
+    for (int64_t i = 0; i < elements; ++i) {
+      double v = fp32 ? t->As<float>()[i] : t->As<double>()[i];
+      if (!std::isfinite(v))
+        return InvalidArgument(where + "[" + std::to_string(i) + "]: not a finite " +
+                               DataTypeName(t->datatype));
+    }
+  }
+  return Status::OK();
+}
+
 Status DecodeTensor(const json& j, const std::string& field, const DecodeLimits& limits,
-                    int64_t* budget, InferTensor* t) {
+                    int64_t* budget, std::string_view bin, size_t* offset, bool has_binary,
+                    InferTensor* t) {
   if (!j.is_object()) return InvalidArgument(field + ": must be an object");
   auto name = j.find("name");
   if (name == j.end() || !name->is_string())
@@ -215,6 +295,24 @@ Status DecodeTensor(const json& j, const std::string& field, const DecodeLimits&
   }
   *budget -= elements;
   auto data = j.find("data");
+  const json* params = nullptr;
+  if (auto p = j.find("parameters"); p != j.end()) {
+    if (!p->is_object()) return InvalidArgument(field + ".parameters: must be an object");
+    params = &*p;
+  }
+  if (params && params->contains("binary_data_size")) {
+    const std::string where = field + " ('" + t->name.substr(0, 64) + "')";
+    const json& size = (*params)["binary_data_size"];
+    if (!size.is_number_integer() || size.get<int64_t>() < 0)
+      return InvalidArgument(where + ": binary_data_size must be a non-negative integer");
+    if (data != j.end()) return InvalidArgument(where + ": has both data and binary_data_size");
+    if (!has_binary) {
+      return InvalidArgument(where +
+                             ": binary_data_size, but the request has no "
+                             "Inference-Header-Content-Length header");
+    }
+    return ReadBinary(bin, offset, size.get<int64_t>(), where, elements, t);
+  }
   if (data == j.end()) return InvalidArgument(field + ".data: missing");
   std::string df = field + ".data";
   switch (t->datatype) {
@@ -242,12 +340,32 @@ Status DecodeTensor(const json& j, const std::string& field, const DecodeLimits&
   return Internal("unreachable datatype");
 }
 
+// true/false parameter `name` of `params` (absent: false).
+Result<bool> BoolParameter(const json& params, const char* name, const std::string& field) {
+  auto it = params.find(name);
+  if (it == params.end()) return false;
+  if (!it->is_boolean()) return InvalidArgument(field + "." + name + ": must be true or false");
+  return it->get<bool>();
+}
+
 }  // namespace
 
-Result<InferRequestMsg> DecodeInferRequest(std::string_view body, const DecodeLimits& limits) {
-  RETURN_IF_ERROR(CheckDepth(body, limits.max_depth));
-  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidArgument("request body is not valid JSON");
+Result<InferRequestMsg> DecodeInferRequest(std::string_view body, const DecodeLimits& limits,
+                                           size_t header_length) {
+  const bool has_binary = header_length > 0;
+  if (header_length > body.size()) {
+    return InvalidArgument("Inference-Header-Content-Length " + std::to_string(header_length) +
+                           " exceeds the body's " + std::to_string(body.size()) + " bytes");
+  }
+  std::string_view head = has_binary ? body.substr(0, header_length) : body;
+  std::string_view bin = has_binary ? body.substr(header_length) : std::string_view();
+  RETURN_IF_ERROR(CheckDepth(head, limits.max_depth));
+  json j = json::parse(head.begin(), head.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return InvalidArgument(has_binary ? "the request's JSON header (its first "
+                                        "Inference-Header-Content-Length bytes) is not valid JSON"
+                                      : "request body is not valid JSON");
+  }
   if (!j.is_object()) return InvalidArgument("request body must be a JSON object");
   InferRequestMsg msg;
   if (auto id = j.find("id"); id != j.end()) {
@@ -256,31 +374,46 @@ Result<InferRequestMsg> DecodeInferRequest(std::string_view body, const DecodeLi
   }
   if (auto p = j.find("parameters"); p != j.end()) {
     if (!p->is_object()) return InvalidArgument("parameters: must be an object");
-    msg.parameters = *p;
+    ASSIGN_OR_RETURN(msg.binary_output_all, BoolParameter(*p, "binary_data_output", "parameters"));
+    msg.parameters = std::move(*p);
+    msg.parameters.erase("binary_data_output");
   }
   auto inputs = j.find("inputs");
   if (inputs == j.end() || !inputs->is_array() || inputs->empty()) {
     return InvalidArgument("inputs: missing or not a non-empty array");
   }
   int64_t budget = limits.max_elements;
+  size_t offset = 0;
   for (size_t i = 0; i < inputs->size(); ++i) {
     InferTensor t;
-    RETURN_IF_ERROR(
-        DecodeTensor((*inputs)[i], "inputs[" + std::to_string(i) + "]", limits, &budget, &t));
+    RETURN_IF_ERROR(DecodeTensor((*inputs)[i], "inputs[" + std::to_string(i) + "]", limits, &budget,
+                                 bin, &offset, has_binary, &t));
     for (const auto& prev : msg.inputs) {
       if (prev.name == t.name) return InvalidArgument("inputs: '" + t.name + "' given twice");
     }
     msg.inputs.push_back(std::move(t));
   }
+  if (offset != bin.size()) {
+    return InvalidArgument("binary data: " + std::to_string(bin.size()) +
+                           " bytes follow the JSON header, but the inputs' binary_data_size add "
+                           "up to " +
+                           std::to_string(offset));
+  }
   if (auto outs = j.find("outputs"); outs != j.end()) {
     if (!outs->is_array()) return InvalidArgument("outputs: must be an array");
     for (size_t i = 0; i < outs->size(); ++i) {
       const json& o = (*outs)[i];
+      const std::string field = "outputs[" + std::to_string(i) + "]";
       auto n = o.is_object() ? o.find("name") : o.end();
       if (!o.is_object() || n == o.end() || !n->is_string()) {
-        return InvalidArgument("outputs[" + std::to_string(i) + "].name: missing or not a string");
+        return InvalidArgument(field + ".name: missing or not a string");
       }
       msg.outputs.push_back(n->get<std::string>());
+      if (auto p = o.find("parameters"); p != o.end()) {
+        if (!p->is_object()) return InvalidArgument(field + ".parameters: must be an object");
+        ASSIGN_OR_RETURN(bool binary, BoolParameter(*p, "binary_data", field + ".parameters"));
+        if (binary) msg.binary_outputs.push_back(msg.outputs.back());
+      }
     }
   }
   return msg;
@@ -289,86 +422,171 @@ Result<InferRequestMsg> DecodeInferRequest(std::string_view body, const DecodeLi
 namespace {
 
 template <typename T>
-json DataArray(const at::Tensor& t) {
-  at::Tensor c = t.contiguous();
-  const T* p = c.data_ptr<T>();
-  json a = json::array();
-  a.get_ref<json::array_t&>().reserve(static_cast<size_t>(c.numel()));
-  for (int64_t i = 0; i < c.numel(); ++i) a.push_back(p[i]);
-  return a;
+void AppendNumber(std::string* o, T v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (v == 0 && std::signbit(v)) {  // "-0" would be read back as the integer 0
+      o->append("-0.0");
+      return;
+    }
+  }
+  char buf[40];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // floats: the shortest exact form
+  o->append(buf, r.ptr);
+}
+
+template <typename T>
+void AppendData(std::string* o, const InferTensor& t) {
+  const size_t n = t.data.size() / sizeof(T);
+  const T* p = t.As<T>();
+  o->push_back('[');
+  for (size_t i = 0; i < n; ++i) {
+    if (i) o->push_back(',');
+    if constexpr (std::is_same_v<T, bool>) {
+      o->append(reinterpret_cast<const uint8_t*>(p)[i] ? "true" : "false");
+    } else if constexpr (std::is_same_v<T, uint8_t>) {
+      AppendNumber(o, static_cast<unsigned>(p[i]));
+    } else {
+      AppendNumber(o, p[i]);
+    }
+  }
+  o->push_back(']');
+}
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void AppendBytesElements(std::string* o, const std::vector<std::string>& elements) {
+  for (const auto& b : elements) {
+    uint32_t len = static_cast<uint32_t>(b.size());
+    o->append(reinterpret_cast<const char*>(&len), 4);
+    *o += b;
+  }
 }
 
 }  // namespace
 
 std::string EncodeInferResponse(const std::string& model, const std::string& version,
-                                const std::string& id, const std::vector<InferTensor>& outputs,
-                                const json& parameters) {
-  json j = {{"model_name", model}, {"model_version", version}};
-  if (!id.empty()) j["id"] = id;
-  if (!parameters.empty()) j["parameters"] = parameters;
-  json outs = json::array();
-  for (const InferTensor& t : outputs) {
-    json o = {{"name", t.name}, {"datatype", DataTypeName(t.datatype)}, {"shape", t.shape}};
+                                const InferRequestMsg& request,
+                                const std::vector<InferTensor>& outputs, const json& parameters,
+                                size_t* header_length) {
+  std::string o;
+  size_t reserve = 256;
+  for (const InferTensor& t : outputs) reserve += t.data.size() * 3 + 96;
+  o.reserve(reserve);
+  o += "{\"model_name\":" + Dump(model) + ",\"model_version\":" + Dump(version);
+  if (!request.id.empty()) o += ",\"id\":" + Dump(request.id);
+  if (!parameters.empty()) o += ",\"parameters\":" + Dump(parameters);
+  o += ",\"outputs\":[";
+  std::vector<const InferTensor*> binary;
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    const InferTensor& t = outputs[k];
+    if (k) o += ',';
+    o += "{\"name\":" + Dump(t.name) + ",\"datatype\":\"" + DataTypeName(t.datatype) +
+         "\",\"shape\":" + ShapeText(t.shape);
+    if (request.BinaryOutput(t.name)) {
+      size_t size = t.data.size();
+      if (t.datatype == DataType::kBytes) {
+        size = 0;
+        for (const auto& b : t.bytes) size += 4 + b.size();
+      }
+      o += ",\"parameters\":{\"binary_data_size\":" + std::to_string(size) + "}}";
+      binary.push_back(&t);
+      continue;
+    }
+    o += ",\"data\":";
     switch (t.datatype) {
       case DataType::kBool:
-        o["data"] = DataArray<bool>(t.tensor);
+        AppendData<bool>(&o, t);
         break;
       case DataType::kUint8:
-        o["data"] = DataArray<uint8_t>(t.tensor);
+        AppendData<uint8_t>(&o, t);
         break;
       case DataType::kInt32:
-        o["data"] = DataArray<int32_t>(t.tensor);
+        AppendData<int32_t>(&o, t);
         break;
       case DataType::kInt64:
-        o["data"] = DataArray<int64_t>(t.tensor);
+        AppendData<int64_t>(&o, t);
         break;
       case DataType::kFp32:
-        o["data"] = DataArray<float>(t.tensor);
+        AppendData<float>(&o, t);
         break;
       case DataType::kFp64:
-        o["data"] = DataArray<double>(t.tensor);
+        AppendData<double>(&o, t);
         break;
       case DataType::kBytes:
-        o["data"] = t.bytes;
+        o += Dump(t.bytes);
         break;
     }
-    outs.push_back(std::move(o));
+    o += '}';
   }
-  j["outputs"] = std::move(outs);
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  o += "]}";
+  *header_length = binary.empty() ? 0 : o.size();
+  for (const InferTensor* t : binary) {
+    if (t->datatype == DataType::kBytes) {
+      AppendBytesElements(&o, t->bytes);
+    } else {
+      o += t->data;
+    }
+  }
+  return o;
 }
 
-std::string ErrorBody(const std::string& message) {
-  return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
+std::string ErrorBody(const std::string& message) { return Dump(json{{"error", message}}); }
+
+Result<std::string> ToBinaryRequest(std::string_view json_body, bool binary_outputs,
+                                    size_t* header_length) {
+  ASSIGN_OR_RETURN(InferRequestMsg msg, DecodeInferRequest(json_body));
+  json head = json::object();
+  if (!msg.id.empty()) head["id"] = msg.id;
+  json params = msg.parameters;
+  if (binary_outputs) params["binary_data_output"] = true;
+  if (!params.empty()) head["parameters"] = params;
+  json inputs = json::array();
+  std::string bin;
+  for (const InferTensor& t : msg.inputs) {
+    size_t before = bin.size();
+    if (t.datatype == DataType::kBytes) {
+      AppendBytesElements(&bin, t.bytes);
+    } else {
+      bin += t.data;
+    }
+    inputs.push_back({{"name", t.name},
+                      {"datatype", DataTypeName(t.datatype)},
+                      {"shape", t.shape},
+                      {"parameters", {{"binary_data_size", bin.size() - before}}}});
+  }
+  head["inputs"] = inputs;
+  if (!msg.outputs.empty()) {
+    json outs = json::array();
+    for (const auto& n : msg.outputs) outs.push_back({{"name", n}});
+    head["outputs"] = outs;
+  }
+  std::string out = Dump(head);
+  *header_length = out.size();
+  out += bin;
+  return out;
 }
 
-InferTensor MakeTensor(std::string name, const at::Tensor& t) {
-  InferTensor out;
-  out.name = std::move(name);
-  switch (t.scalar_type()) {
-    case at::kBool:
-      out.datatype = DataType::kBool;
-      break;
-    case at::kByte:
-      out.datatype = DataType::kUint8;
-      break;
-    case at::kInt:
-      out.datatype = DataType::kInt32;
-      break;
-    case at::kLong:
-      out.datatype = DataType::kInt64;
-      break;
-    case at::kDouble:
-      out.datatype = DataType::kFp64;
-      break;
-    default:
-      out.datatype = DataType::kFp32;
-      break;
+Result<std::vector<InferTensor>> DecodeInferResponse(std::string_view body, size_t header_length) {
+  if (header_length > body.size()) {
+    return InvalidArgument("Inference-Header-Content-Length " + std::to_string(header_length) +
+                           " exceeds the body's " + std::to_string(body.size()) + " bytes");
   }
-  out.tensor = t.scalar_type() == at::kFloat || out.datatype != DataType::kFp32
-                   ? t.contiguous()
-                   : t.to(at::kFloat).contiguous();
-  out.shape = t.sizes().vec();
+  std::string_view head = header_length ? body.substr(0, header_length) : body;
+  std::string_view bin = header_length ? body.substr(header_length) : std::string_view();
+  json j = json::parse(head.begin(), head.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("outputs") || !j["outputs"].is_array())
+    return InvalidArgument("the response is not a v2 inference response");
+  std::vector<InferTensor> out;
+  size_t offset = 0;
+  DecodeLimits limits;
+  int64_t budget = limits.max_elements;
+  for (size_t i = 0; i < j["outputs"].size(); ++i) {
+    InferTensor t;
+    RETURN_IF_ERROR(DecodeTensor(j["outputs"][i], "outputs[" + std::to_string(i) + "]", limits,
+                                 &budget, bin, &offset, header_length > 0, &t));
+    out.push_back(std::move(t));
+  }
+  if (offset != bin.size()) return InvalidArgument("binary data left over after the outputs");
   return out;
 }
 

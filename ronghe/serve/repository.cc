@@ -8,6 +8,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -223,16 +224,35 @@ Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& mo
     return InvalidArgument(artifact + ": the model fails on a zero input: " + e.what());
   }
   ServedVersion* raw = v.get();
-  auto batcher =
-      DynamicBatcher::Create(batching, [raw](int i, const at::Tensor& batch) -> Result<at::Tensor> {
-        try {
-          c10::InferenceMode guard;
-          return raw->instances_[static_cast<size_t>(i)]->Forward(batch);
-        } catch (const std::exception& e) {
-          return Internal("model " + raw->model_ + " version " + std::to_string(raw->version_) +
-                          " failed: " + e.what());
-        }
-      });
+  auto batcher = DynamicBatcher::Create(batching, [raw](Batch& b) -> Status {
+    try {
+      c10::InferenceMode guard;
+      // The batch buffer as a tensor without a copy; shape [rows, ...input_shape].
+      const auto& in_shape = raw->signature_.input_shape();
+      int64_t shape[9];
+      shape[0] = b.rows;
+      const size_t dims = std::min<size_t>(in_shape.size(), 8);
+      std::copy(in_shape.begin(), in_shape.begin() + static_cast<std::ptrdiff_t>(dims), shape + 1);
+      at::Tensor x =
+          at::from_blob(const_cast<float*>(b.input), at::IntArrayRef(shape, dims + 1), at::kFloat);
+      at::Tensor y = raw->instances_[static_cast<size_t>(b.instance)]->Forward(x);
+      if (y.scalar_type() != at::kFloat) y = y.to(at::kFloat);
+      y = y.contiguous();
+      if (y.dim() != 2 || y.size(0) != b.rows) {
+        return Internal("model " + raw->model_ + " version " + std::to_string(raw->version_) +
+                        " gave " + std::to_string(y.dim() ? y.size(0) : 0) +
+                        " output rows for a batch of " + std::to_string(b.rows));
+      }
+      b.output_row_elements = y.size(1);
+      const size_t n = static_cast<size_t>(y.numel());
+      if (b.output->size() < n) b.output->resize(static_cast<size_t>(b.max_rows * y.size(1)));
+      std::memcpy(b.output->data(), y.data_ptr<float>(), n * sizeof(float));
+      return Status::OK();
+    } catch (const std::exception& e) {
+      return Internal("model " + raw->model_ + " version " + std::to_string(raw->version_) +
+                      " failed: " + e.what());
+    }
+  });
   if (!batcher.ok()) return batcher.status();
   v->batcher_ = std::move(batcher).value();
   return v;
@@ -242,12 +262,30 @@ ServedVersion::~ServedVersion() {
   if (batcher_) batcher_->Shutdown();
 }
 
+Status ServedVersion::Run(const InferRequest& request, int64_t* output_row_elements) {
+  Ticket t;
+  batcher_->Submit(request, &t);
+  Status st = t.Wait();
+  *output_row_elements = t.output_row_elements();
+  return st;
+}
+
 Result<at::Tensor> ServedVersion::Infer(const at::Tensor& batch, int priority, int64_t timeout_us) {
+  at::Tensor x = batch.to(at::kFloat).contiguous();
+  if (x.dim() < 1 || x.size(0) < 1) return InvalidArgument("the input needs at least one row");
   InferRequest r;
-  r.input = batch;
+  r.input = x.data_ptr<float>();
+  r.rows = x.size(0);
+  r.row_elements = x.numel() / x.size(0);
+  std::vector<float> out;
+  r.output = &out;
   r.priority = priority;
   r.timeout_us = timeout_us;
-  return batcher_->Submit(std::move(r)).get();
+  int64_t width = 0;
+  RETURN_IF_ERROR(Run(r, &width));
+  at::Tensor y = at::empty({r.rows, width}, at::kFloat);
+  std::memcpy(y.data_ptr<float>(), out.data(), out.size() * sizeof(float));
+  return y;
 }
 
 BatcherStats ServedVersion::BatchStats() const { return batcher_->Stats(); }

@@ -14,6 +14,8 @@
 //   [experiment] variants, weights, sticky_key   (traffic split, see experiment.h)
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -87,7 +89,11 @@ class ServedVersion {
                                                      const BatcherOptions& batching);
   ~ServedVersion();
 
-  // Runs one request's batch through the batcher; the answer is the model's raw output rows.
+  // The request path: the request's rows through the batcher; the model's raw output rows land in
+  // request.output (rows x *output_row_elements floats). Allocates nothing once warm.
+  Status Run(const InferRequest& request, int64_t* output_row_elements);
+  // The same for callers that hold a tensor (the cascade's subsets of rows): [rows, ...] ->
+  // [rows, outputs].
   Result<at::Tensor> Infer(const at::Tensor& batch, int priority, int64_t timeout_us);
 
   const std::string& model() const { return model_; }

@@ -75,13 +75,21 @@ Result<at::Tensor> RunVersion(ServedVersion& v, const at::Tensor& batch, const R
 Result<InferResult> InferOnVersion(ServedVersion& v, const InferRequestMsg& request) {
   const auto start = Clock::now();
   auto run = [&]() -> Result<InferResult> {
-    ASSIGN_OR_RETURN(at::Tensor batch, v.signature().ToBatch(request));
+    // Per front-end thread: the model's output rows (and encoded records) land in buffers that
+    // keep their capacity from request to request.
+    thread_local std::vector<float> scratch, output;
+    ASSIGN_OR_RETURN(InferRequest in, v.signature().Prepare(request, &scratch));
     ASSIGN_OR_RETURN(RequestOptions o, ParseRequestOptions(request, v));
-    ASSIGN_OR_RETURN(at::Tensor out, v.Infer(batch, o.priority, o.timeout_us));
+    in.priority = o.priority;
+    in.timeout_us = o.timeout_us;
+    in.output = &output;
+    int64_t width = 0;
+    RETURN_IF_ERROR(v.Run(in, &width));
     InferResult r;
     r.model = v.model();
     r.version = std::to_string(v.version());
-    ASSIGN_OR_RETURN(r.outputs, v.signature().FromOutput(out, request.outputs));
+    ASSIGN_OR_RETURN(r.outputs,
+                     v.signature().FromOutput(output.data(), in.rows, width, request.outputs));
     return r;
   };
   auto r = run();

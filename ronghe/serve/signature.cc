@@ -2,6 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
 #include "ronghe/base/json.h"
 
 namespace ronghe::serve {
@@ -68,6 +72,22 @@ Result<Signature> Signature::FromManifest(const json& manifest) {
     s.preprocessing_ = manifest["preprocessing"];
     s.kind_ = JsonString(s.preprocessing_, "kind");
   }
+  s.row_elements_ = 1;
+  for (int64_t d : s.input_shape_) s.row_elements_ *= d;
+  if (s.kind_ == "image") {
+    // The training normalisation, applied to every byte value once with the same tensor
+    // expression (so served inputs are bitwise what the model was trained on).
+    double scale = JsonNumber(s.preprocessing_, "scale", 1.0 / 255),
+           mean = JsonNumber(s.preprocessing_, "mean", 0.0),
+           sd = JsonNumber(s.preprocessing_, "std", 1.0);
+    at::Tensor bytes = at::arange(256, at::kLong).to(at::kByte);
+    at::Tensor lut = ((bytes.to(at::kFloat) * scale - mean) / sd).contiguous();
+    s.pixel_lut_.assign(lut.data_ptr<float>(), lut.data_ptr<float>() + 256);
+  }
+  if (s.kind_ == "series") {
+    s.series_std_ = static_cast<float>(JsonNumber(s.preprocessing_, "std", 1.0));
+    s.series_mean_ = static_cast<float>(JsonNumber(s.preprocessing_, "mean", 0.0));
+  }
   if (s.kind_ == "table") {
     auto prep = data::TablePreprocessing::FromJson(s.preprocessing_);
     if (!prep.ok()) return InvalidArgument("manifest: preprocessing: " + prep.status().message());
@@ -81,7 +101,8 @@ Result<Signature> Signature::FromManifest(const json& manifest) {
   return s;
 }
 
-Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
+Result<InferRequest> Signature::Prepare(const InferRequestMsg& request,
+                                        std::vector<float>* scratch) const {
   if (request.inputs.size() != 1) {
     return InvalidArgument("expected exactly one input, got " +
                            std::to_string(request.inputs.size()));
@@ -96,13 +117,17 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
     return InvalidArgument("input '" + in.name + "': shape " + ShapeString(in.shape) +
                            ", the model takes " + what + " " + ShapeString(want));
   };
+  InferRequest r;
+  r.row_elements = row_elements_;
   if (in.name == "input") {
     if (in.datatype != DataType::kFp32) {
       return InvalidArgument(std::string("input 'input': datatype ") + DataTypeName(in.datatype) +
                              ", the model takes FP32");
     }
     RETURN_IF_ERROR(want_shape("FP32"));
-    return in.tensor;
+    r.input = in.As<float>();
+    r.rows = in.shape[0];
+    return r;
   }
   if (in.name == "pixels" && kind_ == "image") {
     if (in.datatype != DataType::kUint8) {
@@ -110,10 +135,10 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
                              ", raw pixels are UINT8");
     }
     RETURN_IF_ERROR(want_shape("UINT8"));
-    double scale = JsonNumber(preprocessing_, "scale", 1.0 / 255),
-           mean = JsonNumber(preprocessing_, "mean", 0.0),
-           sd = JsonNumber(preprocessing_, "std", 1.0);
-    return ((in.tensor.to(at::kFloat) * scale - mean) / sd).contiguous();
+    r.pixels = in.As<uint8_t>();
+    r.lut = pixel_lut_.data();
+    r.rows = in.shape[0];
+    return r;
   }
   if (in.name == "record" && kind_ == "table") {
     if (in.datatype != DataType::kBytes || in.shape.size() != 1 || in.shape[0] < 1) {
@@ -125,9 +150,9 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
     for (const auto& n : table_.numeric) table.columns.push_back(n.name);
     for (const auto& c : table_.categorical) table.columns.push_back(c.name);
     std::vector<int64_t> rows;
-    for (size_t r = 0; r < in.bytes.size(); ++r) {
-      std::string where = "input 'record'[" + std::to_string(r) + "]";
-      json rec = json::parse(in.bytes[r], nullptr, false);
+    for (size_t k = 0; k < in.bytes.size(); ++k) {
+      std::string where = "input 'record'[" + std::to_string(k) + "]";
+      json rec = json::parse(in.bytes[k], nullptr, false);
       if (rec.is_discarded() || !rec.is_object())
         return InvalidArgument(where + ": not a JSON object");
       std::vector<std::string> row(table.columns.size());
@@ -148,12 +173,15 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
                                  "' must be a string, number or null");
       }
       table.rows.push_back(std::move(row));
-      table.line_of_row.push_back(static_cast<int64_t>(r));
-      rows.push_back(static_cast<int64_t>(r));
+      table.line_of_row.push_back(static_cast<int64_t>(k));
+      rows.push_back(static_cast<int64_t>(k));
     }
     auto x = data::TransformTable(table, table_, rows);
     if (!x.ok()) return InvalidArgument(x.status().message());
-    return std::move(x).value();
+    scratch->assign(x->data_ptr<float>(), x->data_ptr<float>() + x->numel());
+    r.input = scratch->data();
+    r.rows = static_cast<int64_t>(rows.size());
+    return r;
   }
   std::string accepted = "'input' (FP32)";
   if (kind_ == "image") accepted += " or 'pixels' (UINT8)";
@@ -161,11 +189,27 @@ Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
   return InvalidArgument("unknown input '" + in.name + "': this model takes " + accepted);
 }
 
+Result<at::Tensor> Signature::ToBatch(const InferRequestMsg& request) const {
+  std::vector<float> scratch;
+  ASSIGN_OR_RETURN(InferRequest r, Prepare(request, &scratch));
+  std::vector<int64_t> shape = {r.rows};
+  shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
+  at::Tensor x = at::empty(shape, at::kFloat);
+  float* dst = x.data_ptr<float>();
+  const int64_t n = r.rows * r.row_elements;
+  if (r.input) {
+    std::copy(r.input, r.input + n, dst);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = r.lut[r.pixels[i]];
+  }
+  return x;
+}
+
 Result<std::vector<InferTensor>> Signature::FromOutput(
-    const at::Tensor& logits, const std::vector<std::string>& names) const {
-  std::vector<std::string> all = classification()
-                                     ? std::vector<std::string>{"probabilities", "class", "logits"}
-                                     : std::vector<std::string>{"prediction"};
+    const float* logits, int64_t rows, int64_t width, const std::vector<std::string>& names) const {
+  static const std::vector<std::string> kClassification = {"probabilities", "class", "logits"};
+  static const std::vector<std::string> kRegression = {"prediction"};
+  const std::vector<std::string>& all = classification() ? kClassification : kRegression;
   const std::vector<std::string>& want = names.empty() ? all : names;
   for (const auto& n : want) {
     if (std::find(all.begin(), all.end(), n) == all.end()) {
@@ -174,25 +218,68 @@ Result<std::vector<InferTensor>> Signature::FromOutput(
       return InvalidArgument("unknown output '" + n + "': this model gives " + list);
     }
   }
-  at::Tensor out = logits.to(at::kFloat);
-  std::vector<InferTensor> result;
-  at::Tensor probs;
-  if (classification()) {
-    probs = task_ == "binary" ? at::cat({1 - at::sigmoid(out), at::sigmoid(out)}, 1)
-                              : at::softmax(out, 1);
+  if (width != outputs_) {
+    return Internal("the model gave " + std::to_string(width) + " outputs per row, its manifest " +
+                    std::to_string(outputs_));
   }
+  std::vector<InferTensor> result;
+  result.reserve(want.size());
+  const int64_t classes = task_ == "binary" ? 2 : width;
+  // Probabilities row by row: binary [1 - sigmoid(z), sigmoid(z)], multiclass softmax.
+  auto probabilities = [&](float* p) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* z = logits + r * width;
+      float* o = p + r * classes;
+      if (task_ == "binary") {
+        float s = 1.0f / (1.0f + std::exp(-z[0]));
+        o[0] = 1.0f - s;
+        o[1] = s;
+        continue;
+      }
+      float m = z[0];
+      for (int64_t c = 1; c < width; ++c) m = std::max(m, z[c]);
+      float sum = 0;
+      for (int64_t c = 0; c < width; ++c) sum += (o[c] = std::exp(z[c] - m));
+      for (int64_t c = 0; c < width; ++c) o[c] /= sum;
+    }
+  };
   for (const auto& n : want) {
-    if (n == "probabilities") result.push_back(MakeTensor(n, probs));
-    if (n == "class") result.push_back(MakeTensor(n, probs.argmax(1)));
-    if (n == "logits") result.push_back(MakeTensor(n, out));
-    if (n == "prediction") {
-      at::Tensor p = out;
-      if (kind_ == "series")
-        p = out * JsonNumber(preprocessing_, "std", 1.0) + JsonNumber(preprocessing_, "mean", 0.0);
-      result.push_back(MakeTensor(n, p));
+    if (n == "probabilities") {
+      result.push_back(NumericTensor(n, DataType::kFp32, {rows, classes}));
+      probabilities(result.back().Mutable<float>());
+    } else if (n == "class") {
+      result.push_back(NumericTensor(n, DataType::kInt64, {rows}));
+      int64_t* c = result.back().Mutable<int64_t>();
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* z = logits + r * width;
+        if (task_ == "binary") {
+          c[r] = z[0] > 0 ? 1 : 0;  // sigmoid(z) > 1/2
+          continue;
+        }
+        int64_t best = 0;
+        for (int64_t k = 1; k < width; ++k) best = z[k] > z[best] ? k : best;
+        c[r] = best;  // the softmax is monotone: the top logit is the top probability
+      }
+    } else if (n == "logits") {
+      result.push_back(NumericTensor(n, DataType::kFp32, {rows, width}));
+      std::memcpy(result.back().Mutable<float>(), logits,
+                  static_cast<size_t>(rows * width) * sizeof(float));
+    } else if (n == "prediction") {
+      result.push_back(NumericTensor(n, DataType::kFp32, {rows, width}));
+      float* p = result.back().Mutable<float>();
+      for (int64_t i = 0; i < rows * width; ++i) {
+        p[i] = kind_ == "series" ? logits[i] * series_std_ + series_mean_ : logits[i];
+      }
     }
   }
   return result;
+}
+
+Result<std::vector<InferTensor>> Signature::FromOutput(
+    const at::Tensor& logits, const std::vector<std::string>& names) const {
+  at::Tensor out = logits.to(at::kFloat).contiguous();
+  if (out.dim() != 2) return Internal("the model's output is not [rows, outputs]");
+  return FromOutput(out.data_ptr<float>(), out.size(0), out.size(1), names);
 }
 
 at::Tensor Signature::Confidence(const at::Tensor& logits) const {

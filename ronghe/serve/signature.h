@@ -22,6 +22,7 @@
 
 #include "ronghe/base/status.h"
 #include "ronghe/data/csv.h"
+#include "ronghe/serve/batcher.h"
 #include "ronghe/serve/kserve.h"
 
 namespace ronghe::serve {
@@ -31,12 +32,19 @@ class Signature {
   // InvalidArgument when the manifest lacks what serving needs (model.input_shape, task).
   static Result<Signature> FromManifest(const nlohmann::json& manifest);
 
-  // The request's input as a model batch [N, ...input_shape] float32. Errors (wrong name,
-  // datatype or shape; an unknown category is not an error, it takes the unseen slot) are
-  // InvalidArgument naming the input.
+  // The request's input as the batcher takes it (rows, row width, where the values are), without
+  // a LibTorch tensor: FP32 "input" points into the request itself, "pixels" are normalised by a
+  // 256-entry table (the training normalisation, computed once) while the batcher copies them,
+  // "record" rows are encoded into `*scratch`. The request (and scratch) must outlive the call.
+  // Errors (wrong name, datatype or shape; an unknown category is not an error, it takes the
+  // unseen slot) are InvalidArgument naming the input.
+  Result<InferRequest> Prepare(const InferRequestMsg& request, std::vector<float>* scratch) const;
+  // The same input as a model batch [N, ...input_shape] float32 (for the cascade's row subsets).
   Result<at::Tensor> ToBatch(const InferRequestMsg& request) const;
-  // The model's raw output rows -> the protocol outputs asked for (all when `names` is empty);
-  // an unknown name is InvalidArgument.
+  // The model's raw output rows (rows x width floats) -> the protocol outputs asked for (all when
+  // `names` is empty), computed with plain loops; an unknown name is InvalidArgument.
+  Result<std::vector<InferTensor>> FromOutput(const float* logits, int64_t rows, int64_t width,
+                                              const std::vector<std::string>& names) const;
   Result<std::vector<InferTensor>> FromOutput(const at::Tensor& logits,
                                               const std::vector<std::string>& names) const;
   // Confidence per row in [0, 1] (classification: the top probability); for the cascade.
@@ -58,6 +66,9 @@ class Signature {
   nlohmann::json preprocessing_;
   std::string kind_;                // preprocessing kind: "image" | "table" | "series" | ""
   data::TablePreprocessing table_;  // kind_ == "table"
+  std::vector<float> pixel_lut_;    // kind_ == "image": byte value -> normalised input
+  int64_t row_elements_ = 0;        // product of input_shape
+  float series_std_ = 1, series_mean_ = 0;
 };
 
 }  // namespace ronghe::serve
