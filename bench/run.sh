@@ -27,7 +27,7 @@ if [ "${RONGHE_BENCH_REUSE:-0}" != 1 ]; then
   "$build/bench/fed_bench" > "$results/fed_rounds.json" 2> "$results/fed_rounds.log"
   echo "bench: data-parallel and mixed-size batching (about 12 minutes)" >&2
   "$root/bench/dist_bench.sh" "$build" "$results/dist.jsonl"
-  echo "bench: inference server under wrk, batching off/on, concurrency 1-64 (about 4 minutes)" >&2
+  echo "bench: inference server under wrk, batching off/on, JSON/binary, concurrency 1-64 (about 8 minutes)" >&2
   rm -f "$results/serve.jsonl"
   "$root/bench/serve_bench.sh" "$build" "$results/serve.jsonl"
 fi
@@ -91,27 +91,44 @@ for line in open(sys.argv[1]):
           f"{r['wall_s']:.0f} | {q:.3f} | " + " | ".join(px) + " |")
 PY
   echo
-  echo "## Inference server: dynamic batching off vs on"
+  echo "## Inference server: dynamic batching off vs on, JSON vs binary"
   echo
-  echo "\`bench/serve_bench.sh\`: \`ronghe serve --repo examples/serving/repo\` (defaults: 1 intra-op thread, 256 HTTP"
-  echo "threads) in one process, load from \`wrk -t1 -cN\` in another on the same machine (both share the 2 vCPUs), 10 s"
-  echo "after a 2 s warm-up, one-row requests: the CNN gets one test image as raw UINT8 pixels, the fraud MLP one loan"
-  echo "as a raw JSON record (version 1 addressed directly, no A/B split). Batching on = the model's config.toml"
-  echo "(CNN: max 32 rows, 1,000 us delay; MLP: max 64 rows, 500 us); off = \`--max-batch-size 0\`. Rows/batch from"
-  echo "\`/metrics\` over the measured run."
+  echo "\`bench/serve_bench.sh\`: \`ronghe serve --repo examples/serving/repo\` (defaults: one instance per core with 1"
+  echo "intra-op thread each, 256 HTTP threads) in one process, load from \`wrk -t1 -cN\` in another on the same machine"
+  echo "(both share the cores), 10 s after a 2 s warm-up, one-row requests: the CNN gets one test image as raw UINT8"
+  echo "pixels, the fraud MLP one loan as a raw record (version 1 addressed directly, no A/B split), each as JSON and in"
+  echo "the binary tensor extension (outputs binary too). Batching on = the model's config.toml (CNN: max 32 rows; MLP:"
+  echo "max 64), work-conserving dispatch; off = \`--max-batch-size 0\`. Rows/batch from \`/metrics\` over the measured"
+  echo "run. \"of limit\": requests/s (one row each) over the model's best in-process forward rate on the same cores"
+  echo "(\`ronghe perf --in-process\`, first table)."
   echo
-  echo "| model | batching | connections | requests/s | p50 ms | p99 ms | rows/batch | non-2xx |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| model | in process, rows/s at batch 1 / 8 / 16 / 32 / 64 |"
+  echo "|---|---|"
   python3 - "$results/serve.jsonl" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    x = r["result"]
-    if "rps" not in x:
-        print(f"| {r['model']} | {r['batching']} | {r['concurrency']} | {x.get('error', '?')} | | | | |")
+    if "in_process" in r:
+        print(f"| {r['model']} | " + " / ".join(f"{x['rows_per_s']:,.0f}" for x in r["in_process"]) + " |")
+PY
+  echo
+  echo "| model | batching | form | connections | requests/s | of limit | p50 ms | p99 ms | rows/batch | non-2xx |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  python3 - "$results/serve.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+limit = {r["model"]: max(x["rows_per_s"] for x in r["in_process"]) for r in rows if "in_process" in r}
+for r in rows:
+    if "in_process" in r:
         continue
-    print(f"| {r['model']} | {r['batching']} | {r['concurrency']} | {x['rps']:.0f} | {x['p50_ms']:.2f} | "
-          f"{x['p99_ms']:.2f} | {r['mean_batch_rows']:.1f} | {x['non2xx']} |")
+    x = r["result"]
+    form = r.get("form", "json")
+    if "rps" not in x:
+        print(f"| {r['model']} | {r['batching']} | {form} | {r['concurrency']} | {x.get('error', '?')} | | | | | |")
+        continue
+    share = f"{100 * x['rps'] / limit[r['model']]:.1f}%" if r["model"] in limit else ""
+    print(f"| {r['model']} | {r['batching']} | {form} | {r['concurrency']} | {x['rps']:.0f} | {share} | "
+          f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {r['mean_batch_rows']:.1f} | {x['non2xx']} |")
 PY
   echo
   echo "## Paillier and threshold Paillier, one core"

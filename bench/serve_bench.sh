@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Inference server throughput and latency under load from a separate process (wrk, Debian's):
-# one-row requests at concurrency 1, 8, 32 and 64, dynamic batching off (--max-batch-size 0) and
-# on (the model's config.toml), for the Fashion-MNIST CNN (raw pixels) and the fraud MLP (a raw
-# record) of examples/serving/repo. Appends one JSON line per run to OUT.
+# one-row requests at each concurrency of $CONCURRENCY (default "1 8 32 64"), dynamic batching off
+# (--max-batch-size 0) and on (the model's config.toml), each as JSON and in the binary tensor
+# extension (binary outputs too), for the Fashion-MNIST CNN (raw pixels) and the fraud MLP (a raw
+# record) of examples/serving/repo; and each model's own forward rate in process on the same
+# cores (`ronghe perf --in-process`), the limit a server can reach. Appends one JSON line per run
+# to OUT.
 #   bench/serve_bench.sh BUILD OUT.jsonl [SECONDS]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +28,38 @@ first_image() {
 first_image > "$work/fashion-cnn.json"
 record=$(grep -m1 '"{' "$root/examples/serving/fraud.json" | sed -e 's/^ *//' -e 's/,$//')
 printf '{"inputs":[{"name":"record","datatype":"BYTES","shape":[1],"data":[%s]}]}\n' "$record" > "$work/fraud.json"
+# The same requests in the binary form: "$work/M.bin" and its JSON header's length.
+for model in fashion-cnn fraud; do
+  python3 - "$work/$model.json" "$work/$model.bin" > "$work/$model.hl" <<'PY'
+import json, struct, sys
+d = json.load(open(sys.argv[1]))
+blob = b""
+for t in d["inputs"]:
+    data = t.pop("data")
+    if t["datatype"] == "UINT8":
+        b = bytes(data)
+    elif t["datatype"] == "FP32":
+        b = struct.pack("<%df" % len(data), *data)
+    else:  # BYTES: 4-byte little-endian length, then the bytes
+        b = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in data)
+    t["parameters"] = {"binary_data_size": len(b)}
+    blob += b
+d["parameters"] = {"binary_data_output": True}
+head = json.dumps(d, separators=(",", ":")).encode()
+open(sys.argv[2], "wb").write(head + blob)
+print(len(head))
+PY
+done
+concurrency=${CONCURRENCY:-1 8 32 64}
+
+# The in-process limit: each model's forward pass on one-per-core instances, as the server runs it.
+for model in fashion-cnn fraud; do
+  version=""
+  [ "$model" = fraud ] && version="--version 1"
+  line=$("$ronghe" perf --in-process --repo "$root/examples/serving/repo" --model "$model" $version \
+         --batch-sizes 1,8,16,32,64 --duration 3 --json | tr -d '\n ')
+  echo "{\"model\":\"$model\",\"in_process\":$line}" >> "$out"
+done
 
 # "rows batches" executed so far by a model's versions, from /metrics.
 batch_sums() {
@@ -45,16 +80,21 @@ for model in fashion-cnn fraud; do
     for _ in $(seq 1 300); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
     path=/v2/models/$model/infer
     [ "$model" = fraud ] && path=/v2/models/fraud/versions/1/infer  # the MLP itself, not the A/B split
-    for conc in 1 8 32 64; do
-      echo "serve_bench: $model batching $mode concurrency $conc" >&2
-      # Warm-up, then the measured run.
-      BODY="$work/$model.json" wrk -t1 -c"$conc" -d2s -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" >/dev/null
-      before=$(batch_sums "$port" "$model")
-      line=$(BODY="$work/$model.json" wrk -t1 -c"$conc" -d"${secs}s" --timeout 10s -s "$root/bench/serve_wrk.lua" \
-             "http://127.0.0.1:$port$path" | grep '^{' || echo '{"error":"wrk gave no result"}')
-      after=$(batch_sums "$port" "$model")
-      batches=$(echo "$before $after" | awk '{ c = $4 - $2; printf "%.2f", (c > 0 ? ($3 - $1) / c : 0) }')
-      echo "{\"model\":\"$model\",\"batching\":\"$mode\",\"concurrency\":$conc,\"mean_batch_rows\":$batches,\"result\":$line}" >> "$out"
+    for conc in $concurrency; do
+      for form in json binary; do
+        echo "serve_bench: $model batching $mode concurrency $conc $form" >&2
+        body="$work/$model.json"
+        hl=""
+        if [ "$form" = binary ]; then body="$work/$model.bin"; hl=$(cat "$work/$model.hl"); fi
+        # Warm-up, then the measured run.
+        BODY="$body" HEADER_LENGTH="$hl" wrk -t1 -c"$conc" -d2s -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" >/dev/null
+        before=$(batch_sums "$port" "$model")
+        line=$(BODY="$body" HEADER_LENGTH="$hl" wrk -t1 -c"$conc" -d"${secs}s" --timeout 10s -s "$root/bench/serve_wrk.lua" \
+               "http://127.0.0.1:$port$path" | grep '^{' || echo '{"error":"wrk gave no result"}')
+        after=$(batch_sums "$port" "$model")
+        batches=$(echo "$before $after" | awk '{ c = $4 - $2; printf "%.2f", (c > 0 ? ($3 - $1) / c : 0) }')
+        echo "{\"model\":\"$model\",\"batching\":\"$mode\",\"form\":\"$form\",\"concurrency\":$conc,\"mean_batch_rows\":$batches,\"result\":$line}" >> "$out"
+      done
     done
     kill -TERM "$pid"
     wait "$pid" || true

@@ -1,9 +1,17 @@
--- wrk script for bench/serve_bench.sh: POSTs the body in $BODY and prints one JSON line.
-local f = assert(io.open(os.getenv("BODY"), "r"))
+-- wrk script for bench/serve_bench.sh: POSTs the body in $BODY and prints one JSON line. With
+-- $HEADER_LENGTH set, the body is in the binary tensor extension: its first HEADER_LENGTH bytes
+-- are the JSON header, and the outputs are asked for in binary too.
+local f = assert(io.open(os.getenv("BODY"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+local header_length = os.getenv("HEADER_LENGTH")
+if header_length and header_length ~= "" then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = header_length
+else
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 done = function(summary, latency, requests)
   local non2xx = summary.errors.status

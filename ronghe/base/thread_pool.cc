@@ -1,12 +1,19 @@
 #include "ronghe/base/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <thread>
 #include <vector>
 
 namespace ronghe {
 
-int DefaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int DefaultThreads() {
+  // The CPUs this process may run on (taskset, cgroup cpusets), not every CPU of the machine.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int threads) {
   if (n <= 0) return;

@@ -7,7 +7,8 @@
 
 namespace ronghe {
 
-// Number of threads ParallelFor uses when `threads` is 0: every logical CPU.
+// Number of threads ParallelFor uses when `threads` is 0: every logical CPU this process may run
+// on (its affinity mask).
 int DefaultThreads();
 
 // Calls fn(begin, end) on disjoint ranges covering [0, n), from up to `threads` threads

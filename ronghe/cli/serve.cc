@@ -8,6 +8,7 @@
 #include "ronghe/serve/calibrate.h"
 #include "ronghe/serve/experiment.h"
 #include "ronghe/serve/job.h"
+#include "ronghe/serve/perf.h"
 #include "ronghe/store/run_store.h"
 
 namespace ronghe::cli {
@@ -104,6 +105,53 @@ int RunCalibrate(serve::CalibrateRequest& creq_cal, const Globals& g) {
       "cost: the cascade's forward time over the full model's alone, measured on these splits\n");
   return 0;
 }
+struct PerfFlags {
+  serve::LoadOptions load;
+  serve::ForwardOptions forward;
+  bool in_process = false;
+  bool json = false;
+};
+
+int RunPerf(PerfFlags& f) {
+  if (f.in_process) {
+    if (f.forward.repo.empty() || f.forward.model.empty()) {
+      return Fail(InvalidArgument("perf --in-process: --repo and --model are required"));
+    }
+    auto rows = serve::MeasureForward(f.forward);
+    if (!rows.ok()) return Fail(rows.status());
+    if (f.json) {
+      json all = json::array();
+      for (const auto& r : *rows) all.push_back(serve::ToJson(r));
+      std::printf("%s\n", all.dump(2).c_str());
+      return 0;
+    }
+    std::printf("%-10s %12s %10s\n", "batch", "rows/s", "batch ms");
+    for (const auto& r : *rows) {
+      std::printf("%-10lld %12.0f %10.3f\n", static_cast<long long>(r.batch_size), r.rows_per_s,
+                  r.batch_ms);
+    }
+    return 0;
+  }
+  if (f.load.url.empty() || f.load.model.empty() || f.load.input.empty()) {
+    return Fail(InvalidArgument("perf: --url, --model and --input are required (or --in-process)"));
+  }
+  auto rows = serve::MeasureLoad(f.load);
+  if (!rows.ok()) return Fail(rows.status());
+  if (f.json) {
+    json all = json::array();
+    for (const auto& r : *rows) all.push_back(serve::ToJson(r));
+    std::printf("%s\n", all.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-12s %12s %10s %10s %8s\n", "concurrency", "requests/s", "p50 ms", "p99 ms",
+              "errors");
+  for (const auto& r : *rows) {
+    std::printf("%-12d %12.0f %10.3f %10.3f %8lld\n", r.concurrency, r.requests_per_s, r.p50_ms,
+                r.p99_ms, static_cast<long long>(r.errors));
+  }
+  return 0;
+}
+
 }  // namespace
 
 void AddServeCommands(CLI::App& root, CommandContext& ctx) {
@@ -132,6 +180,11 @@ void AddServeCommands(CLI::App& root, CommandContext& ctx) {
                    "Override every model's batching.max_queue_delay_us")
       ->check(CLI::NonNegativeNumber);
   serve_cmd
+      ->add_option("--instances", sreq->instances,
+                   "Override every model's batching.instances (default: each model's config, "
+                   "whose default is one instance per core the server may run on)")
+      ->check(CLI::Range(1, 1024));
+  serve_cmd
       ->add_option("--watch", sreq->watch_s,
                    "Poll the repository every SECONDS and reload what changed (default off)")
       ->check(CLI::Range(0.05, 3600.0));
@@ -151,6 +204,61 @@ void AddServeCommands(CLI::App& root, CommandContext& ctx) {
       ->add_option("--threads", sreq->threads,
                    "Intra-op threads per model instance, LibTorch and OpenBLAS (default 1)")
       ->check(CLI::Range(1, 1024));
+
+  auto* perf_cmd = root.add_subcommand(
+      "perf",
+      "Measure a served model: closed-loop load over HTTP (requests/s, p50, p99 per concurrency), "
+      "or with --in-process the model's own forward rate per batch size");
+  auto pf = Flags<PerfFlags>();
+  perf_cmd->add_option("--url", pf->load.url, "Server to load: http://HOST:PORT");
+  perf_cmd->add_option("--model", pf->load.model, "Model name")->required();
+  perf_cmd->add_option("--version", pf->load.version, "Version or alias (default: the model's)");
+  perf_cmd->add_option("--input", pf->load.input, "File holding one v2 JSON inference request")
+      ->check(CLI::ExistingFile);
+  perf_cmd->add_option("--concurrency", pf->load.concurrency, "Client counts (default 1,8,32)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
+  perf_cmd->add_flag("--binary", pf->load.binary,
+                     "Send and ask for the binary tensor extension instead of JSON");
+  perf_cmd
+      ->add_option("--duration", pf->load.duration_s,
+                   "Seconds measured per level (default 5; in process 2)")
+      ->check(CLI::Range(0.1, 3600.0));
+  perf_cmd->add_option("--warmup", pf->load.warmup_s, "Unmeasured seconds first (default 1)")
+      ->check(CLI::Range(0.0, 600.0));
+  perf_cmd->add_flag("--in-process", pf->in_process,
+                     "Measure the model's own forward pass in this process, no server");
+  perf_cmd->add_option("--repo", pf->forward.repo, "With --in-process: the model repository")
+      ->check(CLI::ExistingDirectory);
+  perf_cmd
+      ->add_option("--batch-sizes", pf->forward.batch_sizes,
+                   "With --in-process: rows per batch (default 1,8,32)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 65536));
+  perf_cmd
+      ->add_option("--threads", pf->forward.threads,
+                   "With --in-process: intra-op threads per instance (default 1, as serve)")
+      ->check(CLI::Range(1, 1024));
+  perf_cmd
+      ->add_option("--instances", pf->forward.instances,
+                   "With --in-process: model copies run in parallel (default: one per core, "
+                   "as serve)")
+      ->check(CLI::Range(1, 1024));
+  perf_cmd->add_flag("--json", pf->json, "Rows as a JSON array");
+  ctx.On(perf_cmd, [pf, perf_cmd](const Globals&) {
+    pf->forward.model = pf->load.model;
+    pf->forward.version = pf->load.version;
+    if (perf_cmd->count("--duration")) pf->forward.duration_s = pf->load.duration_s;
+    if (pf->in_process && (perf_cmd->count("--url") || perf_cmd->count("--input"))) {
+      return Fail(
+          InvalidArgument("perf: --in-process measures without a server; drop --url and "
+                          "--input"));
+    }
+    if (!pf->in_process && perf_cmd->count("--repo")) {
+      return Fail(InvalidArgument("perf: --repo needs --in-process"));
+    }
+    return RunPerf(*pf);
+  });
 
   auto* cal_cmd = root.add_subcommand(
       "calibrate", "Pick a cascade route's confidence threshold on the validation split");

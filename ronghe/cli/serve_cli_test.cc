@@ -137,6 +137,70 @@ TEST(ServeCliTest, ExampleRepositoryAnswersTheExampleBodiesAndDrainsOnSigterm) {
   EXPECT_NE(runs.out.find("succeeded"), std::string::npos) << runs.out;
 }
 
+// `ronghe perf` against a real server, JSON and binary, and in process; its usage errors.
+TEST(ServeCliTest, PerfMeasuresTheServerAndTheModelInProcess) {
+  std::string home = FreshHome("serve-perf");
+  Server s(home, {});
+  ASSERT_GT(s.port, 0) << Slurp(home + "/serve.stderr");
+  const std::string url = "http://127.0.0.1:" + std::to_string(s.port);
+  for (bool binary : {false, true}) {
+    std::vector<std::string> args = {"perf",
+                                     "--url",
+                                     url,
+                                     "--model",
+                                     "fashion-cnn",
+                                     "--input",
+                                     SourcePath("examples/serving/fashion-cnn.json"),
+                                     "--concurrency",
+                                     "1,2",
+                                     "--duration",
+                                     "0.5",
+                                     "--warmup",
+                                     "0.1",
+                                     "--json"};
+    if (binary) args.push_back("--binary");
+    auto r = RunRonghe(home, args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json rows = json::parse(r.out, nullptr, false);
+    ASSERT_TRUE(rows.is_array() && rows.size() == 2) << r.out;
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(rows[i]["concurrency"], i == 0 ? 1 : 2);
+      EXPECT_GT(rows[i]["requests"].get<int64_t>(), 0) << r.out;
+      EXPECT_GT(rows[i]["requests_per_s"].get<double>(), 0) << r.out;
+      EXPECT_EQ(rows[i]["errors"], 0) << r.out;
+      EXPECT_LE(rows[i]["p50_ms"].get<double>(), rows[i]["p99_ms"].get<double>()) << r.out;
+    }
+  }
+  auto missing = RunRonghe(home, {"perf", "--url", url, "--model", "nope", "--input",
+                                  SourcePath("examples/serving/fashion-cnn.json")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("HTTP 404"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("unknown model 'nope'"), std::string::npos) << missing.err;
+  auto bad_url = RunRonghe(home, {"perf", "--url", "127.0.0.1:1", "--model", "fraud", "--input",
+                                  SourcePath("examples/serving/fraud.json")});
+  EXPECT_EQ(bad_url.exit_code, 2);
+  EXPECT_NE(bad_url.err.find("--url: '127.0.0.1:1' is not http://HOST:PORT"), std::string::npos)
+      << bad_url.err;
+
+  auto in_process =
+      RunRonghe(home, {"perf", "--in-process", "--repo", SourcePath("examples/serving/repo"),
+                       "--model", "fashion-light", "--batch-sizes", "1,4", "--duration", "0.3",
+                       "--instances", "1", "--json"});
+  ASSERT_EQ(in_process.exit_code, 0) << in_process.err;
+  json rows = json::parse(in_process.out, nullptr, false);
+  ASSERT_TRUE(rows.is_array() && rows.size() == 2) << in_process.out;
+  EXPECT_EQ(rows[0]["batch_size"], 1);
+  EXPECT_EQ(rows[1]["batch_size"], 4);
+  EXPECT_GT(rows[1]["rows_per_s"].get<double>(), 0);
+  auto route = RunRonghe(home, {"perf", "--in-process", "--repo",
+                                SourcePath("examples/serving/repo"), "--model", "fashion"});
+  EXPECT_EQ(route.exit_code, 1);
+  EXPECT_NE(route.err.find("no version directory"), std::string::npos) << route.err;
+  auto no_repo = RunRonghe(home, {"perf", "--in-process", "--model", "fraud"});
+  EXPECT_EQ(no_repo.exit_code, 2);
+  EXPECT_NE(no_repo.err.find("--repo and --model are required"), std::string::npos) << no_repo.err;
+}
+
 TEST(ServeCliTest, ExperimentPromotedFromAnotherShellReachesTheServer) {
   std::string home = FreshHome("serve-experiment");
   Server s(home, {});

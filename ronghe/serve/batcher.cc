@@ -58,7 +58,7 @@ struct DynamicBatcher::State {
   BatcherStats stats GUARDED_BY(mu);  // batch_rows kept in the two below until Stats()
   std::vector<int64_t> rows_counted GUARDED_BY(mu);
   std::map<int64_t, int64_t> rows_large GUARDED_BY(mu);
-  std::vector<std::thread> instances;  // started by Create, joined by Shutdown
+  std::vector<std::thread> instances;  // dispatchers, started by Create, joined by Shutdown
 
   static void Unlink(Queue& q, Ticket* t) {
     (t->prev_ ? t->prev_->next_ : q.head) = t->next_;
@@ -130,11 +130,13 @@ struct DynamicBatcher::State {
   }
 
   // Copies the picked requests' rows into `buffer` (grown, never shrunk), normalising pixels.
-  static const float* Gather(const std::vector<Ticket*>& picked, int64_t rows, int64_t max_rows,
-                             int64_t width, std::vector<float>* buffer) {
+  static const float* Gather(const std::vector<Ticket*>& picked, int64_t max_rows, int64_t width,
+                             std::vector<float>* buffer) {
+    // Sized for the largest batch on the first batch of this width, even one that does not need
+    // it yet, so that no later batch allocates.
+    const size_t need = static_cast<size_t>(max_rows * width);
+    if (buffer->size() < need) buffer->resize(need);
     if (picked.size() == 1 && picked[0]->req_.input) return picked[0]->req_.input;  // as it is
-    const size_t need = static_cast<size_t>(rows * width);
-    if (buffer->size() < need) buffer->resize(static_cast<size_t>(max_rows * width));
     float* dst = buffer->data();
     for (const Ticket* t : picked) {
       const InferRequest& r = t->req_;
@@ -149,16 +151,84 @@ struct DynamicBatcher::State {
     return buffer->data();
   }
 
-  void Loop(int instance) EXCLUDES(mu) {
-    // This instance's buffers: sized once, reused by every batch.
+  // One model instance's buffers, sized once and reused by every batch that runs on it.
+  struct Slot {
     std::vector<Ticket*> picked;
-    picked.reserve(static_cast<size_t>(std::max<int64_t>(1, o.max_batch_size)));
     std::vector<float> input, output;
+  };
+  std::vector<Slot> slots;                     // one per model instance
+  std::vector<int> free_slots GUARDED_BY(mu);  // instances not running a batch now
+
+  // Runs `slot.picked` (rows in all) on instance `instance` and writes each request's output;
+  // no lock held. The status is the batch's.
+  Status Execute(int instance, int64_t rows, double* compute) {
+    Slot& slot = slots[static_cast<size_t>(instance)];
+    const int64_t width = slot.picked[0]->req_.row_elements;
+    Batch batch;
+    batch.instance = instance;
+    batch.rows = rows;
+    batch.row_elements = width;
+    batch.max_rows = std::max(rows, o.max_batch_size);
+    batch.output = &slot.output;
+    Clock::time_point start = Clock::now();
+    Status st;
+    try {
+      batch.input = Gather(slot.picked, batch.max_rows, width, &slot.input);
+      st = run(batch);
+      if (st.ok() && (batch.output_row_elements < 1 || static_cast<int64_t>(slot.output.size()) <
+                                                           rows * batch.output_row_elements)) {
+        st = Internal("the model returned " + std::to_string(slot.output.size()) +
+                      " values for a batch of " + std::to_string(rows) + " rows");
+      }
+    } catch (const std::exception& e) {
+      st = Internal(std::string("inference failed: ") + e.what());
+    }
+    // Each request's rows out of the batch's output, before it is answered.
+    if (st.ok()) {
+      const int64_t w = batch.output_row_elements;
+      const float* src = slot.output.data();
+      for (Ticket* t : slot.picked) {
+        const InferRequest& r = t->req_;
+        r.output->resize(static_cast<size_t>(r.rows * w));
+        std::memcpy(r.output->data(), src, static_cast<size_t>(r.rows * w) * sizeof(float));
+        src += r.rows * w;
+        t->output_row_elements_ = w;
+      }
+    }
+    *compute = Seconds(Clock::now() - start);
+    return st;
+  }
+
+  // Counts the batch, answers its requests and frees the instance.
+  void FinishLocked(int instance, Reason reason, int64_t rows, double compute, const Status& st)
+      REQUIRES(mu) {
+    Slot& slot = slots[static_cast<size_t>(instance)];
+    ++stats.batches;
+    ++stats.batches_per_instance[static_cast<size_t>(instance)];
+    ++(reason == Reason::kFull    ? stats.batches_full
+       : reason == Reason::kIdle  ? stats.batches_idle
+       : reason == Reason::kDelay ? stats.batches_delay
+                                  : stats.batches_drain);
+    if (rows < kCountedRows) {
+      ++rows_counted[static_cast<size_t>(rows)];
+    } else {
+      ++rows_large[rows];
+    }
+    stats.compute_seconds += compute;
+    if (!st.ok()) stats.failed += static_cast<int64_t>(slot.picked.size());
+    for (Ticket* t : slot.picked) t->Finish(st);
+    slot.picked.clear();
+    free_slots.push_back(instance);
+  }
+
+  // A dispatcher thread: takes batches off the queue whenever an instance is free. (A caller of
+  // Run() may also take a free instance for its own request; see DynamicBatcher::Run.)
+  void Loop() EXCLUDES(mu) {
     MutexLock lock(&mu);
     while (true) {
       cv.Wait(&mu, [&] {
         mu.AssertHeld();
-        return stopping || queued > 0;
+        return (stopping && queued == 0) || (queued > 0 && !free_slots.empty());
       });
       Clock::time_point now = Clock::now();
       ExpireLocked(now);
@@ -166,11 +236,14 @@ struct DynamicBatcher::State {
         if (stopping) return;
         continue;
       }
+      const int instance = free_slots.back();
+      Slot& slot = slots[static_cast<size_t>(instance)];
       int64_t rows = 0;
       Clock::time_point oldest;
-      PickLocked(&picked, &rows, &oldest);
+      PickLocked(&slot.picked, &rows, &oldest);
       const Reason reason = ReadyLocked(rows, oldest, now);
       if (reason == Reason::kNotReady) {
+        slot.picked.clear();
         // Wait for company until the oldest request's delay runs out (or a deadline comes).
         Clock::time_point until = oldest + std::chrono::microseconds(o.max_queue_delay_us);
         for (const Queue& q : queues)
@@ -178,63 +251,21 @@ struct DynamicBatcher::State {
         cv.WaitUntil(&mu, until);
         continue;
       }
-      for (Ticket* t : picked) {
+      free_slots.pop_back();
+      for (Ticket* t : slot.picked) {
         Unlink(queues[static_cast<size_t>(t->req_.priority)], t);
         stats.queue_seconds += Seconds(now - t->enqueued_);
       }
-      queued -= static_cast<int64_t>(picked.size());
+      queued -= static_cast<int64_t>(slot.picked.size());
       lock.Unlock();
-      cv.NotifyAll();  // another instance may take the rest
+      cv.NotifyAll();  // another dispatcher may take the rest on another instance
 
-      const int64_t width = picked[0]->req_.row_elements;
-      Batch batch;
-      batch.instance = instance;
-      batch.rows = rows;
-      batch.row_elements = width;
-      batch.max_rows = std::max(rows, o.max_batch_size);
-      batch.output = &output;
-      Clock::time_point start = Clock::now();
-      Status st;
-      try {
-        batch.input = Gather(picked, rows, batch.max_rows, width, &input);
-        st = run(batch);
-        if (st.ok() && (batch.output_row_elements < 1 ||
-                        static_cast<int64_t>(output.size()) < rows * batch.output_row_elements)) {
-          st = Internal("the model returned " + std::to_string(output.size()) +
-                        " values for a batch of " + std::to_string(rows) + " rows");
-        }
-      } catch (const std::exception& e) {
-        st = Internal(std::string("inference failed: ") + e.what());
-      }
-      // Each request's rows out of the batch's output, before it is answered.
-      if (st.ok()) {
-        const int64_t w = batch.output_row_elements;
-        const float* src = output.data();
-        for (Ticket* t : picked) {
-          const InferRequest& r = t->req_;
-          r.output->resize(static_cast<size_t>(r.rows * w));
-          std::memcpy(r.output->data(), src, static_cast<size_t>(r.rows * w) * sizeof(float));
-          src += r.rows * w;
-          t->output_row_elements_ = w;
-        }
-      }
-      const double compute = Seconds(Clock::now() - start);
+      double compute = 0;
+      Status st = Execute(instance, rows, &compute);
       // Count the batch before answering, so a client holding its answer sees it in the stats.
       lock.Lock();
-      ++stats.batches;
-      ++(reason == Reason::kFull    ? stats.batches_full
-         : reason == Reason::kIdle  ? stats.batches_idle
-         : reason == Reason::kDelay ? stats.batches_delay
-                                    : stats.batches_drain);
-      if (rows < kCountedRows) {
-        ++rows_counted[static_cast<size_t>(rows)];
-      } else {
-        ++rows_large[rows];
-      }
-      stats.compute_seconds += compute;
-      if (!st.ok()) stats.failed += static_cast<int64_t>(picked.size());
-      for (Ticket* t : picked) t->Finish(st);
-      picked.clear();
+      FinishLocked(instance, reason, rows, compute, st);
+      cv.NotifyAll();  // an instance is free
     }
   }
 };
@@ -280,13 +311,19 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(const BatcherOpti
     MutexLock lock(&s->mu);
     s->queues.resize(static_cast<size_t>(o.priority_levels));
     s->rows_counted.assign(kCountedRows, 0);
+    s->stats.batches_per_instance.assign(static_cast<size_t>(o.instances), 0);
+    for (int i = o.instances - 1; i >= 0; --i) s->free_slots.push_back(i);
   }
+  s->slots.resize(static_cast<size_t>(o.instances));
+  for (auto& slot : s->slots)
+    slot.picked.reserve(static_cast<size_t>(std::max<int64_t>(1, o.max_batch_size)));
   State* st = s.get();
-  for (int i = 0; i < o.instances; ++i) s->instances.emplace_back([st, i] { st->Loop(i); });
+  for (int i = 0; i < o.instances; ++i) s->instances.emplace_back([st] { st->Loop(); });
   return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(std::move(s)));
 }
 
-void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
+// Checks the request and readies the ticket; false (the ticket answered) when it is refused.
+bool DynamicBatcher::Admit(const InferRequest& req, Ticket* t) {
   t->req_ = req;
   t->output_row_elements_ = 0;
   {
@@ -299,6 +336,7 @@ void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
       ++s_->stats.rejected;
     }
     t->Finish(std::move(st));
+    return false;
   };
   if (req.rows < 1 || req.row_elements < 1) {
     return refuse(InvalidArgument("the input needs at least one row of at least one value"));
@@ -316,6 +354,42 @@ void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
     return refuse(InvalidArgument("priority " + std::to_string(req.priority) + " is outside 0.." +
                                   std::to_string(s_->o.priority_levels - 1)));
   }
+  return true;
+}
+
+Status DynamicBatcher::Run(const InferRequest& req, Ticket* t) {
+  if (!Admit(req, t)) return t->Wait();
+  if (s_->o.dispatch == DispatchPolicy::kWorkConserving) {
+    // Nothing queued and an instance idle: this thread runs the request itself, without the two
+    // hand-offs to a dispatcher and back (each a futex wake and a context switch).
+    MutexLock lock(&s_->mu);
+    if (!s_->stopping && s_->queued == 0 && !s_->free_slots.empty()) {
+      const int instance = s_->free_slots.back();
+      s_->free_slots.pop_back();
+      ++s_->stats.requests;
+      State::Slot& slot = s_->slots[static_cast<size_t>(instance)];
+      slot.picked.push_back(t);
+      lock.Unlock();
+      double compute = 0;
+      Status st = s_->Execute(instance, req.rows, &compute);
+      lock.Lock();
+      s_->FinishLocked(instance, State::Reason::kIdle, req.rows, compute, st);
+      const bool waiting = s_->queued > 0;
+      lock.Unlock();
+      if (waiting) s_->cv.NotifyAll();  // requests queued meanwhile: a dispatcher takes them
+      return t->Wait();
+    }
+  }
+  Enqueue(t);
+  return t->Wait();
+}
+
+void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
+  if (Admit(req, t)) Enqueue(t);
+}
+
+void DynamicBatcher::Enqueue(Ticket* t) {
+  const InferRequest& req = t->req_;
   t->enqueued_ = Clock::now();
   const int64_t timeout = req.timeout_us > 0 ? req.timeout_us : s_->o.default_timeout_us;
   t->deadline_ =
@@ -325,14 +399,15 @@ void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
     if (s_->stopping) {
       ++s_->stats.rejected;
       lock.Unlock();
-      return t->Finish(Unavailable("the model is shutting down"));
+      t->Finish(Unavailable("the model is shutting down"));
+      return;
     }
     if (s_->queued >= s_->o.max_queue_size) {
       ++s_->stats.rejected;
       lock.Unlock();
-      return t->Finish(ResourceExhausted("the queue is full (" +
-                                         std::to_string(s_->o.max_queue_size) +
-                                         " requests); retry later"));
+      t->Finish(ResourceExhausted("the queue is full (" + std::to_string(s_->o.max_queue_size) +
+                                  " requests); retry later"));
+      return;
     }
     State::Queue& q = s_->queues[static_cast<size_t>(req.priority)];
     t->prev_ = q.tail;

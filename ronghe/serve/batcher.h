@@ -105,9 +105,10 @@ struct BatcherStats {
   // Why each batch ran: full (max_batch_size or a preferred size), an idle instance
   // (work-conserving), the oldest request's delay ran out, or shutdown drained the queue.
   int64_t batches_full = 0, batches_idle = 0, batches_delay = 0, batches_drain = 0;
-  std::map<int64_t, int64_t> batch_rows;  // rows per executed batch -> count
-  double queue_seconds = 0;               // summed over requests
-  double compute_seconds = 0;             // summed over batches
+  std::map<int64_t, int64_t> batch_rows;      // rows per executed batch -> count
+  std::vector<int64_t> batches_per_instance;  // batches each model instance ran
+  double queue_seconds = 0;                   // summed over requests
+  double compute_seconds = 0;                 // summed over batches
 };
 
 // What the model sees: the instance's batch buffer and where its output rows go.
@@ -132,11 +133,13 @@ class DynamicBatcher {
 
   // Queues the request (or answers `ticket` at once with why not). Never waits for the model.
   void Submit(const InferRequest& request, Ticket* ticket);
-  // Submit and Wait.
+  // Runs the request and waits for its answer. Work-conserving: when nothing is queued and an
+  // instance is idle, the calling thread runs the request itself (no hand-off to a dispatcher
+  // thread and back); otherwise it queues, as Submit.
+  Status Run(const InferRequest& request, Ticket* ticket);
   Status Run(const InferRequest& request) {
     Ticket t;
-    Submit(request, &t);
-    return t.Wait();
+    return Run(request, &t);
   }
   // Stops accepting (Unavailable), runs everything already queued, joins the instances.
   void Shutdown();
@@ -147,6 +150,8 @@ class DynamicBatcher {
 
  private:
   explicit DynamicBatcher(std::unique_ptr<State> s);
+  bool Admit(const InferRequest& request, Ticket* ticket);
+  void Enqueue(Ticket* ticket);
   std::unique_ptr<State> s_;
 };
 

@@ -316,6 +316,64 @@ TEST(BatcherTest, IdleInstanceRunsALoneRequestAtOnceAndBusyOnesGather) {
   EXPECT_FALSE(ParseDispatchPolicy("eager").ok());
 }
 
+// Run() on an idle batcher with nothing queued runs the request on the caller's own thread: no
+// hand-off to a dispatcher and back. While the instance is busy, Run() queues like Submit().
+TEST(BatcherTest, RunOnAnIdleInstanceRunsOnTheCallersThread) {
+  std::mutex mu;
+  std::vector<std::thread::id> ran_on;
+  std::promise<void> release, entered;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> n{0};
+  auto model = [&, id = Elementwise([](float x) { return x; })](Batch& batch) -> Status {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      ran_on.push_back(std::this_thread::get_id());
+    }
+    if (n++ == 1) {  // the second batch holds the only instance
+      entered.set_value();
+      released.wait();
+    }
+    return id(batch);
+  };
+  auto b = DynamicBatcher::Create({.max_batch_size = 4, .instances = 1}, model);
+  ASSERT_TRUE(b.ok());
+  std::vector<float> in(kWidth, 1.0f), out;
+  InferRequest r;
+  r.input = in.data();
+  r.rows = 1;
+  r.row_elements = kWidth;
+  r.output = &out;
+  ASSERT_TRUE((*b)->Run(r).ok());
+  EXPECT_EQ(ran_on.at(0), std::this_thread::get_id());
+  // Hold the instance from another thread; a Run() now cannot take it and is run by a dispatcher.
+  std::thread::id holder_id, queued_id;
+  std::thread holder([&] {
+    holder_id = std::this_thread::get_id();
+    std::vector<float> o;
+    InferRequest h = r;
+    h.output = &o;
+    EXPECT_TRUE((*b)->Run(h).ok());
+  });
+  entered.get_future().wait();
+  std::thread queued([&] {
+    queued_id = std::this_thread::get_id();
+    std::vector<float> o;
+    InferRequest q = r;
+    q.output = &o;
+    EXPECT_TRUE((*b)->Run(q).ok());
+  });
+  while ((*b)->QueueSize() == 0) std::this_thread::yield();
+  release.set_value();
+  holder.join();
+  queued.join();
+  ASSERT_EQ(ran_on.size(), 3u);
+  EXPECT_EQ(ran_on[1], holder_id);  // idle instance: the caller's own thread
+  EXPECT_NE(ran_on[2], queued_id);  // busy instance: queued, run by a dispatcher
+  auto st = (*b)->Stats();
+  EXPECT_EQ(st.requests, 3);
+  EXPECT_EQ(st.batches, 3);
+}
+
 // Many client threads against two instances: every request gets exactly its own rows back.
 TEST(BatcherTest, ConcurrentClientsGetTheirOwnAnswers) {
   auto b = DynamicBatcher::Create({.max_batch_size = 16, .max_queue_delay_us = 200, .instances = 2},
@@ -357,6 +415,11 @@ TEST(BatcherTest, SteadyStateRequestsAllocateNothing) {
   std::atomic<int> warm{0}, wrong{0};
   std::atomic<bool> go{false};
   std::atomic<int> done{0};
+  auto all_used = [&] {
+    for (int64_t n : (*b)->Stats().batches_per_instance)
+      if (n < 10) return false;
+    return true;
+  };
   std::vector<std::thread> clients;
   for (int t = 0; t < kClients; ++t) {
     clients.emplace_back([&, t] {
@@ -367,12 +430,20 @@ TEST(BatcherTest, SteadyStateRequestsAllocateNothing) {
       r.input = c.in.data();
       r.row_elements = kWidth;
       r.output = &c.out;
+      // Half the clients queue (Submit + Wait), half call Run (which may run on their own thread).
       auto one = [&](int i) {
         r.rows = 1 + i % 2;
-        (*b)->Submit(r, &c.ticket);
-        if (!c.ticket.Wait().ok() || c.out[0] != float(t) + 1) ++wrong;
+        Status st;
+        if (t % 2) {
+          st = (*b)->Run(r, &c.ticket);
+        } else {
+          (*b)->Submit(r, &c.ticket);
+          st = c.ticket.Wait();
+        }
+        if (!st.ok() || c.out[0] != float(t) + 1) ++wrong;
       };
-      for (int i = 0; i < 300; ++i) one(i);
+      // Warm: every instance has run batches (each sizes its buffers on its first batch).
+      for (int i = 0; i < 300 || !all_used(); ++i) one(i);
       ++warm;
       while (!go.load()) std::this_thread::yield();
       for (int i = 0; i < 2000; ++i) one(i);

@@ -20,6 +20,15 @@ namespace ronghe::serve {
 
 using nlohmann::json;
 
+void SetComputeThreads(int threads) {
+  at::set_num_threads(threads);
+  // Debian's LibTorch calls BLAS through libblas.so.3, which is OpenBLAS when installed; its
+  // thread count is separate from LibTorch's and only settable through its own call.
+  using SetThreads = void (*)(int);
+  if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    f(threads);
+}
+
 Status RunServeJob(const ServeJobRequest& req) {
   if (req.repo.empty()) return InvalidArgument("serve needs --repo DIR");
   // Signals are taken by sigwait below; block them before any thread exists so every thread
@@ -33,14 +42,7 @@ Status RunServeJob(const ServeJobRequest& req) {
   // with write(), which also raises SIGPIPE, and that must not end the server. (cpp-httplib's
   // Server constructor ignores it too; this does not depend on that.)
   std::signal(SIGPIPE, SIG_IGN);
-  if (req.threads > 0) {
-    at::set_num_threads(req.threads);
-    // Debian's LibTorch calls BLAS through libblas.so.3, which is OpenBLAS when installed; its
-    // thread count is separate from LibTorch's and only settable through its own call.
-    using SetThreads = void (*)(int);
-    if (auto f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-      f(req.threads);
-  }
+  if (req.threads > 0) SetComputeThreads(req.threads);
 
   TlsOptions tls{req.tls_cert, req.tls_key, req.tls_client_ca};
   if (!tls.enabled() && !tls.client_ca_file.empty()) {
@@ -57,6 +59,8 @@ Status RunServeJob(const ServeJobRequest& req) {
                  {"grpc_port", req.grpc_port},
                  {"max_batch_size", req.max_batch_size},
                  {"max_queue_delay_us", req.max_queue_delay_us},
+                 {"instances", req.instances},
+                 {"threads", req.threads},
                  {"watch_s", req.watch_s},
                  {"tls", tls.enabled()},
                  {"mutual_tls", !tls.client_ca_file.empty()}};
@@ -66,6 +70,7 @@ Status RunServeJob(const ServeJobRequest& req) {
   so.repository.dir = req.repo;
   so.repository.max_batch_size = req.max_batch_size;
   so.repository.max_queue_delay_us = req.max_queue_delay_us;
+  so.repository.instances = req.instances;
   so.watch_interval_s = req.watch_s;
   so.access_log = req.access_log;
   so.store_path = db;

@@ -16,6 +16,8 @@ struct ServeJobRequest {
   int http_threads = 256;           // Default: 256 connection threads (see HttpOptions).
   int64_t max_batch_size = -1;      // Default: -1 = each model's config; >= 0 overrides (0 = off).
   int64_t max_queue_delay_us = -1;  // Default: -1 = each model's config.
+  int instances = 0;                // Default: 0 = each model's config (whose default is the
+                                    // cores the server may run on).
   double watch_s = 0;               // Default: 0 = no repository watch.
   std::string access_log;           // Default: none; "-" = stdout.
   int threads = 1;                  // Default: 1 intra-op thread (LibTorch and OpenBLAS) per model
@@ -28,6 +30,9 @@ struct ServeJobRequest {
   std::string tls_client_ca;        // Default: none. With it, clients need a certificate it signed.
   std::string home;                 // run store: $home/ronghe.db
 };
+
+// Intra-op threads of LibTorch and of OpenBLAS (process-wide), as `ronghe serve --threads` sets.
+void SetComputeThreads(int threads);
 
 // Serves until SIGINT/SIGTERM, then stops accepting, lets requests in flight finish and exits.
 // Records a "serve" run in the run store. Prints "serving ... on http://HOST:PORT" (https://

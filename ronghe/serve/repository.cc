@@ -13,6 +13,7 @@
 #include <set>
 
 #include "ronghe/base/config.h"
+#include "ronghe/base/thread_pool.h"
 #include "ronghe/nn/artifact.h"
 
 namespace ronghe::serve {
@@ -76,6 +77,9 @@ Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std:
   ModelSettings s;
   s.name = name;
   s.experiment.name = name;
+  // By default a model's instances use every core the server may run on (one intra-op thread
+  // each, see ServeJobRequest::threads): batched or not, requests run on all of them.
+  s.batching.instances = DefaultThreads();
   std::string path = model_dir + "/config.toml";
   if (!fs::exists(path)) return s;
   ASSIGN_OR_RETURN(Config cfg, Config::Load(path));
@@ -264,8 +268,7 @@ ServedVersion::~ServedVersion() {
 
 Status ServedVersion::Run(const InferRequest& request, int64_t* output_row_elements) {
   Ticket t;
-  batcher_->Submit(request, &t);
-  Status st = t.Wait();
+  Status st = batcher_->Run(request, &t);
   *output_row_elements = t.output_row_elements();
   return st;
 }
@@ -357,6 +360,7 @@ Status ModelRepository::Load(const std::string& model) {
   ModelSettings s = std::move(settings).value();
   if (options_.max_batch_size >= 0) s.batching.max_batch_size = options_.max_batch_size;
   if (options_.max_queue_delay_us >= 0) s.batching.max_queue_delay_us = options_.max_queue_delay_us;
+  if (options_.instances > 0) s.batching.instances = options_.instances;
   // An override can make configured preferred sizes impossible; they no longer apply then.
   auto& pref = s.batching.preferred_batch_sizes;
   pref.erase(std::remove_if(pref.begin(), pref.end(),

@@ -6,7 +6,8 @@
 //
 // config.toml (every key optional; docs/serving.md has the full reference):
 //   [batching]  max_batch_size, max_queue_delay_us, preferred_batch_sizes, max_queue_size,
-//               priority_levels, default_timeout_us, instances   (BatcherOptions)
+//               priority_levels, default_timeout_us, instances, dispatch   (BatcherOptions;
+//               instances defaults to the cores the server may run on)
 //   [versions]  policy = "latest" | "all" | "specific", latest = N, specific = [..],
 //               default = version or alias used when a request names none
 //   [aliases]   champion = 2, challenger = 3, ...   (any names; a request may use them as versions)
@@ -131,6 +132,7 @@ struct RepositoryOptions {
   std::string dir;
   int64_t max_batch_size = -1;      // Default: -1 = each model's own; >= 0 overrides all (0 = off).
   int64_t max_queue_delay_us = -1;  // Default: -1 = each model's own; >= 0 overrides all.
+  int instances = 0;                // Default: 0 = each model's own; > 0 overrides all.
 };
 
 struct ModelIndexEntry {

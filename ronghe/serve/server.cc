@@ -152,7 +152,8 @@ Result<json> InferenceServer::ModelMetadata(const std::string& model,
                  {"aliases", s.aliases},
                  {"max_batch_size", v->batching().max_batch_size},
                  {"max_queue_delay_us", v->batching().max_queue_delay_us},
-                 {"dispatch", DispatchPolicyName(v->batching().dispatch)}};
+                 {"dispatch", DispatchPolicyName(v->batching().dispatch)},
+                 {"instances", v->batching().instances}};
   if (v->manifest().contains("metrics")) params["metrics"] = v->manifest()["metrics"];
   if (s.has_experiment) {
     params["experiment"] = {{"name", s.experiment.name},
