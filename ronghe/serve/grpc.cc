@@ -348,17 +348,19 @@ class Service final : public inference::GRPCInferenceService::Service {
         const bool raw = q->raw_input_contents_size() > 0 || msg->binary_output_all;
         for (const auto& t : res->outputs) ToProto(t, raw, r);
       }
-      s_->AccessLog(
-          {{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-                      .count()},
-           {"protocol", "grpc"},
-           {"method", "ModelInfer"},
-           {"model", q->model_name()},
-           {"version", res.ok() ? res->version : q->model_version()},
-           {"status", res.ok() ? "OK" : res.status().message()},
-           {"ms",
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                .count()}});
+      if (s_->access_log_enabled())
+        s_->AccessLog(
+            {{"ts",
+              std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                  .count()},
+             {"protocol", "grpc"},
+             {"method", "ModelInfer"},
+             {"model", q->model_name()},
+             {"version", res.ok() ? res->version : q->model_version()},
+             {"status", res.ok() ? "OK" : res.status().message()},
+             {"ms",
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                  .count()}});
       return res.ok() ? grpc::Status::OK : ToGrpc(res.status());
     });
   }

@@ -54,6 +54,7 @@ struct HttpFrontend::Impl {
       } catch (const std::exception& e) {
         Reply(res, 500, ErrorBody(std::string("internal error: ") + e.what()));
       }
+      if (!server->access_log_enabled()) return;  // no log line built per request for nobody
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
       json line = {
           {"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())

@@ -55,6 +55,7 @@ class InferenceServer {
   // Prometheus text exposition of every counter.
   std::string Metrics() const;
   void AccessLog(const nlohmann::json& line);
+  bool access_log_enabled() const { return log_ != nullptr; }
 
   ModelRepository& repository() { return *repo_; }
   Experiments* experiments() { return experiments_.get(); }
