@@ -105,12 +105,22 @@ int RunCalibrate(serve::CalibrateRequest& creq_cal, const Globals& g) {
       "cost: the cascade's forward time over the full model's alone, measured on these splits\n");
   return 0;
 }
+
 struct PerfFlags {
   serve::LoadOptions load;
   serve::ForwardOptions forward;
   bool in_process = false;
   bool json = false;
 };
+
+// Rows as a JSON array on stdout.
+template <typename Row>
+int PrintJsonRows(const std::vector<Row>& rows) {
+  json all = json::array();
+  for (const auto& r : rows) all.push_back(serve::ToJson(r));
+  std::printf("%s\n", all.dump(2).c_str());
+  return 0;
+}
 
 int RunPerf(PerfFlags& f) {
   if (f.in_process) {
@@ -119,12 +129,7 @@ int RunPerf(PerfFlags& f) {
     }
     auto rows = serve::MeasureForward(f.forward);
     if (!rows.ok()) return Fail(rows.status());
-    if (f.json) {
-      json all = json::array();
-      for (const auto& r : *rows) all.push_back(serve::ToJson(r));
-      std::printf("%s\n", all.dump(2).c_str());
-      return 0;
-    }
+    if (f.json) return PrintJsonRows(*rows);
     std::printf("%-10s %12s %10s\n", "batch", "rows/s", "batch ms");
     for (const auto& r : *rows) {
       std::printf("%-10lld %12.0f %10.3f\n", static_cast<long long>(r.batch_size), r.rows_per_s,
@@ -137,12 +142,7 @@ int RunPerf(PerfFlags& f) {
   }
   auto rows = serve::MeasureLoad(f.load);
   if (!rows.ok()) return Fail(rows.status());
-  if (f.json) {
-    json all = json::array();
-    for (const auto& r : *rows) all.push_back(serve::ToJson(r));
-    std::printf("%s\n", all.dump(2).c_str());
-    return 0;
-  }
+  if (f.json) return PrintJsonRows(*rows);
   std::printf("%-12s %12s %10s %10s %8s\n", "concurrency", "requests/s", "p50 ms", "p99 ms",
               "errors");
   for (const auto& r : *rows) {
