@@ -7,15 +7,25 @@
 # cores (`ronghe perf --in-process`), the limit a server can reach. Appends one JSON line per run
 # to OUT.
 #   bench/serve_bench.sh BUILD OUT.jsonl [SECONDS]
+#   bench/serve_bench.sh --bodies-only DIR BUILD   writes the bodies (DIR/M.json, DIR/M.bin, DIR/M.hl)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bodies_only=0
+if [ "${1:-}" = --bodies-only ]; then
+  bodies_only=1
+  work=$2
+  shift 2
+  set -- "$1" /dev/null
+fi
 build=$1
 out=$2
 secs=${3:-10}
 ronghe="$build/ronghe/cli/ronghe"
-command -v wrk >/dev/null || { echo "serve_bench: wrk not found (apt-get install wrk)" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+if [ "$bodies_only" = 0 ]; then
+  command -v wrk >/dev/null || { echo "serve_bench: wrk not found (apt-get install wrk)" >&2; exit 1; }
+  work=$(mktemp -d)
+  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+fi
 export RONGHE_HOME="$work/home"
 
 # One-row bodies: the first example image; the first example loan record.
@@ -50,6 +60,7 @@ open(sys.argv[2], "wb").write(head + blob)
 print(len(head))
 PY
 done
+[ "$bodies_only" = 1 ] && exit 0
 concurrency=${CONCURRENCY:-1 8 32 64}
 
 # The in-process limit: each model's forward pass on one-per-core instances, as the server runs it.
