@@ -25,6 +25,13 @@ echo "1" > "$corpus/ciphertext/one"
 # Seeds: the example request bodies (raw records, raw pixels) and a small FP32 one.
 cp "$root"/examples/serving/*.json "$corpus/request/"
 echo '{"inputs":[{"name":"input","shape":[1,5],"datatype":"FP32","data":[1,2,3,4,5]}]}' > "$corpus/request/fp32.json"
+# And one in the binary tensor form: an odd first byte, the JSON header's length (2 bytes, little
+# endian), the header, then the tensor's bytes (request_fuzz.cc reads it so).
+python3 - "$corpus/request/binary.bin" <<'PY'
+import struct, sys
+head = b'{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":8}}],"parameters":{"binary_data_output":true}}'
+open(sys.argv[1], "wb").write(b"\x01" + struct.pack("<H", len(head)) + head + struct.pack("<2f", 1.5, -2.0))
+PY
 # Seeds: one honest upload per scheme (none, paillier, paillier-masked), written by the target.
 RONGHE_FUZZ_WRITE_SEEDS="$corpus/upload" "$build/fuzz/upload_fuzz" >/dev/null 2>&1 || true
 for t in keyfile ciphertext request upload; do
