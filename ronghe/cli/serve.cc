@@ -210,7 +210,9 @@ void AddServeCommands(CLI::App& root, CommandContext& ctx) {
       "Measure a served model: closed-loop load over HTTP (requests/s, p50, p99 per concurrency), "
       "or with --in-process the model's own forward rate per batch size");
   auto pf = Flags<PerfFlags>();
-  perf_cmd->add_option("--url", pf->load.url, "Server to load: http://HOST:PORT");
+  perf_cmd->add_option(
+      "--url", pf->load.url,
+      "Server to load: http://HOST:PORT (plain HTTP; https:// is not supported yet)");
   perf_cmd->add_option("--model", pf->load.model, "Model name")->required();
   perf_cmd->add_option("--version", pf->load.version, "Version or alias (default: the model's)");
   perf_cmd->add_option("--input", pf->load.input, "File holding one v2 JSON inference request")
