@@ -168,8 +168,14 @@ void AddServeCommands(CLI::App& root, CommandContext& ctx) {
       ->add_option("--grpc", sreq->grpc_port, "gRPC port (default: no gRPC; 0 = any free port)")
       ->check(CLI::Range(0, 65535));
   serve_cmd
+      ->add_option("--http-loops", sreq->http_loops,
+                   "HTTP event loops, each serving its share of the connections (default 0 = one "
+                   "per core)")
+      ->check(CLI::Range(0, 1024));
+  serve_cmd
       ->add_option("--http-threads", sreq->http_threads,
-                   "Connection threads: the most open connections served at once (default 256)")
+                   "HTTPS only: connection threads, the most open connections served at once "
+                   "(default 256)")
       ->check(CLI::Range(1, 4096));
   serve_cmd
       ->add_option("--max-batch-size", sreq->max_batch_size,

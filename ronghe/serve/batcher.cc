@@ -380,15 +380,53 @@ Status DynamicBatcher::Run(const InferRequest& req, Ticket* t) {
       return t->Wait();
     }
   }
-  Enqueue(t);
+  Enqueue(t, /*wake=*/true);
   return t->Wait();
 }
 
-void DynamicBatcher::Submit(const InferRequest& req, Ticket* t) {
-  if (Admit(req, t)) Enqueue(t);
+void DynamicBatcher::Submit(const InferRequest& req, Ticket* t, bool caller_runs) {
+  if (Admit(req, t))
+    Enqueue(t, /*wake=*/!caller_runs || s_->o.dispatch != DispatchPolicy::kWorkConserving);
 }
 
-void DynamicBatcher::Enqueue(Ticket* t) {
+Status DynamicBatcher::Await(Ticket* t) {
+  MutexLock lock(&s_->mu);
+  while (!t->Done()) {
+    if (s_->o.dispatch != DispatchPolicy::kWorkConserving || s_->stopping || s_->queued == 0 ||
+        s_->free_slots.empty()) {
+      // Nothing this thread may run: make sure a dispatcher sees what is queued, then wait.
+      const bool queued = s_->queued > 0;
+      lock.Unlock();
+      if (queued) s_->cv.NotifyOne();
+      return t->Wait();
+    }
+    const Clock::time_point now = Clock::now();
+    s_->ExpireLocked(now);
+    if (s_->queued == 0) continue;
+    const int instance = s_->free_slots.back();
+    State::Slot& slot = s_->slots[static_cast<size_t>(instance)];
+    int64_t rows = 0;
+    Clock::time_point oldest;
+    s_->PickLocked(&slot.picked, &rows, &oldest);
+    const State::Reason reason = s_->ReadyLocked(rows, oldest, now);
+    s_->free_slots.pop_back();
+    for (Ticket* p : slot.picked) {
+      State::Unlink(s_->queues[static_cast<size_t>(p->req_.priority)], p);
+      s_->stats.queue_seconds += Seconds(now - p->enqueued_);
+    }
+    s_->queued -= static_cast<int64_t>(slot.picked.size());
+    lock.Unlock();
+    double compute = 0;
+    Status st = s_->Execute(instance, rows, &compute);
+    lock.Lock();
+    s_->FinishLocked(instance, reason, rows, compute, st);
+    if (s_->queued > 0) s_->cv.NotifyAll();  // the rest may go to another instance meanwhile
+  }
+  lock.Unlock();
+  return t->Wait();
+}
+
+void DynamicBatcher::Enqueue(Ticket* t, bool wake) {
   const InferRequest& req = t->req_;
   t->enqueued_ = Clock::now();
   const int64_t timeout = req.timeout_us > 0 ? req.timeout_us : s_->o.default_timeout_us;
@@ -417,7 +455,7 @@ void DynamicBatcher::Enqueue(Ticket* t) {
     ++s_->queued;
     ++s_->stats.requests;
   }
-  s_->cv.NotifyOne();
+  if (wake) s_->cv.NotifyOne();
 }
 
 void DynamicBatcher::Shutdown() {

@@ -132,7 +132,15 @@ class DynamicBatcher {
   ~DynamicBatcher();  // Shutdown()
 
   // Queues the request (or answers `ticket` at once with why not). Never waits for the model.
-  void Submit(const InferRequest& request, Ticket* ticket);
+  // `caller_runs`: the caller promises to Await() the ticket, and wants to run the batch itself
+  // if an instance is idle then, so no dispatcher thread is woken now. A front end that starts
+  // several requests before waiting on any submits them all this way: the first Await() runs
+  // them as one batch on the caller's thread, with no hand-off.
+  void Submit(const InferRequest& request, Ticket* ticket, bool caller_runs = false);
+  // Waits for a submitted ticket's answer. Work-conserving: while requests are queued and an
+  // instance is idle, the calling thread runs the next batch itself (which may hold this
+  // ticket, and other callers' too); otherwise it wakes a dispatcher and waits.
+  Status Await(Ticket* ticket);
   // Runs the request and waits for its answer. Work-conserving: when nothing is queued and an
   // instance is idle, the calling thread runs the request itself (no hand-off to a dispatcher
   // thread and back); otherwise it queues, as Submit.
@@ -151,7 +159,7 @@ class DynamicBatcher {
  private:
   explicit DynamicBatcher(std::unique_ptr<State> s);
   bool Admit(const InferRequest& request, Ticket* ticket);
-  void Enqueue(Ticket* ticket);
+  void Enqueue(Ticket* ticket, bool wake);
   std::unique_ptr<State> s_;
 };
 

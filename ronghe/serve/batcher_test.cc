@@ -374,6 +374,61 @@ TEST(BatcherTest, RunOnAnIdleInstanceRunsOnTheCallersThread) {
   EXPECT_EQ(st.batches, 3);
 }
 
+// Submit(caller_runs) then Await(): what a front end started in one turn runs as one batch on
+// the awaiting thread, with no dispatcher woken; each request still gets its own rows back.
+TEST(BatcherTest, CallerRunsSubmissionsRunAsOneBatchOnTheAwaitingThread) {
+  std::mutex mu;
+  std::vector<std::thread::id> ran_on;
+  auto id = Elementwise([](float x) { return x + 10; });
+  auto model = [&](Batch& batch) -> Status {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      ran_on.push_back(std::this_thread::get_id());
+    }
+    return id(batch);
+  };
+  auto b = DynamicBatcher::Create({.max_batch_size = 8, .instances = 2}, model);
+  ASSERT_TRUE(b.ok());
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int i = 0; i < 6; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* c = calls.back().get();
+    c->in.assign(kWidth, float(i));
+    InferRequest r;
+    r.input = c->in.data();
+    r.rows = 1;
+    r.row_elements = kWidth;
+    r.output = &c->out;
+    (*b)->Submit(r, &c->ticket, /*caller_runs=*/true);
+  }
+  EXPECT_EQ((*b)->QueueSize(), 6);  // no dispatcher took any
+  for (auto& c : calls) ASSERT_TRUE((*b)->Await(&c->ticket).ok());
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(calls[static_cast<size_t>(i)]->out, std::vector<float>(kWidth, float(i) + 10));
+  }
+  ASSERT_EQ(ran_on.size(), 1u);
+  EXPECT_EQ(ran_on[0], std::this_thread::get_id());
+  auto st = (*b)->Stats();
+  EXPECT_EQ(st.batches, 1);
+  EXPECT_EQ(st.batch_rows[6], 1);
+
+  // Under Triton's contract the delay still rules: Await() leaves the batch to a dispatcher.
+  auto delay = DynamicBatcher::Create(
+      {.max_batch_size = 8, .max_queue_delay_us = 1000, .dispatch = DispatchPolicy::kDelay}, model);
+  ASSERT_TRUE(delay.ok());
+  Call c;
+  c.in.assign(kWidth, 1.0f);
+  InferRequest r;
+  r.input = c.in.data();
+  r.rows = 1;
+  r.row_elements = kWidth;
+  r.output = &c.out;
+  (*delay)->Submit(r, &c.ticket, /*caller_runs=*/true);
+  ASSERT_TRUE((*delay)->Await(&c.ticket).ok());
+  EXPECT_EQ((*delay)->Stats().batches_delay, 1);
+  EXPECT_NE(ran_on.back(), std::this_thread::get_id());
+}
+
 // Many client threads against two instances: every request gets exactly its own rows back.
 TEST(BatcherTest, ConcurrentClientsGetTheirOwnAnswers) {
   auto b = DynamicBatcher::Create({.max_batch_size = 16, .max_queue_delay_us = 200, .instances = 2},

@@ -1,12 +1,6 @@
-// HTTP/JSON front end (KServe v2 / Triton REST) over InferenceServer, on Debian's cpp-httplib.
-//   GET  /v2/health/live | /v2/health/ready | /v2
-//   GET  /v2/models/{m}[/versions/{v}]            metadata
-//   GET  /v2/models/{m}[/versions/{v}]/ready
-//   POST /v2/models/{m}[/versions/{v}]/infer
-//   POST /v2/models/{m}/feedback                    outcome labels (experiments, cascades)
-//   POST /v2/repository/index, /v2/repository/models/{m}/load|unload
-//   GET  /v2/experiments[/{name}], POST /v2/experiments/{name}/promote|rollback
-//   GET  /metrics                                   Prometheus text
+// The HTTP front end (KServe v2 / Triton REST, routes in http_api.h) over InferenceServer.
+// Plaintext HTTP is served by ronghe's event loops (event_http.h); HTTPS by Debian's cpp-httplib
+// (a thread per connection), with the same routes.
 #pragma once
 
 #include <memory>
@@ -25,9 +19,11 @@ using tls::TlsOptions;
 struct HttpOptions {
   std::string host = "0.0.0.0";       // Default: every interface.
   int port = 8000;                    // Default: 8000 (Triton's). 0 = any free port (tests).
-  int threads = 256;                  // Default: 256 connection threads. cpp-httplib holds a thread
-                                      // per open connection (until it closes or idles 5 s), so more
-                                      // open connections than threads queue for seconds.
+  int loops = 0;                      // Default: 0 = one event loop per core (plaintext HTTP).
+  int threads = 256;                  // Default: 256 connection threads, for HTTPS only:
+                                      // cpp-httplib holds a thread per open connection (until it
+                                      // closes or idles 5 s), so more open connections than threads
+                                      // queue for seconds.
   int64_t max_body_bytes = 16 << 20;  // Default: 16 MiB; larger bodies get 413.
   TlsOptions tls;  // Default: plaintext. With a certificate: HTTPS (TLS 1.2+), and
                    // with a client CA, mutual TLS.

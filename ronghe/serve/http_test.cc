@@ -2,8 +2,11 @@
 // server in this process, cpp-httplib's client in test threads.
 #include "ronghe/serve/http.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -724,6 +727,180 @@ TEST(ExperimentStatsTest, MannWhitneyAndTwoProportionMatchReferenceValues) {
   EXPECT_NEAR(u.p, 0.00902, 1e-4);
   // Identical samples: no difference.
   EXPECT_NEAR(MannWhitneyU({1, 2, 2, 3}, {1, 2, 2, 3}).p, 1.0, 1e-9);
+}
+
+// A raw client for what an HTTP library will not send: pipelined requests, a request in pieces,
+// broken framing. Responses are read by their Content-Length.
+struct RawConn {
+  int fd = -1;
+  std::string buf;
+  explicit RawConn(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  }
+  ~RawConn() { ::close(fd); }
+  void Send(const std::string& bytes) {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t w = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (w <= 0) return;
+      off += static_cast<size_t>(w);
+    }
+  }
+  // Reads until `n` bytes are buffered; false if the server closed (or timed out) first.
+  bool Fill(size_t n) {
+    char tmp[65536];
+    while (buf.size() < n) {
+      ssize_t r = ::recv(fd, tmp, sizeof tmp, 0);
+      if (r <= 0) return false;
+      buf.append(tmp, static_cast<size_t>(r));
+    }
+    return true;
+  }
+  struct Response {
+    int status = -1;
+    std::string head, body;
+  };
+  Response Next() {
+    Response out;
+    size_t end;
+    while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill(buf.size() + 1)) return out;
+    }
+    out.head = buf.substr(0, end + 4);
+    out.status = std::stoi(out.head.substr(9, 3));
+    size_t length = 0;
+    std::smatch m;
+    if (std::regex_search(out.head, m, std::regex("Content-Length: ([0-9]+)"))) {
+      length = std::stoul(m[1].str());
+    }
+    if (!Fill(end + 4 + length)) return Response{};
+    out.body = buf.substr(end + 4, length);
+    buf.erase(0, end + 4 + length);
+    return out;
+  }
+  // True when the server has closed its side (and sent nothing more).
+  bool Closed() {
+    char c;
+    return buf.empty() && ::recv(fd, &c, 1, 0) == 0;
+  }
+};
+
+std::string PostRequest(const std::string& path, const std::string& body,
+                        const std::string& extra = "") {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+TEST_F(HttpTest, PipelinedRequestsOfOneReadRunAsOneBatchAndAnswerInOrder) {
+  const std::string art = options_.repository.dir + "/tab/1/model.rhm";
+  WriteMlp(art, 21, 6, 3, {16});
+  WriteText(options_.repository.dir + "/tab/config.toml",
+            "[batching]\nmax_batch_size = 16\ninstances = 1\n");
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  torch::manual_seed(3);
+  at::Tensor x = torch::randn({8, 6});
+  at::Tensor want = Offline(art, x);
+  // Eight one-row inferences and a health check in one write: the loop reads them in one turn,
+  // starts all eight, and the first to finish runs them as a single batch of 8 rows.
+  std::string wire;
+  for (int64_t i = 0; i < 8; ++i) {
+    wire +=
+        PostRequest("/v2/models/tab/infer",
+                    InferBody(x.slice(0, i, i + 1).contiguous(), "p" + std::to_string(i)).dump());
+  }
+  wire += "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  RawConn c(s.http->port());
+  c.Send(wire);
+  for (int64_t i = 0; i < 8; ++i) {
+    auto r = c.Next();
+    ASSERT_EQ(r.status, 200) << r.head << r.body;
+    json j = json::parse(r.body);
+    EXPECT_EQ(j["id"], "p" + std::to_string(i));  // in request order
+    EXPECT_NE(r.head.find("x-ronghe-version: tab:1"), std::string::npos) << r.head;
+    EXPECT_TRUE(torch::allclose(OutputTensor(j, "logits"), want.slice(0, i, i + 1), 1e-5, 1e-6));
+  }
+  auto live = c.Next();
+  EXPECT_EQ(live.status, 200);
+  EXPECT_EQ(live.body, R"({"live":true})");
+  auto v = s.server->repository().Resolve("tab", "");
+  ASSERT_TRUE(v.ok());
+  BatcherStats st = (*v)->BatchStats();
+  EXPECT_EQ(st.batches, 1) << "8 requests of one read should make one batch";
+  EXPECT_EQ(st.batch_rows[8], 1);
+}
+
+TEST_F(HttpTest, WireFramingInPiecesContinueAndErrorsThatCloseTheConnection) {
+  WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 22);
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  const std::string body = InferBody(torch::ones({1, 6}), "piece").dump();
+  const int port = s.http->port();
+  {  // One byte per send: the request is assembled across reads.
+    RawConn c(port);
+    for (char ch : PostRequest("/v2/models/tab/infer", body)) c.Send(std::string(1, ch));
+    auto r = c.Next();
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body)["id"], "piece");
+  }
+  {  // Expect: 100-continue gets its interim answer before the body is sent.
+    RawConn c(port);
+    std::string req = PostRequest("/v2/models/tab/infer", body, "Expect: 100-continue\r\n");
+    c.Send(req.substr(0, req.size() - body.size()));
+    const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
+    ASSERT_TRUE(c.Fill(interim.size()));
+    EXPECT_EQ(c.buf.substr(0, interim.size()), interim);
+    c.buf.erase(0, interim.size());
+    c.Send(body);
+    EXPECT_EQ(c.Next().status, 200);
+  }
+  auto expect_close = [&](const std::string& wire, int status, const std::string& why) {
+    RawConn c(port);
+    c.Send(wire);
+    auto r = c.Next();
+    EXPECT_EQ(r.status, status) << wire.substr(0, 60) << " -> " << r.head << r.body;
+    EXPECT_NE(r.body.find(why), std::string::npos) << r.body;
+    EXPECT_NE(r.head.find("Connection: close"), std::string::npos) << r.head;
+    EXPECT_TRUE(c.Closed()) << wire.substr(0, 60);
+  };
+  expect_close(
+      "POST /v2/models/tab/infer HTTP/1.1\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      411, "Content-Length");
+  expect_close("GARBAGE\r\n\r\n", 400, "malformed request line");
+  expect_close("GET /v2 HTTP/2.0\r\n\r\n", 505, "HTTP/2.0");
+  expect_close("GET /v2 HTTP/1.1\r\nBad Header\r\n\r\n", 400, "malformed header");
+  expect_close("GET /v2 HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", 400, "Content-Length");
+  expect_close("GET /v2 HTTP/1.1\r\nX-Big: " + std::string(70 << 10, 'a') + "\r\n\r\n", 431,
+               "headers over");
+  // A body over the limit is read and dropped, then answered 413 and the connection closed.
+  expect_close(PostRequest("/v2/models/tab/infer", std::string(2 << 20, ' ')), 413, "too large");
+  {  // HTTP/1.0 closes after the answer unless asked to keep alive.
+    RawConn c(port);
+    c.Send("GET /v2/health/live HTTP/1.0\r\n\r\n");
+    auto r = c.Next();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.head.substr(0, 8), "HTTP/1.0");
+    EXPECT_TRUE(c.Closed());
+  }
+  {  // Wrong methods and unknown paths: 404 naming them, and the connection stays.
+    RawConn c(port);
+    c.Send("DELETE /v2/models/tab HTTP/1.1\r\n\r\nGET /v2/health/live?x=1 HTTP/1.1\r\n\r\n");
+    auto r = c.Next();
+    EXPECT_EQ(r.status, 404);
+    EXPECT_NE(r.body.find("no such endpoint: DELETE /v2/models/tab"), std::string::npos) << r.body;
+    EXPECT_EQ(c.Next().status, 200);
+  }
+  auto live = s.client->Get("/v2/health/live");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
 }
 
 }  // namespace

@@ -82,6 +82,7 @@ Status RunServeJob(const ServeJobRequest& req) {
   HttpOptions ho;
   ho.host = req.host;
   ho.port = req.http_port;
+  ho.loops = req.http_loops;
   ho.threads = req.http_threads;
   ho.tls = tls;
   auto http = HttpFrontend::Start(server->get(), ho);

@@ -13,7 +13,8 @@ struct ServeJobRequest {
   std::string host = "0.0.0.0";     // Default: every interface.
   int http_port = 8000;             // Default: 8000; 0 = any free port (printed).
   int grpc_port = -1;               // Default: -1 = no gRPC; 0 = any free port (printed).
-  int http_threads = 256;           // Default: 256 connection threads (see HttpOptions).
+  int http_loops = 0;               // Default: 0 = one HTTP event loop per core (plaintext).
+  int http_threads = 256;           // Default: 256 connection threads, HTTPS only (HttpOptions).
   int64_t max_batch_size = -1;      // Default: -1 = each model's config; >= 0 overrides (0 = off).
   int64_t max_queue_delay_us = -1;  // Default: -1 = each model's config.
   int instances = 0;                // Default: 0 = each model's config (whose default is the

@@ -153,6 +153,10 @@ Result<std::vector<ForwardRow>> MeasureForward(const ForwardOptions& o) {
   }
   const std::string artifact = (dir / version / "model.rhm").string();
   const int instances = o.instances > 0 ? o.instances : DefaultThreads();
+  // Before anything runs in parallel: LibTorch ignores a later change of its intra-op threads
+  // once its pool has started (loading a model runs it), and each instance would then run on
+  // every core, as `ronghe serve` (which sets them first) does not.
+  SetComputeThreads(o.threads);
   std::vector<std::unique_ptr<nn::Model>> models;
   std::vector<int64_t> input_shape;
   for (int i = 0; i < instances; ++i) {
@@ -163,7 +167,6 @@ Result<std::vector<ForwardRow>> MeasureForward(const ForwardOptions& o) {
     }
     models.push_back(std::move(a.model));
   }
-  SetComputeThreads(o.threads);
   std::vector<ForwardRow> rows;
   for (int64_t b : o.batch_sizes) {
     std::vector<int64_t> shape = {b};

@@ -273,6 +273,16 @@ Status ServedVersion::Run(const InferRequest& request, int64_t* output_row_eleme
   return st;
 }
 
+void ServedVersion::Submit(const InferRequest& request, Ticket* ticket) {
+  batcher_->Submit(request, ticket, /*caller_runs=*/true);
+}
+
+Status ServedVersion::Await(Ticket* ticket, int64_t* output_row_elements) {
+  Status st = batcher_->Await(ticket);
+  *output_row_elements = ticket->output_row_elements();
+  return st;
+}
+
 Result<at::Tensor> ServedVersion::Infer(const at::Tensor& batch, int priority, int64_t timeout_us) {
   at::Tensor x = batch.to(at::kFloat).contiguous();
   if (x.dim() < 1 || x.size(0) < 1) return InvalidArgument("the input needs at least one row");

@@ -93,6 +93,11 @@ class ServedVersion {
   // The request path: the request's rows through the batcher; the model's raw output rows land in
   // request.output (rows x *output_row_elements floats). Allocates nothing once warm.
   Status Run(const InferRequest& request, int64_t* output_row_elements);
+  // The same in two halves, for a caller that starts several requests before waiting on any:
+  // Submit queues without waking a dispatcher; Await runs queued batches on the calling thread
+  // while an instance is idle (DynamicBatcher::Submit/Await).
+  void Submit(const InferRequest& request, Ticket* ticket);
+  Status Await(Ticket* ticket, int64_t* output_row_elements);
   // The same for callers that hold a tensor (the cascade's subsets of rows): [rows, ...] ->
   // [rows, outputs].
   Result<at::Tensor> Infer(const at::Tensor& batch, int priority, int64_t timeout_us);

@@ -72,36 +72,136 @@ Result<at::Tensor> RunVersion(ServedVersion& v, const at::Tensor& batch, const R
   return r;
 }
 
-Result<InferResult> InferOnVersion(ServedVersion& v, const InferRequestMsg& request) {
-  const auto start = Clock::now();
-  auto run = [&]() -> Result<InferResult> {
-    // Per front-end thread: the model's output rows (and encoded records) land in buffers that
-    // keep their capacity from request to request.
-    thread_local std::vector<float> scratch, output;
-    ASSIGN_OR_RETURN(InferRequest in, v.signature().Prepare(request, &scratch));
-    ASSIGN_OR_RETURN(RequestOptions o, ParseRequestOptions(request, v));
+void BeginOnVersion(std::shared_ptr<ServedVersion> v, const InferRequestMsg& request,
+                    PendingInfer* p) {
+  p->start = Clock::now();
+  p->request = &request;
+  p->queued = false;
+  auto prepare = [&]() -> Status {
+    ASSIGN_OR_RETURN(InferRequest in, v->signature().Prepare(request, &p->scratch));
+    ASSIGN_OR_RETURN(RequestOptions o, ParseRequestOptions(request, *v));
     in.priority = o.priority;
     in.timeout_us = o.timeout_us;
-    in.output = &output;
+    in.output = &p->output;
+    v->Submit(in, &p->ticket);
+    return Status::OK();
+  };
+  Status st = prepare();
+  if (!st.ok()) {
+    Record(*v, Since(p->start), st);
+    p->result = st;
+    return;
+  }
+  p->version = std::move(v);
+  p->queued = true;
+}
+
+Result<InferResult> FinishOnVersion(PendingInfer* p) {
+  ServedVersion& v = *p->version;
+  auto finish = [&]() -> Result<InferResult> {
     int64_t width = 0;
-    RETURN_IF_ERROR(v.Run(in, &width));
+    RETURN_IF_ERROR(v.Await(&p->ticket, &width));
     InferResult r;
     r.model = v.model();
     r.version = std::to_string(v.version());
+    const int64_t rows = width > 0 ? static_cast<int64_t>(p->output.size()) / width : 0;
     ASSIGN_OR_RETURN(r.outputs,
-                     v.signature().FromOutput(output.data(), in.rows, width, request.outputs));
+                     v.signature().FromOutput(p->output.data(), rows, width, p->request->outputs));
     return r;
   };
-  auto r = run();
-  // The whole request counts here (inputs and outputs included), as the latency a client sees.
-  Record(v, Since(start), r.status());
+  auto r = finish();
+  Record(v, Since(p->start), r.status());
+  p->queued = false;
+  p->version.reset();  // a reloaded model's old version is not kept alive by an idle slot
+  return r;
+}
+
+Result<InferResult> InferOnVersion(std::shared_ptr<ServedVersion> v,
+                                   const InferRequestMsg& request) {
+  // Per calling thread: the rows, the model's output and the ticket keep their buffers from
+  // request to request.
+  thread_local PendingInfer p;
+  BeginOnVersion(std::move(v), request, &p);
+  if (!p.queued) return std::move(p.result);
+  return FinishOnVersion(&p);
+}
+
+void Route::Begin(std::shared_ptr<const ModelEntry> entry, const std::string& version,
+                  const InferRequestMsg& request, PendingInfer* p) const {
+  p->route = this;
+  p->request = &request;
+  p->queued = false;
+  p->result = Infer(*entry, version, request);
+}
+
+Result<InferResult> Route::Finish(PendingInfer* p) const {
+  if (!p->queued) return std::move(p->result);
+  return FinishOnVersion(p);
+}
+
+void VersionRoute::Begin(std::shared_ptr<const ModelEntry> entry, const std::string& version,
+                         const InferRequestMsg& request, PendingInfer* p) const {
+  p->route = this;
+  p->request = &request;
+  p->queued = false;
+  auto v = repo_->Resolve(entry->settings.name, version);
+  if (!v.ok()) {
+    p->result = v.status();
+    return;
+  }
+  BeginOnVersion(std::move(v).value(), request, p);
+}
+
+void ExperimentRoute::Begin(std::shared_ptr<const ModelEntry> entry, const std::string& version,
+                            const InferRequestMsg& request, PendingInfer* p) const {
+  p->route = this;
+  p->request = &request;
+  p->queued = false;
+  p->variant = nullptr;
+  p->start = Clock::now();
+  if (!version.empty()) {  // an explicit version: outside the experiment
+    auto v = repo_->Resolve(entry->settings.name, version);
+    if (!v.ok()) {
+      p->result = v.status();
+      return;
+    }
+    return BeginOnVersion(std::move(v).value(), request, p);
+  }
+  const ExperimentSettings& e = entry->settings.experiment;
+  std::string key;
+  if (auto k = request.parameters.find(e.sticky_key); k != request.parameters.end()) {
+    key = k->is_string() ? k->get<std::string>() : k->dump();
+  }
+  p->variant = &e.variants[static_cast<size_t>(experiments_->Pick(e, key))];
+  p->entry = std::move(entry);
+  auto v = repo_->Resolve(p->entry->settings.name, *p->variant);
+  if (!v.ok()) {
+    p->result = v.status();
+    return;
+  }
+  BeginOnVersion(std::move(v).value(), request, p);
+}
+
+Result<InferResult> ExperimentRoute::Finish(PendingInfer* p) const {
+  const auto start = p->start;
+  Result<InferResult> r = p->queued ? FinishOnVersion(p) : std::move(p->result);
+  if (p->variant == nullptr) return r;  // an explicit version: outside the experiment
+  const ExperimentSettings& e = p->entry->settings.experiment;
+  if (r.ok() || r.status().code() != StatusCode::kInvalidArgument) {
+    experiments_->Record(e.name, *p->variant, p->request->id, Since(start), r.ok());
+  }
+  if (r.ok()) {
+    r->parameters["experiment"] = e.name;
+    r->parameters["variant"] = *p->variant;
+  }
+  p->entry.reset();
   return r;
 }
 
 Result<InferResult> VersionRoute::Infer(const ModelEntry& entry, const std::string& version,
                                         const InferRequestMsg& request) const {
   ASSIGN_OR_RETURN(auto v, repo_->Resolve(entry.settings.name, version));
-  return InferOnVersion(*v, request);
+  return InferOnVersion(std::move(v), request);
 }
 
 Result<InferResult> ExperimentRoute::Infer(const ModelEntry& entry, const std::string& version,
@@ -115,7 +215,8 @@ Result<InferResult> ExperimentRoute::Infer(const ModelEntry& entry, const std::s
   const std::string& variant = e.variants[static_cast<size_t>(experiments_->Pick(e, key))];
   const auto start = Clock::now();
   auto v = repo_->Resolve(entry.settings.name, variant);
-  Result<InferResult> r = v.ok() ? InferOnVersion(**v, request) : Result<InferResult>(v.status());
+  Result<InferResult> r =
+      v.ok() ? InferOnVersion(std::move(v).value(), request) : Result<InferResult>(v.status());
   if (r.ok() || r.status().code() != StatusCode::kInvalidArgument) {
     experiments_->Record(e.name, variant, request.id, Since(start), r.ok());
   }

@@ -5,6 +5,7 @@
 // RunVersion, so latency, failures and priority are checked and recorded one way.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -15,6 +16,7 @@
 
 #include "ronghe/base/mutex.h"
 #include "ronghe/base/status.h"
+#include "ronghe/serve/batcher.h"
 #include "ronghe/serve/kserve.h"
 #include "ronghe/serve/repository.h"
 
@@ -47,8 +49,38 @@ Result<RequestOptions> ParseRequestOptions(const InferRequestMsg& request, const
 Result<at::Tensor> RunVersion(ServedVersion& v, const at::Tensor& batch,
                               const RequestOptions& options);
 
-// A whole request on one version: inputs to a batch, the batch through RunVersion, outputs back.
-Result<InferResult> InferOnVersion(ServedVersion& v, const InferRequestMsg& request);
+class Route;
+
+// A request between InferenceServer::BeginInfer and FinishInfer. Owned by the front end, which
+// must keep it (and the request message it names) in place until FinishInfer returns; reused
+// from request to request, its buffers keep their capacity.
+struct PendingInfer {
+  PendingInfer() = default;
+  PendingInfer(const PendingInfer&) = delete;
+  PendingInfer& operator=(const PendingInfer&) = delete;
+
+  // Set by Begin. Not queued: `result` is already the answer (an error, or a route that runs
+  // whole at once, such as a cascade).
+  bool queued = false;
+  Result<InferResult> result = Internal("request not started");
+  const Route* route = nullptr;
+  const InferRequestMsg* request = nullptr;
+  std::shared_ptr<const ModelEntry> entry;  // keeps the experiment's settings alive
+  std::shared_ptr<ServedVersion> version;
+  const std::string* variant = nullptr;  // the experiment's pick, or none
+  std::chrono::steady_clock::time_point start;
+  Ticket ticket;
+  std::vector<float> scratch, output;
+};
+
+// The two halves of InferOnVersion: Begin prepares the rows and queues them without waiting (an
+// error lands in p->result); Finish waits and builds the outputs.
+void BeginOnVersion(std::shared_ptr<ServedVersion> v, const InferRequestMsg& request,
+                    PendingInfer* p);
+Result<InferResult> FinishOnVersion(PendingInfer* p);
+// Both halves: a whole request on one version, inputs to the version's batcher, outputs back.
+Result<InferResult> InferOnVersion(std::shared_ptr<ServedVersion> v,
+                                   const InferRequestMsg& request);
 
 // Live statistics of cascade routes. Predictions are kept (bounded) per request id so feedback
 // labels can score the cascade, and, on audited requests, the full model alone.
@@ -82,6 +114,11 @@ class Route {
   // `version` "" = the route's own choice (the model's default, the experiment's pick).
   virtual Result<InferResult> Infer(const ModelEntry& entry, const std::string& version,
                                     const InferRequestMsg& request) const = 0;
+  // Infer in two halves (PendingInfer). By default Begin runs the whole request and Finish hands
+  // its answer back; routes whose request is one version's batch queue it instead.
+  virtual void Begin(std::shared_ptr<const ModelEntry> entry, const std::string& version,
+                     const InferRequestMsg& request, PendingInfer* p) const;
+  virtual Result<InferResult> Finish(PendingInfer* p) const;
 };
 
 // The three routes; stateless apart from the shared services they point to.
@@ -90,6 +127,8 @@ class VersionRoute final : public Route {
   explicit VersionRoute(ModelRepository* repo) : repo_(repo) {}
   Result<InferResult> Infer(const ModelEntry& entry, const std::string& version,
                             const InferRequestMsg& request) const override;
+  void Begin(std::shared_ptr<const ModelEntry> entry, const std::string& version,
+             const InferRequestMsg& request, PendingInfer* p) const override;
 
  private:
   ModelRepository* repo_;
@@ -102,6 +141,9 @@ class ExperimentRoute final : public Route {
   // An explicit version bypasses the split (and is not recorded in the experiment).
   Result<InferResult> Infer(const ModelEntry& entry, const std::string& version,
                             const InferRequestMsg& request) const override;
+  void Begin(std::shared_ptr<const ModelEntry> entry, const std::string& version,
+             const InferRequestMsg& request, PendingInfer* p) const override;
+  Result<InferResult> Finish(PendingInfer* p) const override;
 
  private:
   ModelRepository* repo_;

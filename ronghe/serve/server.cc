@@ -124,6 +124,28 @@ Result<InferResult> InferenceServer::Infer(const std::string& model, const std::
   return RouteFor(*entry).Infer(*entry, version, request);
 }
 
+void InferenceServer::BeginInfer(const std::string& model, const std::string& version,
+                                 const InferRequestMsg& request, PendingInfer* p) {
+  p->route = nullptr;
+  p->queued = false;
+  if (draining_.load()) {
+    p->result = Unavailable("the server is shutting down");
+    return;
+  }
+  auto entry = repo_->Entry(model);
+  if (!entry.ok()) {
+    p->result = entry.status();
+    return;
+  }
+  const Route& route = RouteFor(**entry);
+  route.Begin(std::move(entry).value(), version, request, p);
+}
+
+Result<InferResult> InferenceServer::FinishInfer(PendingInfer* p) {
+  if (p->route == nullptr) return std::move(p->result);
+  return p->route->Finish(p);
+}
+
 Result<json> InferenceServer::ModelMetadata(const std::string& model,
                                             const std::string& version) const {
   ASSIGN_OR_RETURN(auto entry, repo_->Entry(model));

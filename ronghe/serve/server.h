@@ -40,6 +40,13 @@ class InferenceServer {
   // `version` "" = the model's default (or the experiment's pick). Never throws.
   Result<InferResult> Infer(const std::string& model, const std::string& version,
                             const InferRequestMsg& request);
+  // Infer in two halves, for a front end that starts several requests before it waits on any
+  // (the event-driven HTTP front end starts every request one poll of its sockets brought, then
+  // finishes them: the first finish runs them all as one batch on its own thread). `p` and
+  // `request` stay in place until FinishInfer returns. Infer = BeginInfer + FinishInfer.
+  void BeginInfer(const std::string& model, const std::string& version,
+                  const InferRequestMsg& request, PendingInfer* p);
+  Result<InferResult> FinishInfer(PendingInfer* p);
   // The v2 model metadata object.
   Result<nlohmann::json> ModelMetadata(const std::string& model, const std::string& version) const;
   Status ModelReady(const std::string& model, const std::string& version) const;
