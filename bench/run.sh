@@ -94,7 +94,7 @@ PY
   echo "## Inference server: dynamic batching off vs on, JSON vs binary"
   echo
   echo "\`bench/serve_bench.sh\`: \`ronghe serve --repo examples/serving/repo\` (defaults: one instance per core with 1"
-  echo "intra-op thread each, 256 HTTP threads) in one process, load from \`wrk -t1 -cN\` in another on the same machine"
+  echo "intra-op thread each, one HTTP event loop per core) in one process, load from \`wrk -t1 -cN\` in another on the same machine"
   echo "(both share the cores), 10 s after a 2 s warm-up, one-row requests: the CNN gets one test image as raw UINT8"
   echo "pixels, the fraud MLP one loan as a raw record (version 1 addressed directly, no A/B split), each as JSON and in"
   echo "the binary tensor extension (outputs binary too). Batching on = the model's config.toml (CNN: max 32 rows; MLP:"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Batching on vs off at one connection, measured so that a shared machine's drift does not
-# decide it: ROUNDS (default 5) pairs, off first in odd rounds and on first in even ones, a fresh `ronghe serve` per run, wrk
-# -c1 for SECONDS (default 5) after a 1 s warm-up, binary one-row bodies for the CNN and the
-# fraud MLP; prints each run as a JSON line on OUT and the medians and their ratio on stdout.
-#   bench/serve_c1.sh BUILD OUT.jsonl [ROUNDS] [SECONDS]
+# Batching on vs off at one connection (or CONNECTIONS), measured so that a shared machine's drift
+# does not decide it: ROUNDS (default 5) pairs, off first in odd rounds and on first in even ones,
+# a fresh `ronghe serve` per run, wrk -cN for SECONDS (default 5) after a 1 s warm-up, binary
+# one-row bodies for the CNN and the fraud MLP; prints each run as a JSON line on OUT and the
+# medians of requests/s and p99, and their ratios, on stdout.
+#   [CONNECTIONS=32] bench/serve_c1.sh BUILD OUT.jsonl [ROUNDS] [SECONDS]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$1
 out=$2
 rounds=${3:-5}
 secs=${4:-5}
+conns=${CONNECTIONS:-1}
 ronghe="$build/ronghe/cli/ronghe"
 command -v wrk >/dev/null || { echo "serve_c1: wrk not found (apt-get install wrk)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -32,9 +34,9 @@ for round in $(seq 1 "$rounds"); do
       path=/v2/models/$model/infer
       [ "$model" = fraud ] && path=/v2/models/fraud/versions/1/infer
       export BODY="$work/$model.bin" HEADER_LENGTH=$(cat "$work/$model.hl")
-      wrk -t1 -c1 -d1s -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" >/dev/null
-      line=$(wrk -t1 -c1 -d"${secs}s" -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" | grep '^{')
-      echo "{\"round\":$round,\"model\":\"$model\",\"batching\":\"$mode\",\"result\":$line}" >> "$out"
+      wrk -t1 -c"$conns" -d1s -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" >/dev/null
+      line=$(wrk -t1 -c"$conns" -d"${secs}s" -s "$root/bench/serve_wrk.lua" "http://127.0.0.1:$port$path" | grep '^{')
+      echo "{\"round\":$round,\"connections\":$conns,\"model\":\"$model\",\"batching\":\"$mode\",\"result\":$line}" >> "$out"
     done
     kill -TERM "$pid"
     wait "$pid" || true
@@ -44,7 +46,9 @@ python3 - "$out" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 for model in ("fashion-cnn", "fraud"):
-    med = {m: statistics.median(r["result"]["rps"] for r in runs if r["model"] == model and r["batching"] == m)
-           for m in ("off", "on")}
-    print(f"{model}: median req/s off {med['off']:.0f}, on {med['on']:.0f}, on/off {med['on'] / med['off']:.2f}")
+    med = {(m, k): statistics.median(r["result"][k] for r in runs if r["model"] == model and r["batching"] == m)
+           for m in ("off", "on") for k in ("rps", "p99_ms")}
+    print(f"{model}: median req/s off {med['off', 'rps']:.0f}, on {med['on', 'rps']:.0f}, "
+          f"on/off {med['on', 'rps'] / med['off', 'rps']:.2f}; median p99 off {med['off', 'p99_ms']:.2f} ms, "
+          f"on {med['on', 'p99_ms']:.2f} ms")
 PY
