@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with Debian's clang (address + undefined sanitizers on the whole
-# crypto module, the federation's upload decoding and the inference server's request decoding)
+# crypto module, the federation's upload decoding, the inference server's request decoding and
+# its HTTP request heads)
 # and runs each for a bounded time.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 set -euo pipefail
@@ -11,9 +12,9 @@ command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get instal
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRONGHE_FUZZ=ON -DRONGHE_WERROR=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-omit-frame-pointer" >/dev/null
-cmake --build "$build" --target keyfile_fuzz ciphertext_fuzz request_fuzz upload_fuzz
+cmake --build "$build" --target keyfile_fuzz ciphertext_fuzz request_fuzz upload_fuzz http_head_fuzz
 corpus="$build/corpus"
-mkdir -p "$corpus/keyfile" "$corpus/ciphertext" "$corpus/request" "$corpus/upload"
+mkdir -p "$corpus/keyfile" "$corpus/ciphertext" "$corpus/request" "$corpus/upload" "$corpus/http_head"
 # Seeds: real key files and a real ciphertext, so the fuzzer starts from valid structure.
 if [ ! -f "$corpus/keyfile/public.json" ]; then
   keys=$(mktemp -d)
@@ -34,7 +35,10 @@ open(sys.argv[1], "wb").write(b"\x01" + struct.pack("<H", len(head)) + head + st
 PY
 # Seeds: one honest upload per scheme (none, paillier, paillier-masked), written by the target.
 RONGHE_FUZZ_WRITE_SEEDS="$corpus/upload" "$build/fuzz/upload_fuzz" >/dev/null 2>&1 || true
-for t in keyfile ciphertext request upload; do
+# Seeds: request heads as clients send them.
+printf 'POST /v2/models/fraud/infer HTTP/1.1\r\nHost: localhost:8000\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: 140\r\nContent-Length: 400\r\nExpect: 100-continue\r\nConnection: keep-alive' > "$corpus/http_head/infer"
+printf 'GET /v2/health/ready HTTP/1.0\r\nConnection: close, keep-alive' > "$corpus/http_head/ready"
+for t in keyfile ciphertext request upload http_head; do
   echo "fuzz: ${t}_fuzz for ${secs}s" >&2
   "$build/fuzz/${t}_fuzz" -max_total_time="$secs" -max_len=65536 -timeout=10 "$corpus/$t" 2>&1 | tail -3
 done

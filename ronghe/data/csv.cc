@@ -252,45 +252,57 @@ Result<std::vector<int64_t>> EncodeLabels(const CsvTable& table, const TableSche
   return y;
 }
 
+Status TransformRow(const TablePreprocessing& prep, const std::string* const* cells, float* out,
+                    const std::string& source, int64_t line) {
+  const int64_t width = prep.num_features();
+  std::fill(out, out + width, 0.0f);
+  int64_t k = 0;
+  size_t c = 0;
+  for (size_t j = 0; j < prep.numeric.size(); ++j, ++k, ++c) {
+    const std::string& v = *cells[c];
+    double x;
+    if (IsMissing(v, prep.missing)) {
+      out[k] = 0.0f;  // the training mean, standardised
+    } else if (ParseDouble(v, &x)) {
+      out[k] = static_cast<float>((x - prep.numeric[j].mean) / prep.numeric[j].std);
+    } else {
+      return DataLoss(source + (line >= 0 ? ":" + std::to_string(line) : std::string()) +
+                      ": column '" + prep.numeric[j].name + "': '" + v.substr(0, 64) +
+                      "' is not a number");
+    }
+  }
+  for (size_t j = 0; j < prep.categorical.size(); ++j, ++c) {
+    const auto& values = prep.categorical[j].values;
+    const std::string& v = *cells[c];
+    auto it = std::lower_bound(values.begin(), values.end(), v);
+    int64_t slot = (it != values.end() && *it == v) ? it - values.begin()
+                                                    : static_cast<int64_t>(values.size());
+    out[k + slot] = 1.0f;
+    k += static_cast<int64_t>(values.size()) + 1;
+  }
+  return Status::OK();
+}
+
 Result<at::Tensor> TransformTable(const CsvTable& table, const TablePreprocessing& prep,
                                   const std::vector<int64_t>& rows) {
   int64_t width = prep.num_features();
   at::Tensor x = torch::zeros({static_cast<int64_t>(rows.size()), width}, torch::kFloat32);
   float* out = x.data_ptr<float>();
-  std::vector<int> num_cols, cat_cols;
+  std::vector<int> cols;
   for (const auto& n : prep.numeric) {
     ASSIGN_OR_RETURN(int c, table.ColumnIndex(n.name));
-    num_cols.push_back(c);
+    cols.push_back(c);
   }
   for (const auto& c : prep.categorical) {
     ASSIGN_OR_RETURN(int col, table.ColumnIndex(c.name));
-    cat_cols.push_back(col);
+    cols.push_back(col);
   }
+  std::vector<const std::string*> cells(cols.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& row = table.rows[rows[i]];
-    float* o = out + i * width;
-    int64_t k = 0;
-    for (size_t j = 0; j < num_cols.size(); ++j, ++k) {
-      const std::string& v = row[num_cols[j]];
-      double x;
-      if (IsMissing(v, prep.missing)) {
-        o[k] = 0.0f;  // the training mean, standardised
-      } else if (ParseDouble(v, &x)) {
-        o[k] = static_cast<float>((x - prep.numeric[j].mean) / prep.numeric[j].std);
-      } else {
-        return DataLoss(table.source + ":" + std::to_string(table.line_of_row[rows[i]]) +
-                        ": column '" + prep.numeric[j].name + "': '" + v + "' is not a number");
-      }
-    }
-    for (size_t j = 0; j < cat_cols.size(); ++j) {
-      const auto& values = prep.categorical[j].values;
-      auto it = std::lower_bound(values.begin(), values.end(), row[cat_cols[j]]);
-      int64_t slot = (it != values.end() && *it == row[cat_cols[j]])
-                         ? it - values.begin()
-                         : static_cast<int64_t>(values.size());
-      o[k + slot] = 1.0f;
-      k += static_cast<int64_t>(values.size()) + 1;
-    }
+    for (size_t j = 0; j < cols.size(); ++j) cells[j] = &row[cols[j]];
+    RETURN_IF_ERROR(TransformRow(prep, cells.data(), out + i * width, table.source,
+                                 table.line_of_row[rows[i]]));
   }
   return x;
 }

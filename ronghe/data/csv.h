@@ -76,6 +76,14 @@ Result<TablePreprocessing> FitTable(const CsvTable& table, const TableSchema& sc
 Result<std::vector<int64_t>> EncodeLabels(const CsvTable& table, const TableSchema& schema,
                                           const std::vector<std::string>& classes);
 
+// One row's features into out[0, num_features): cells[i] is the row's value for feature column
+// i, numeric columns first (prep.numeric order), then categorical ones. A missing numeric value
+// becomes the training mean (0 once standardised); a category not seen in training the extra
+// slot. The transform training, evaluation and serving share. A numeric cell that is not a
+// number: DataLoss "SOURCE[:LINE]: column 'c': 'v' is not a number" (LINE when >= 0).
+Status TransformRow(const TablePreprocessing& prep, const std::string* const* cells, float* out,
+                    const std::string& source, int64_t line);
+
 // Features [rows, num_features] float32 for the given rows.
 Result<at::Tensor> TransformTable(const CsvTable& table, const TablePreprocessing& prep,
                                   const std::vector<int64_t>& rows);

@@ -110,6 +110,73 @@ struct Slot {
 
 }  // namespace
 
+bool ParseHttpHead(std::string_view head, HttpHead* out, HttpHeadError* err) {
+  *out = HttpHead{};
+  auto fail = [&](int status, std::string why) {
+    err->status = status;
+    err->why = std::move(why);
+    return false;
+  };
+  const size_t eol = head.find("\r\n");
+  const std::string_view line = head.substr(0, eol);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == 0 || sp2 == std::string_view::npos || sp2 == sp1 + 1 ||
+      line.find(' ', sp2 + 1) != std::string_view::npos) {
+    return fail(400, "malformed request line (want METHOD TARGET HTTP/1.1)");
+  }
+  out->method = line.substr(0, sp1);
+  out->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+  if (version == "HTTP/1.0") {
+    out->http10 = true;
+  } else if (version != "HTTP/1.1") {
+    if (version.substr(0, 5) == "HTTP/") {
+      return fail(505, "HTTP version " + std::string(version.substr(0, 16)) +
+                           " not supported (1.0 and 1.1 are)");
+    }
+    return fail(400, "malformed request line (want METHOD TARGET HTTP/1.1)");
+  }
+  // Headers: only the few this server acts on are looked at.
+  bool have_length = false, want_close = false, want_keep = false;
+  size_t pos = eol == std::string_view::npos ? head.size() : eol + 2;
+  while (pos < head.size()) {
+    size_t next = head.find("\r\n", pos);
+    if (next == std::string_view::npos) next = head.size();
+    const std::string_view h = head.substr(pos, next - pos);
+    pos = next + 2;
+    const size_t colon = h.find(':');
+    // No space before the colon (RFC 9112 5.1: a request smuggling vector).
+    if (colon == std::string_view::npos || colon == 0 || h[colon - 1] == ' ' ||
+        h[colon - 1] == '\t') {
+      return fail(400, "malformed header line");
+    }
+    const std::string_view name = h.substr(0, colon), value = Trim(h.substr(colon + 1));
+    if (IEquals(name, "Content-Length")) {
+      int64_t v = -1;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (value.empty() || ec != std::errc() || end != value.data() + value.size() || v < 0 ||
+          (have_length && v != out->content_length)) {
+        return fail(400, "bad Content-Length '" + std::string(value.substr(0, 32)) + "'");
+      }
+      out->content_length = v;
+      have_length = true;
+    } else if (IEquals(name, "Transfer-Encoding")) {
+      out->chunked = true;
+    } else if (IEquals(name, "Connection")) {
+      want_close = want_close || HasToken(value, "close");
+      want_keep = want_keep || HasToken(value, "keep-alive");
+    } else if (IEquals(name, "Expect")) {
+      out->expect_continue = IEquals(value, "100-continue");
+    } else if (IEquals(name, "Inference-Header-Content-Length")) {
+      out->has_header_length = true;
+      out->header_length = value;
+    }
+  }
+  out->close = want_close || (out->http10 && !want_keep);
+  return true;
+}
+
 struct EventHttpServer::Impl {
   HttpApi* api = nullptr;
   EventHttpOptions options;
@@ -326,68 +393,13 @@ void Loop::Parse(Conn* c) {
           c, 431, "request line and headers over " + std::to_string(o.max_header_bytes) + " bytes",
           true);
     }
-    std::string_view head(base, head_len);
-    size_t eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    size_t sp1 = line.find(' ');
-    size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-    if (sp1 == 0 || sp2 == std::string_view::npos || sp2 == sp1 + 1 ||
-        line.find(' ', sp2 + 1) != std::string_view::npos) {
-      return Answer(c, 400, "malformed request line (want METHOD TARGET HTTP/1.1)", true);
+    HttpHead h;
+    HttpHeadError err;
+    if (!ParseHttpHead(std::string_view(base, head_len), &h, &err)) {
+      return Answer(c, err.status, err.why, true);
     }
-    std::string_view method = line.substr(0, sp1), target = line.substr(sp1 + 1, sp2 - sp1 - 1),
-                     version = line.substr(sp2 + 1);
-    bool http10 = false;
-    if (version == "HTTP/1.0") {
-      http10 = true;
-    } else if (version != "HTTP/1.1") {
-      return version.substr(0, 5) == "HTTP/"
-                 ? Answer(c, 505,
-                          "HTTP version " + std::string(version.substr(0, 16)) +
-                              " not supported (1.0 and 1.1 are)",
-                          true)
-                 : Answer(c, 400, "malformed request line (want METHOD TARGET HTTP/1.1)", true);
-    }
-    // Headers: only the few this server acts on are looked at.
-    int64_t length = 0;
-    bool have_length = false, chunked = false, close = http10, expect_continue = false;
-    bool has_header_length = false;
-    std::string_view header_length;
-    size_t pos = eol == std::string_view::npos ? head.size() : eol + 2;
-    while (pos < head.size()) {
-      size_t next = head.find("\r\n", pos);
-      if (next == std::string_view::npos) next = head.size();
-      std::string_view h = head.substr(pos, next - pos);
-      pos = next + 2;
-      size_t colon = h.find(':');
-      if (colon == std::string_view::npos || colon == 0 || h[colon - 1] == ' ' ||
-          h[colon - 1] == '\t') {
-        return Answer(c, 400, "malformed header line", true);
-      }
-      std::string_view name = h.substr(0, colon), value = Trim(h.substr(colon + 1));
-      if (IEquals(name, "Content-Length")) {
-        int64_t v = -1;
-        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-        if (ec != std::errc() || end != value.data() + value.size() || v < 0 ||
-            (have_length && v != length)) {
-          return Answer(c, 400, "bad Content-Length '" + std::string(value.substr(0, 32)) + "'",
-                        true);
-        }
-        length = v;
-        have_length = true;
-      } else if (IEquals(name, "Transfer-Encoding")) {
-        chunked = true;
-      } else if (IEquals(name, "Connection")) {
-        if (HasToken(value, "close")) close = true;
-        if (HasToken(value, "keep-alive")) close = false;
-      } else if (IEquals(name, "Expect")) {
-        expect_continue = IEquals(value, "100-continue");
-      } else if (IEquals(name, "Inference-Header-Content-Length")) {
-        has_header_length = true;
-        header_length = value;
-      }
-    }
-    if (chunked) {
+    const int64_t length = h.content_length;
+    if (h.chunked) {
       return Answer(c, 411, "chunked request bodies are not supported: send a Content-Length",
                     true);
     }
@@ -406,7 +418,8 @@ void Loop::Parse(Conn* c) {
     if (avail < body_at + static_cast<size_t>(length)) {
       // Not all here yet. A client that waits for "100 Continue" gets it, unless an answer of
       // this turn must go out before it.
-      if (expect_continue && !c->continue_sent && c->answers == 0 && c->out_off == c->out.size()) {
+      if (h.expect_continue && !c->continue_sent && c->answers == 0 &&
+          c->out_off == c->out.size()) {
         c->out.append("HTTP/1.1 100 Continue\r\n\r\n");
         c->continue_sent = true;
       }
@@ -414,22 +427,22 @@ void Loop::Parse(Conn* c) {
       return;
     }
     HttpCall call;
-    call.method = method;
-    call.target = target;
+    call.method = h.method;
+    call.target = h.target;
     call.body = std::string_view(base + body_at, static_cast<size_t>(length));
-    call.has_header_length = has_header_length;
-    call.header_length = header_length;
+    call.has_header_length = h.has_header_length;
+    call.header_length = h.header_length;
     call.remote = c->remote;
     const size_t i = NewSlot(c);
     Slot& s = slots[i];
-    s.close = close;
-    s.http10 = http10;
+    s.close = h.close;
+    s.http10 = h.http10;
     s.started = !impl->api->Start(call, pendings[i].get(), &replies[i]);
     // The call keeps nothing of `in` once started (the decoded request is the Pending's).
     c->consumed += body_at + static_cast<size_t>(length);
     c->scanned = c->consumed;
     c->continue_sent = false;
-    if (close) c->close_after = true;
+    if (h.close) c->close_after = true;
   }
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "ronghe/base/file.h"
+#include "ronghe/data/csv.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/serve/experiment.h"
 #include "ronghe/store/run_store.h"
@@ -564,6 +565,60 @@ TEST_F(HttpTest, RawInputsArePreprocessedAsInTraining) {
 // The binary tensor extension over HTTP: the same request as raw bytes after a JSON header gives
 // the same outputs, bit for bit, as its JSON form, whether the answer comes back as JSON or as
 // binary; malformed binary requests get 400 naming the input, and the server keeps serving.
+// Raw records are encoded exactly as training encodes a CSV: the served logits equal the model's
+// on TransformTable's rows for the same cells (missing values, unseen categories, numbers sent as
+// strings or numbers, a labelled record), and a bad cell is a 400 naming the record and column.
+TEST_F(HttpTest, RawRecordsAreEncodedAsTrainingEncodesTheCsv) {
+  const std::string prep_json =
+      R"({"kind":"table","label":"y","classes":["no","yes"],"missing":["","NA"],
+          "numeric":[{"name":"amount","mean":10.0,"std":4.0},{"name":"rate","mean":0.5,"std":0.25}],
+          "categorical":[{"name":"term","values":["t36","t60"]}]})";
+  auto prep = data::TablePreprocessing::FromJson(json::parse(prep_json));
+  ASSERT_TRUE(prep.ok()) << prep.status().message();
+  torch::manual_seed(6);
+  nn::ModelConfig c;
+  c.kind = "mlp";
+  c.input_shape = {prep->num_features()};
+  c.outputs = 1;
+  c.hidden = {8};
+  auto m = nn::Model::Create(c);
+  ASSERT_TRUE(m.ok());
+  const std::string art = options_.repository.dir + "/loan/1/model.rhm";
+  fs::create_directories(fs::path(art).parent_path());
+  ASSERT_TRUE(nn::SaveArtifact(art, **m,
+                               {{"task", "binary"},
+                                {"classes", {"no", "yes"}},
+                                {"preprocessing", json::parse(prep_json)}})
+                  .ok());
+  Served s = Served::Start(options_);
+  ASSERT_TRUE(s.server);
+  const std::vector<std::string> records = {
+      R"({"amount": 12.5, "rate": "0.75", "term": "t60"})",
+      R"({"amount": "NA", "term": "t99"})",          // missing number, unseen category
+      R"({"amount": 3, "rate": null, "y": "yes"})",  // null, absent term, the label ignored
+  };
+  auto csv = data::ParseCsv("amount,rate,term\n12.5,0.75,t60\nNA,,t99\n3,,\n", "same.csv");
+  ASSERT_TRUE(csv.ok()) << csv.status().message();
+  auto x = data::TransformTable(*csv, *prep, {0, 1, 2});
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  json body = {
+      {"inputs", {{{"name", "record"}, {"datatype", "BYTES"}, {"shape", {3}}, {"data", records}}}}};
+  auto [code, resp] = Post(*s.client, "/v2/models/loan/infer", body.dump());
+  ASSERT_EQ(code, 200) << resp.dump();
+  EXPECT_TRUE(torch::allclose(OutputTensor(resp, "logits"), Offline(art, *x), 1e-6, 1e-6));
+
+  json bad = {{"inputs",
+               {{{"name", "record"},
+                 {"datatype", "BYTES"},
+                 {"shape", {2}},
+                 {"data", {records[0], R"({"amount": "lots"})"}}}}}};
+  auto [bad_code, bad_resp] = Post(*s.client, "/v2/models/loan/infer", bad.dump());
+  EXPECT_EQ(bad_code, 400);
+  EXPECT_NE(bad_resp.dump().find("input 'record'[1]: column 'amount': 'lots' is not a number"),
+            std::string::npos)
+      << bad_resp.dump();
+}
+
 TEST_F(HttpTest, BinaryAndJsonRequestsGiveIdenticalOutputs) {
   WriteMlp(options_.repository.dir + "/tab/1/model.rhm", 9, 6, 3, {16});
   Served s = Served::Start(options_);

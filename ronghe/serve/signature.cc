@@ -145,42 +145,50 @@ Result<InferRequest> Signature::Prepare(const InferRequestMsg& request,
       return InvalidArgument(
           "input 'record': BYTES of shape [N], each a JSON object of column values");
     }
-    data::CsvTable table;
-    table.source = "input 'record'";
-    for (const auto& n : table_.numeric) table.columns.push_back(n.name);
-    for (const auto& c : table_.categorical) table.columns.push_back(c.name);
-    std::vector<int64_t> rows;
+    // Each record straight into the scratch rows through the training transform (TransformRow):
+    // no table, no tensor.
+    const size_t ncols = table_.numeric.size() + table_.categorical.size();
+    const int64_t width = table_.num_features();
+    thread_local std::vector<std::string> cells;
+    thread_local std::vector<const std::string*> cell_ptrs;
+    cells.resize(ncols);
+    cell_ptrs.resize(ncols);
+    for (size_t c = 0; c < ncols; ++c) cell_ptrs[c] = &cells[c];
+    auto column = [&](const std::string& key) -> size_t {
+      for (size_t c = 0; c < table_.numeric.size(); ++c)
+        if (table_.numeric[c].name == key) return c;
+      for (size_t c = 0; c < table_.categorical.size(); ++c)
+        if (table_.categorical[c].name == key) return table_.numeric.size() + c;
+      return ncols;
+    };
+    scratch->resize(in.bytes.size() * static_cast<size_t>(width));
     for (size_t k = 0; k < in.bytes.size(); ++k) {
-      std::string where = "input 'record'[" + std::to_string(k) + "]";
+      const std::string where = "input 'record'[" + std::to_string(k) + "]";
       json rec = json::parse(in.bytes[k], nullptr, false);
       if (rec.is_discarded() || !rec.is_object())
         return InvalidArgument(where + ": not a JSON object");
-      std::vector<std::string> row(table.columns.size());
+      for (auto& cell : cells) cell.clear();  // absent = missing (empty), as in a CSV
       for (auto it = rec.begin(); it != rec.end(); ++it) {
-        size_t c = 0;
-        while (c < table.columns.size() && table.columns[c] != it.key()) ++c;
-        if (c == table.columns.size()) {
+        const size_t c = column(it.key());
+        if (c == ncols) {
           if (it.key() == table_.label) continue;  // a labelled record may be sent as it is
           return InvalidArgument(where + ": unknown column '" + it.key() + "'");
         }
         const json& v = it.value();
         if (v.is_string())
-          row[c] = v.get<std::string>();
+          cells[c] = v.get<std::string>();
         else if (v.is_number())
-          row[c] = v.dump();
+          cells[c] = v.dump();
         else if (!v.is_null())
           return InvalidArgument(where + ": column '" + it.key() +
                                  "' must be a string, number or null");
       }
-      table.rows.push_back(std::move(row));
-      table.line_of_row.push_back(static_cast<int64_t>(k));
-      rows.push_back(static_cast<int64_t>(k));
+      Status st =
+          data::TransformRow(table_, cell_ptrs.data(), scratch->data() + k * width, where, -1);
+      if (!st.ok()) return InvalidArgument(st.message());
     }
-    auto x = data::TransformTable(table, table_, rows);
-    if (!x.ok()) return InvalidArgument(x.status().message());
-    scratch->assign(x->data_ptr<float>(), x->data_ptr<float>() + x->numel());
     r.input = scratch->data();
-    r.rows = static_cast<int64_t>(rows.size());
+    r.rows = static_cast<int64_t>(in.bytes.size());
     return r;
   }
   std::string accepted = "'input' (FP32)";
