@@ -1,0 +1,298 @@
+// The hub against the attacks TUF names, over a hub directory: each test tampers with the hub the
+// way an attacker (or a broken mirror) would and checks that the client refuses, naming why.
+#include "ronghe/hub/hub.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
+#include "ronghe/hub/client.h"
+
+namespace ronghe::hub {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string Slurp(const std::string& p) { return ReadFile(p).value(); }
+void Spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+class HubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/ronghe-hub-test-" +
+           std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+           std::to_string(::getpid());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    hub_ = dir_ + "/hub";
+    root_key_ = std::make_unique<SigningKey>(SigningKey::Generate().value());
+    ASSERT_TRUE(InitHub(hub_, *root_key_, {}).ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A model version with files whose bytes tell them apart.
+  Status PublishModel(const std::string& name, const std::string& version,
+                      const SigningKey* key = nullptr) {
+    const std::string src = dir_ + "/src-" + name + "-" + version;
+    fs::create_directories(src);
+    Spit(src + "/model.rhm", "weights of " + name + "@" + version + std::string(1000, 'w'));
+    Spit(src + "/card.md", "# " + name + "\naccuracy 0.9\n");
+    PublishRequest r;
+    r.model_path = src + "/model.rhm";
+    r.card_path = src + "/card.md";
+    r.name = name;
+    r.version = version;
+    r.provenance = {{"run", 7}};
+    return Publish(hub_, r, key ? *key : *root_key_);
+  }
+
+  std::unique_ptr<HubClient> Client(Clock::time_point now = Clock::now(),
+                                    const std::string& trust = "trust") {
+    ClientOptions o;
+    o.hub = hub_;
+    o.trust_dir = dir_ + "/" + trust;
+    o.now = now;
+    auto c = HubClient::Open(o);
+    EXPECT_TRUE(c.ok()) << c.status().message();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+
+  // Re-signs snapshot and timestamp over whatever targets the hub now has: an attacker holding the
+  // hub's online key (TUF assumes it can be stolen: it lives on the server).
+  void ResignWithOnlineKey() { ASSERT_TRUE(Refresh(hub_).ok()); }
+
+  std::string Meta(const std::string& f) { return hub_ + "/metadata/" + f; }
+
+  std::string dir_, hub_;
+  std::unique_ptr<SigningKey> root_key_;
+};
+
+TEST_F(HubTest, PublishedModelsPullByteForByteAndVersionsOnlyGoUp) {
+  ASSERT_TRUE(PublishModel("fraud-detector", "1.2.0").ok());
+  ASSERT_TRUE(PublishModel("fraud-detector", "1.10.0").ok());
+  ASSERT_TRUE(PublishModel("cnn", "1").ok());
+  auto c = Client();
+  ASSERT_TRUE(c->Update().ok());
+  auto latest = c->Find("fraud-detector", "");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->version, "1.10.0");  // numeric, not string, order
+  EXPECT_EQ(latest->publisher, root_key_->KeyId());
+  auto old = c->Find("fraud-detector", "1.2.0");
+  ASSERT_TRUE(old.ok());
+  ASSERT_NE(old->File("model"), nullptr);
+  ASSERT_TRUE(c->Download(*old->File("model"), dir_ + "/got.rhm").ok());
+  EXPECT_EQ(Slurp(dir_ + "/got.rhm"), Slurp(dir_ + "/src-fraud-detector-1.2.0/model.rhm"));
+  EXPECT_EQ(c->Read(*old->File("card")).value(), "# fraud-detector\naccuracy 0.9\n");
+  EXPECT_NE(c->Find("fraud-detector", "9.9").status().message().find("1.2.0, 1.10.0"),
+            std::string::npos);
+
+  Status again = PublishModel("fraud-detector", "1.10.0");
+  EXPECT_EQ(again.code(), StatusCode::kAlreadyExists) << again.message();
+  Status lower = PublishModel("fraud-detector", "1.3.0");
+  EXPECT_NE(lower.message().find("versions only go up"), std::string::npos) << lower.message();
+  EXPECT_FALSE(PublishModel("Bad/Name", "1").ok());
+  EXPECT_FALSE(PublishModel("ok", "1.x").ok());
+}
+
+TEST_F(HubTest, FlippedBytesInArtifactCardOrTargetsMetadataAreRefused) {
+  ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
+  auto c = Client();
+  ASSERT_TRUE(c->Update().ok());
+  auto m = c->Find("m", "1.0.0").value();
+  auto flip = [](const std::string& path, size_t at) {
+    std::string s = Slurp(path);
+    s[at] ^= 0x01;
+    Spit(path, s);
+  };
+  flip(hub_ + "/targets/m/1.0.0/model.rhm", 5);
+  Status st = c->Download(*m.File("model"), dir_ + "/x.rhm");
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("tampered"), std::string::npos) << st.message();
+  EXPECT_FALSE(fs::exists(dir_ + "/x.rhm"));  // nothing half-written is left
+  flip(hub_ + "/targets/m/1.0.0/card.md", 2);
+  EXPECT_EQ(c->Read(*m.File("card")).status().code(), StatusCode::kDataLoss);
+
+  // The targets metadata itself: a byte flipped inside the signed part.
+  const std::string t = Meta("2.targets.json");
+  std::string s = Slurp(t);
+  size_t at = s.find("m/1.0.0/card.md");
+  ASSERT_NE(at, std::string::npos);
+  s[at] = 'n';
+  Spit(t, s);
+  Status up = Client(Clock::now(), "fresh")->Update();
+  EXPECT_EQ(up.code(), StatusCode::kDataLoss) << up.message();
+  EXPECT_NE(up.message().find("2.targets.json: sha256 differs"), std::string::npos) << up.message();
+}
+
+TEST_F(HubTest, ReplayedOlderMetadataIsARollback) {
+  ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
+  const std::string old_timestamp = Slurp(Meta("timestamp.json"));
+  ASSERT_TRUE(PublishModel("m", "1.1.0").ok());
+  auto c = Client();
+  ASSERT_TRUE(c->Update().ok());
+  ASSERT_TRUE(c->Find("m", "1.1.0").ok());
+  // A mirror serves the older timestamp (and with it the older snapshot and targets).
+  Spit(Meta("timestamp.json"), old_timestamp);
+  Status st = Client()->Update();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("rollback"), std::string::npos) << st.message();
+
+  // With the online key an attacker can sign a newer timestamp, but not make the client accept
+  // an older snapshot or targets than it has seen.
+  ASSERT_TRUE(Refresh(hub_).ok());  // the honest state again, newer timestamp
+  ASSERT_TRUE(Client()->Update().ok());
+  // Now rewrite the timestamp to point at snapshot version 2 (older), signed with the online key.
+  auto online = SigningKey::Load(hub_ + "/keys/online.key").value();
+  json ts = json::parse(Slurp(Meta("timestamp.json")))["signed"];
+  const std::string snap2 = Slurp(Meta("2.snapshot.json"));
+  ts["version"] = ts["version"].get<int64_t>() + 1;
+  ts["meta"]["snapshot.json"] = {{"version", 2},
+                                 {"length", static_cast<int64_t>(snap2.size())},
+                                 {"hashes", {{"sha256", Sha256Hex(snap2)}}}};
+  Spit(Meta("timestamp.json"), Canonical(SignEnvelope(ts, {&online}).value()));
+  st = Client()->Update();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.message();
+  EXPECT_NE(st.message().find("older than the trusted"), std::string::npos) << st.message();
+}
+
+TEST_F(HubTest, AnExpiredTimestampIsAFrozenHub) {
+  ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
+  ASSERT_TRUE(Client()->Update().ok());
+  // Eight days later nobody has re-signed the timestamp (7-day expiry).
+  Status st = Client(Clock::now() + std::chrono::hours(24 * 8))->Update();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("timestamp.json: expired"), std::string::npos) << st.message();
+  // `ronghe hub refresh` (or hub serve) re-signs it; an honest clock then accepts.
+  ASSERT_TRUE(Refresh(hub_).ok());
+  EXPECT_TRUE(Client()->Update().ok());
+}
+
+TEST_F(HubTest, TargetsSignedByAKeyNotInRootAreRefused) {
+  ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
+  auto stranger = SigningKey::Generate().value();
+  // The hub itself refuses a stranger's publish...
+  Status st = PublishModel("m", "2.0.0", &stranger);
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied) << st.message();
+  // ...and a client refuses targets metadata an attacker wrote and signed with it, even with
+  // snapshot and timestamp re-signed by the stolen online key.
+  json t = json::parse(Slurp(Meta("targets.json")))["signed"];
+  t["version"] = t["version"].get<int64_t>() + 1;
+  t["targets"]["m/1.0.0/model.rhm"]["hashes"]["sha256"] = std::string(64, 'a');
+  json env = SignEnvelope(t, {&stranger}).value();
+  const std::string text = Canonical(env);
+  Spit(Meta(std::to_string(t["version"].get<int64_t>()) + ".targets.json"), text);
+  Spit(Meta("targets.json"), text);
+  ResignWithOnlineKey();
+  st = Client()->Update();
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(st.message().find("0 valid targets signature(s), the threshold is 1"),
+            std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("the root does not trust"), std::string::npos) << st.message();
+}
+
+TEST_F(HubTest, RootRotationNeedsThresholdsOfOldAndNewKeysAndRevokesKeys) {
+  auto publisher = SigningKey::Generate().value();
+  auto new_root = SigningKey::Generate().value();
+  RootChange add;
+  add.grant = {{"targets", publisher.public_key()}};
+  ASSERT_TRUE(UpdateRoot(hub_, add, {root_key_.get()}).ok());
+  ASSERT_TRUE(PublishModel("m", "1.0.0", &publisher).ok());
+  auto c = Client();
+  ASSERT_TRUE(c->Update().ok());
+  EXPECT_EQ(c->root().version, 2);
+
+  // Rotating the root key needs the old root key and the new one.
+  RootChange rotate;
+  rotate.grant = {{"root", new_root.public_key()}};
+  rotate.revoke = {{"root", root_key_->KeyId()}};
+  Status only_new = UpdateRoot(hub_, rotate, {&new_root});
+  EXPECT_EQ(only_new.code(), StatusCode::kPermissionDenied) << only_new.message();
+  EXPECT_NE(only_new.message().find("against the old root"), std::string::npos);
+  ASSERT_TRUE(UpdateRoot(hub_, rotate, {root_key_.get(), &new_root}).ok());
+  // Then revoke the publisher (signed by the new root key alone: it is the root now).
+  RootChange revoke;
+  revoke.revoke = {{"targets", publisher.KeyId()}};
+  Status old_key = UpdateRoot(hub_, revoke, {root_key_.get()});
+  EXPECT_FALSE(old_key.ok()) << "the rotated-out root key must no longer sign roots";
+  ASSERT_TRUE(UpdateRoot(hub_, revoke, {&new_root}).ok());
+  // The revoked publisher's targets (the current ones) no longer verify: the client walks the
+  // root chain 2 -> 3 -> 4 and refuses them.
+  Status st = c->Update();
+  EXPECT_EQ(c->root().version, 4);
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied) << st.message();
+  // The root key re-signs the same targets, and clients accept them again.
+  json t = json::parse(Slurp(Meta("targets.json")))["signed"];
+  t["version"] = t["version"].get<int64_t>() + 1;
+  RootChange grant_root;  // the new root key may publish
+  grant_root.grant = {{"targets", new_root.public_key()}};
+  ASSERT_TRUE(UpdateRoot(hub_, grant_root, {&new_root}).ok());
+  const std::string text = Canonical(SignEnvelope(t, {&new_root}).value());
+  Spit(Meta(std::to_string(t["version"].get<int64_t>()) + ".targets.json"), text);
+  Spit(Meta("targets.json"), text);
+  ResignWithOnlineKey();
+  EXPECT_TRUE(c->Update().ok());
+
+  // A forged next root signed only by a key the trusted root does not hold is refused.
+  auto forger = SigningKey::Generate().value();
+  Root forged = Root::FromJson(json::parse(Slurp(Meta("root.json")))["signed"]).value();
+  forged.version += 1;
+  forged.roles["root"] = {};
+  forged.Grant("root", forger.public_key());
+  Spit(Meta(std::to_string(forged.version) + ".root.json"),
+       Canonical(SignEnvelope(forged.ToJson(), {&forger}).value()));
+  st = c->Update();
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied) << st.message();
+  EXPECT_NE(st.message().find(".root.json"), std::string::npos) << st.message();
+}
+
+TEST_F(HubTest, MixAndMatchOfTargetsFromAnotherSnapshotIsRefused) {
+  ASSERT_TRUE(PublishModel("a", "1").ok());  // targets 2, snapshot 2
+  ASSERT_TRUE(PublishModel("b", "1").ok());  // targets 3, snapshot 3
+  // Serve snapshot 3 with the (validly signed) targets of version 2 under its name.
+  Spit(Meta("3.targets.json"), Slurp(Meta("2.targets.json")));
+  Status st = Client()->Update();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st.message();
+  EXPECT_NE(st.message().find("mixed from another snapshot"), std::string::npos) << st.message();
+}
+
+TEST_F(HubTest, ConcurrentPublishersOfDifferentModelsBothLand) {
+  std::vector<std::thread> ts;
+  std::vector<Status> results(6);
+  for (int i = 0; i < 6; ++i) {
+    ts.emplace_back([&, i] {
+      results[static_cast<size_t>(i)] = PublishModel("model-" + std::to_string(i), "1.0");
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (const auto& r : results) EXPECT_TRUE(r.ok()) << r.message();
+  auto c = Client();
+  ASSERT_TRUE(c->Update().ok());
+  EXPECT_EQ(c->Models().size(), 6u);
+}
+
+TEST_F(HubTest, KeysAreEd25519WithPrivateFilesOfMode0600) {
+  auto k = SigningKey::Generate().value();
+  ASSERT_TRUE(k.WritePair(dir_ + "/keys").ok());
+  EXPECT_EQ(fs::status(dir_ + "/keys/hub.key").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(k.WritePair(dir_ + "/keys").code(), StatusCode::kAlreadyExists);
+  auto back = SigningKey::Load(dir_ + "/keys/hub.key");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->KeyId(), k.KeyId());
+  EXPECT_EQ(LoadPublicKey(dir_ + "/keys/hub.pub").value().KeyId(), k.KeyId());
+  auto sig = k.Sign("hello").value();
+  EXPECT_TRUE(VerifySignature(k.public_key(), "hello", sig));
+  EXPECT_FALSE(VerifySignature(k.public_key(), "hellO", sig));
+  fs::permissions(dir_ + "/keys/hub.key", fs::perms::others_read, fs::perm_options::add);
+  EXPECT_FALSE(SigningKey::Load(dir_ + "/keys/hub.key").ok());
+}
+
+}  // namespace
+}  // namespace ronghe::hub
