@@ -27,6 +27,7 @@ constexpr AddCommands kCommandGroups[] = {
     AddKeysCommands,    // keys init|inspect, crypto speed
     AddFedCommands,     // fed init|coordinator|participant|demo
     AddServeCommands,   // serve, calibrate, experiments
+    AddHubCommands,     // hub keygen|init|publish|pull|show|search|refresh|root
 };
 
 int RunChosen(const Action& action, const Globals& globals) {

@@ -58,6 +58,7 @@ void AddTrainCommands(CLI::App& root, CommandContext& ctx);  // train, eval
 void AddRunsCommands(CLI::App& root, CommandContext& ctx);
 void AddDataCommands(CLI::App& root, CommandContext& ctx);
 void AddKeysCommands(CLI::App& root, CommandContext& ctx);  // keys, crypto
+void AddHubCommands(CLI::App& root, CommandContext& ctx);   // hub keygen|init|publish|...
 void AddFedCommands(CLI::App& root, CommandContext& ctx);
 void AddServeCommands(CLI::App& root, CommandContext& ctx);  // serve, calibrate, experiments
 

@@ -1,0 +1,439 @@
+// `ronghe hub keygen|init|publish|pull|show|search|refresh|root`: the model hub (ronghe/hub).
+// A hub is a directory (`--hub DIR`, default $RONGHE_HOME/hub); clients keep the metadata they
+// last trusted under $RONGHE_HOME/hub-trust/ and refuse anything older, expired or mis-signed.
+#include "ronghe/hub/hub.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
+#include "ronghe/cli/command.h"
+#include "ronghe/hub/client.h"
+#include "ronghe/nn/tensor_file.h"
+#include "ronghe/store/run_store.h"
+
+namespace ronghe::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string HubDir(const Globals& g, const std::string& flag) {
+  return flag.empty() ? g.home + "/hub" : flag;
+}
+
+// "name" or "name@version".
+std::pair<std::string, std::string> SplitRef(const std::string& ref) {
+  auto at = ref.find('@');
+  if (at == std::string::npos) return {ref, ""};
+  return {ref.substr(0, at), ref.substr(at + 1)};
+}
+
+Result<std::unique_ptr<hub::HubClient>> UpdatedClient(const Globals& g, const std::string& hub,
+                                                      const std::string& trusted_root) {
+  hub::ClientOptions o;
+  o.hub = hub;
+  o.trust_dir = hub::TrustDirFor(g.home, hub);
+  o.trusted_root = trusted_root;
+  ASSIGN_OR_RETURN(auto c, hub::HubClient::Open(o));
+  RETURN_IF_ERROR(c->Update());
+  return c;
+}
+
+// The card's machine-readable part: what the artifact says about itself, and the run that made
+// it when this home's run store has one with the same artifact digest.
+Result<json> Provenance(const Globals& g, const std::string& model_path) {
+  ASSIGN_OR_RETURN(nn::TensorFile tf, nn::ReadTensorFile(model_path));
+  const json& m = tf.meta;
+  if (m.value("format", "") != "ronghe.model") {
+    return InvalidArgument(model_path + ": not a ronghe model artifact (format '" +
+                           m.value("format", "") + "')");
+  }
+  ASSIGN_OR_RETURN(std::string sha, Sha256FileHex(model_path));
+  json p = {
+      {"artifact", {{"sha256", sha}, {"bytes", static_cast<int64_t>(fs::file_size(model_path))}}}};
+  json manifest = json::object();
+  for (const char* k : {"format", "format_version", "task", "classes", "model", "parameters",
+                        "data", "data_sha256", "metrics", "train", "created_at"}) {
+    if (m.contains(k)) manifest[k] = m[k];
+  }
+  if (m.contains("preprocessing") && m["preprocessing"].is_object()) {
+    manifest["preprocessing_kind"] = m["preprocessing"].value("kind", "");
+  }
+  p["manifest"] = manifest;
+  p["run"] = nullptr;
+  auto store = store::OpenHomeStore(g.home);
+  if (store.ok()) {
+    auto runs = (*store)->ListRuns(1000);
+    if (runs.ok()) {
+      for (const auto& r : *runs) {
+        bool match = false;
+        for (const auto& a : r.artifacts) match = match || a.sha256 == sha;
+        if (!match) continue;
+        json run = {{"id", r.id},
+                    {"kind", r.kind},
+                    {"name", r.name},
+                    {"status", r.status},
+                    {"host", r.host},
+                    {"created_at", r.created_at},
+                    {"finished_at", r.finished_at},
+                    {"config", json::parse(r.config_json, nullptr, false)}};
+        // The last value of each metric, per split.
+        std::map<std::string, double> last;
+        for (const auto& mr : r.metrics) last[mr.split + "/" + mr.name] = mr.value;
+        run["final_metrics"] = last;
+        if (r.kind == "fed") {
+          const json& c = run["config"];
+          json fed = json::object();
+          for (const char* k :
+               {"consortium", "parties", "rounds", "threshold", "secure_aggregation", "strategy"}) {
+            if (c.is_object() && c.contains(k)) fed[k] = c[k];
+          }
+          p["federated"] = fed;
+        }
+        p["run"] = run;
+        break;
+      }
+    }
+  }
+  return p;
+}
+
+void PrintModel(const hub::ModelVersion& m) {
+  std::printf("%s@%s  published %s by %s\n", m.name.c_str(), m.version.c_str(), m.published.c_str(),
+              m.publisher.substr(0, 16).c_str());
+  for (const auto& f : m.files) {
+    std::printf("  %-12s %10lld bytes  sha256 %s\n", f.kind.c_str(),
+                static_cast<long long>(f.length), f.sha256.c_str());
+  }
+}
+
+struct KeygenFlags {
+  std::string out;
+};
+struct InitFlags {
+  std::string hub, root_key;
+  std::vector<std::string> publishers, certifiers;
+};
+struct PublishFlags {
+  std::string hub, model, name, version, card, key;
+};
+struct ClientFlags {
+  std::string hub, ref, out, text, trusted_root;
+  bool json = false;
+};
+struct RootFlags {
+  std::string hub;
+  std::vector<std::string> keys, grant, revoke, thresholds;
+};
+
+int CmdKeygen(const KeygenFlags& f) {
+  auto k = hub::SigningKey::Generate();
+  if (!k.ok()) return Fail(k.status());
+  Status st = k->WritePair(f.out);
+  if (!st.ok()) return Fail(st);
+  std::printf("wrote %s/hub.key (0600) and %s/hub.pub\nkey id %s\n", f.out.c_str(), f.out.c_str(),
+              k->KeyId().c_str());
+  return 0;
+}
+
+int CmdInit(const Globals& g, const InitFlags& f) {
+  auto root = hub::SigningKey::Load(f.root_key);
+  if (!root.ok()) return Fail(root.status());
+  hub::InitOptions o;
+  for (const auto& p : f.publishers) {
+    auto k = hub::LoadPublicKey(p);
+    if (!k.ok()) return Fail(k.status());
+    o.publishers.push_back(*k);
+  }
+  for (const auto& p : f.certifiers) {
+    auto k = hub::LoadPublicKey(p);
+    if (!k.ok()) return Fail(k.status());
+    o.certifiers.push_back(*k);
+  }
+  const std::string dir = HubDir(g, f.hub);
+  Status st = hub::InitHub(dir, *root, o);
+  if (!st.ok()) return Fail(st);
+  std::printf(
+      "hub at %s: root version 1 (root key %s), %zu publisher(s), %zu certifier(s) besides "
+      "the root key\n",
+      dir.c_str(), root->KeyId().substr(0, 16).c_str(), o.publishers.size(), o.certifiers.size());
+  return 0;
+}
+
+int CmdPublish(const Globals& g, const PublishFlags& f) {
+  auto key = hub::SigningKey::Load(f.key);
+  if (!key.ok()) return Fail(key.status());
+  auto prov = Provenance(g, f.model);
+  if (!prov.ok()) return Fail(prov.status());
+  if (!FileExists(f.card)) return Fail(NotFound("--card " + f.card + ": no such file"));
+  hub::PublishRequest r;
+  r.model_path = f.model;
+  r.card_path = f.card;
+  r.name = f.name;
+  r.version = f.version;
+  r.provenance = *prov;
+  const std::string dir = HubDir(g, f.hub);
+  Status st = hub::Publish(dir, r, *key);
+  if (!st.ok()) return Fail(st);
+  std::printf(
+      "published %s@%s to %s (signed by %s)%s\n", f.name.c_str(), f.version.c_str(), dir.c_str(),
+      key->KeyId().substr(0, 16).c_str(),
+      (*prov)["run"].is_null()
+          ? ""
+          : (", provenance: run " + std::to_string((*prov)["run"]["id"].get<int64_t>())).c_str());
+  return 0;
+}
+
+int CmdPull(const Globals& g, const ClientFlags& f) {
+  auto [name, version] = SplitRef(f.ref);
+  const std::string hub = HubDir(g, f.hub);
+  auto c = UpdatedClient(g, hub, f.trusted_root);
+  if (!c.ok()) return Fail(c.status());
+  auto m = (*c)->Find(name, version);
+  if (!m.ok()) return Fail(m.status());
+  Status st = MakeDirs(f.out);
+  if (!st.ok()) return Fail(st);
+  for (const auto& file : m->files) {
+    const std::string out = f.out + "/" + fs::path(file.path).filename().string();
+    st = (*c)->Download(file, out);
+    if (!st.ok()) return Fail(st);
+  }
+  std::printf("pulled %s@%s into %s (%zu files, each checked against signed metadata)\n",
+              m->name.c_str(), m->version.c_str(), f.out.c_str(), m->files.size());
+  return 0;
+}
+
+int CmdShow(const Globals& g, const ClientFlags& f) {
+  auto [name, version] = SplitRef(f.ref);
+  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root);
+  if (!c.ok()) return Fail(c.status());
+  auto m = (*c)->Find(name, version);
+  if (!m.ok()) return Fail(m.status());
+  std::vector<std::string> versions;
+  for (const auto& v : (*c)->Models()) {
+    if (v.name == name) versions.push_back(v.version);
+  }
+  std::string card;
+  json provenance;
+  if (const auto* cf = m->File("card")) {
+    auto text = (*c)->Read(*cf);
+    if (!text.ok()) return Fail(text.status());
+    card = *text;
+  }
+  if (const auto* pf = m->File("provenance")) {
+    auto text = (*c)->Read(*pf);
+    if (!text.ok()) return Fail(text.status());
+    provenance = json::parse(*text, nullptr, false);
+  }
+  if (f.json) {
+    json files = json::array();
+    for (const auto& file : m->files) {
+      files.push_back({{"path", file.path},
+                       {"kind", file.kind},
+                       {"length", file.length},
+                       {"sha256", file.sha256}});
+    }
+    json j = {{"name", m->name},
+              {"version", m->version},
+              {"versions", versions},
+              {"publisher", m->publisher},
+              {"published", m->published},
+              {"files", files},
+              {"card", card},
+              {"provenance", provenance},
+              {"signers", {{"targets", m->publisher}}},
+              {"root_version", (*c)->root().version}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  PrintModel(*m);
+  std::string all;
+  for (const auto& v : versions) all += (all.empty() ? "" : ", ") + v;
+  std::printf("versions: %s\n", all.c_str());
+  if (provenance.is_object() && provenance.contains("manifest") &&
+      provenance["manifest"].contains("metrics")) {
+    std::printf("metrics: %s\n", provenance["manifest"]["metrics"].dump().c_str());
+  }
+  std::printf("\n%s", card.c_str());
+  return 0;
+}
+
+int CmdSearch(const Globals& g, const ClientFlags& f) {
+  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root);
+  if (!c.ok()) return Fail(c.status());
+  auto lower = [](std::string s) {
+    for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  const std::string needle = lower(f.text);
+  // The latest version of each model whose name or card mentions the text.
+  std::map<std::string, hub::ModelVersion> latest;
+  for (const auto& m : (*c)->Models()) latest[m.name] = m;  // Models() is sorted by version
+  json hits = json::array();
+  for (const auto& [name, m] : latest) {
+    std::string card;
+    if (const auto* cf = m.File("card")) {
+      auto text = (*c)->Read(*cf);
+      if (!text.ok()) return Fail(text.status());
+      card = *text;
+    }
+    if (lower(name).find(needle) == std::string::npos &&
+        lower(card).find(needle) == std::string::npos) {
+      continue;
+    }
+    std::string title = card.substr(0, card.find('\n'));
+    hits.push_back({{"name", name}, {"version", m.version}, {"title", title}});
+  }
+  if (f.json) {
+    std::printf("%s\n", hits.dump(2).c_str());
+    return 0;
+  }
+  if (hits.empty()) std::printf("no model mentions '%s'\n", f.text.c_str());
+  for (const auto& h : hits) {
+    std::printf("%-32s %-10s %s\n", h["name"].get<std::string>().c_str(),
+                h["version"].get<std::string>().c_str(), h["title"].get<std::string>().c_str());
+  }
+  return 0;
+}
+
+Result<std::pair<std::string, std::string>> RoleArg(const std::string& arg, const char* flag) {
+  auto eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size()) {
+    return InvalidArgument(std::string(flag) + " " + arg + ": want ROLE=VALUE");
+  }
+  return std::make_pair(arg.substr(0, eq), arg.substr(eq + 1));
+}
+
+int CmdRoot(const Globals& g, const RootFlags& f) {
+  std::vector<hub::SigningKey> keys;
+  for (const auto& p : f.keys) {
+    auto k = hub::SigningKey::Load(p);
+    if (!k.ok()) return Fail(k.status());
+    keys.push_back(std::move(k).value());
+  }
+  hub::RootChange change;
+  for (const auto& a : f.grant) {
+    auto ra = RoleArg(a, "--grant");
+    if (!ra.ok()) return Fail(ra.status());
+    auto k = hub::LoadPublicKey(ra->second);
+    if (!k.ok()) return Fail(k.status());
+    change.grant.emplace_back(ra->first, *k);
+  }
+  for (const auto& a : f.revoke) {
+    auto ra = RoleArg(a, "--revoke");
+    if (!ra.ok()) return Fail(ra.status());
+    std::string id = ra->second;
+    if (FileExists(id)) {  // a key file rather than a key id
+      auto k = hub::LoadPublicKey(id);
+      if (!k.ok()) return Fail(k.status());
+      id = k->KeyId();
+    }
+    change.revoke.emplace_back(ra->first, id);
+  }
+  for (const auto& a : f.thresholds) {
+    auto ra = RoleArg(a, "--threshold");
+    if (!ra.ok()) return Fail(ra.status());
+    int t = 0;
+    try {
+      t = std::stoi(ra->second);
+    } catch (...) {
+    }
+    if (t < 1) return Fail(InvalidArgument("--threshold " + a + ": want a positive integer"));
+    change.thresholds.emplace_back(ra->first, t);
+  }
+  std::vector<const hub::SigningKey*> ptrs;
+  for (const auto& k : keys) ptrs.push_back(&k);
+  Status st = hub::UpdateRoot(HubDir(g, f.hub), change, ptrs);
+  if (!st.ok()) return Fail(st);
+  std::printf("root updated\n");
+  return 0;
+}
+
+}  // namespace
+
+void AddHubCommands(CLI::App& root, CommandContext& ctx) {
+  CLI::App* hub = root.add_subcommand("hub", "The model hub: signed, versioned models (TUF)");
+  hub->require_subcommand(1);
+
+  auto kf = Flags<KeygenFlags>();
+  CLI::App* keygen =
+      hub->add_subcommand("keygen", "Make an Ed25519 key pair: DIR/hub.key (0600), DIR/hub.pub");
+  keygen->add_option("--out", kf->out, "Directory for the pair")->required();
+  ctx.On(keygen, [kf](const Globals&) { return CmdKeygen(*kf); });
+
+  auto inf = Flags<InitFlags>();
+  CLI::App* init = hub->add_subcommand("init", "Create a hub: root metadata signed by --root-key");
+  init->add_option("--hub", inf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+  init->add_option("--root-key", inf->root_key, "The root role's private key (hub.key)")
+      ->required();
+  init->add_option("--publisher", inf->publishers,
+                   "A publisher's public key (hub.pub); repeatable");
+  init->add_option("--certifier", inf->certifiers,
+                   "A certifier's public key (hub.pub); repeatable");
+  ctx.On(init, [inf](const Globals& g) { return CmdInit(g, *inf); });
+
+  auto pf = Flags<PublishFlags>();
+  CLI::App* publish = hub->add_subcommand("publish", "Publish a model version, signed by --key");
+  publish->add_option("--hub", pf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+  publish->add_option("--model", pf->model, "The model artifact (.rhm)")->required();
+  publish->add_option("--name", pf->name, "Model name ([a-z0-9._-])")->required();
+  publish->add_option("--version", pf->version, "Version, dotted numbers (only goes up)")
+      ->required();
+  publish->add_option("--card", pf->card, "The model card (Markdown)")->required();
+  publish->add_option("--key", pf->key, "A publisher key of the hub's root (hub.key)")->required();
+  ctx.On(publish, [pf](const Globals& g) { return CmdPublish(g, *pf); });
+
+  auto add_client = [&](const char* name, const char* what, bool ref, bool out, bool text) {
+    auto cf = Flags<ClientFlags>();
+    CLI::App* c = hub->add_subcommand(name, what);
+    c->add_option("--hub", cf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+    c->add_option("--trusted-root", cf->trusted_root,
+                  "Pin the hub's root metadata (default: trust its first root on first use)");
+    if (ref) c->add_option("model", cf->ref, "NAME or NAME@VERSION")->required();
+    if (text) c->add_option("text", cf->text, "Text to look for in names and cards")->required();
+    if (out) c->add_option("--out", cf->out, "Directory to write the files to")->required();
+    if (!out) c->add_flag("--json", cf->json, "JSON output");
+    return std::make_pair(c, cf);
+  };
+  auto [pull, pullf] = add_client("pull", "Download a model version, verified", true, true, false);
+  ctx.On(pull, [pullf = pullf](const Globals& g) { return CmdPull(g, *pullf); });
+  auto [show, showf] =
+      add_client("show", "A model version: files, card, provenance, signers", true, false, false);
+  ctx.On(show, [showf = showf](const Globals& g) { return CmdShow(g, *showf); });
+  auto [search, searchf] =
+      add_client("search", "Models whose name or card mentions TEXT", false, false, true);
+  ctx.On(search, [searchf = searchf](const Globals& g) { return CmdSearch(g, *searchf); });
+
+  auto rf = Flags<ClientFlags>();
+  CLI::App* refresh =
+      hub->add_subcommand("refresh", "Re-sign the hub's timestamp and snapshot (fresh expiry)");
+  refresh->add_option("--hub", rf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+  ctx.On(refresh, [rf](const Globals& g) {
+    Status st = hub::Refresh(HubDir(g, rf->hub));
+    if (st.ok()) std::printf("timestamp re-signed\n");
+    return Done(st);
+  });
+
+  auto rootf = Flags<RootFlags>();
+  CLI::App* rootc = hub->add_subcommand(
+      "root", "Write the next root version: grant or revoke keys, change thresholds");
+  rootc->add_option("--hub", rootf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+  rootc
+      ->add_option("--key", rootf->keys,
+                   "Root keys signing the new root: a threshold of the old root's and of the new "
+                   "one's; repeatable")
+      ->required();
+  rootc->add_option("--grant", rootf->grant,
+                    "ROLE=PUBLIC_KEY_FILE (roles: root, targets, certifier)");
+  rootc->add_option("--revoke", rootf->revoke, "ROLE=KEY_ID or ROLE=KEY_FILE");
+  rootc->add_option("--threshold", rootf->thresholds, "ROLE=N");
+  ctx.On(rootc, [rootf](const Globals& g) { return CmdRoot(g, *rootf); });
+}
+
+}  // namespace ronghe::cli

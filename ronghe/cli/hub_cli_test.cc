@@ -1,0 +1,115 @@
+// `ronghe hub` end to end with the real binary, as the acceptance check runs it: keys, a
+// hub, a real model published, shown, searched and pulled; then the stored artifact and targets
+// metadata flipped and an older metadata copy restored, each later pull exiting non-zero with the
+// reason, and an untouched pull succeeding.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ronghe/cli/test_util.h"
+
+namespace ronghe::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+void Spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+TEST(HubCliTest, PublishShowPullAndEveryTamperingIsRefusedByName) {
+  const std::string home = FreshHome("hub-cli");
+  const std::string hub = home + "/hub", keys = home + "/keys";
+  const std::string model = SourcePath("examples/serving/repo/fraud/1/model.rhm");
+  auto run = [&](const std::vector<std::string>& args) { return RunRonghe(home, args); };
+  ASSERT_EQ(run({"hub", "keygen", "--out", keys + "/root"}).exit_code, 0);
+  ASSERT_EQ(run({"hub", "keygen", "--out", keys + "/bank"}).exit_code, 0);
+  EXPECT_EQ(fs::status(keys + "/root/hub.key").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  auto r = run({"hub", "init", "--hub", hub, "--root-key", keys + "/root/hub.key", "--publisher",
+                keys + "/bank/hub.pub"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Spit(home + "/card.md", "# Fraud detector\nLending Club bad-loan model, five banks.\n");
+  auto publish = [&](const std::string& version) {
+    return run({"hub", "publish", "--hub", hub, "--model", model, "--name", "fraud-detector",
+                "--version", version, "--card", home + "/card.md", "--key",
+                keys + "/bank/hub.key"});
+  };
+  r = publish("1.2.0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  r = run({"hub", "show", "--hub", hub, "fraud-detector", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["version"], "1.2.0");
+  EXPECT_EQ(j["provenance"]["manifest"]["task"], "binary");
+  EXPECT_TRUE(j["provenance"]["manifest"].contains("metrics"));
+  EXPECT_NE(j["card"].get<std::string>().find("five banks"), std::string::npos);
+  r = run({"hub", "search", "--hub", hub, "BANKS", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out).size(), 1u);
+
+  const std::string out = home + "/pulled";
+  auto pull = [&] {
+    return run({"hub", "pull", "--hub", hub, "fraud-detector@1.2.0", "--out", out});
+  };
+  r = pull();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Slurp(out + "/model.rhm"), Slurp(model));
+
+  r = publish("1.2.0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("already published"), std::string::npos) << r.err;
+
+  // A flipped byte in the hub's copy of the artifact.
+  const std::string stored = hub + "/targets/fraud-detector/1.2.0/model.rhm";
+  const std::string good_model = Slurp(stored);
+  std::string bad = good_model;
+  bad[bad.size() / 2] ^= 0x40;
+  Spit(stored, bad);
+  r = pull();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("model.rhm: sha256"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tampered"), std::string::npos) << r.err;
+  Spit(stored, good_model);
+
+  // A flipped byte in the targets metadata the snapshot names.
+  const std::string targets = hub + "/metadata/2.targets.json";
+  const std::string good_targets = Slurp(targets);
+  std::string t = good_targets;
+  t[t.find("1.2.0")] = '7';
+  Spit(targets, t);
+  r = pull();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("2.targets.json"), std::string::npos) << r.err;
+  Spit(targets, good_targets);
+  r = pull();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // An older copy of the metadata restored after the client has seen a newer one.
+  const std::string old_timestamp = Slurp(hub + "/metadata/timestamp.json");
+  r = publish("1.3.0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run({"hub", "show", "--hub", hub, "fraud-detector", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["version"], "1.3.0");
+  const std::string new_timestamp = Slurp(hub + "/metadata/timestamp.json");
+  Spit(hub + "/metadata/timestamp.json", old_timestamp);
+  r = pull();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("rollback"), std::string::npos) << r.err;
+  Spit(hub + "/metadata/timestamp.json", new_timestamp);
+  r = pull();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // A key the root never granted cannot publish.
+  ASSERT_EQ(run({"hub", "keygen", "--out", keys + "/stranger"}).exit_code, 0);
+  r = run({"hub", "publish", "--hub", hub, "--model", model, "--name", "fraud-detector",
+           "--version", "2.0.0", "--card", home + "/card.md", "--key", keys + "/stranger/hub.key"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("may not publish"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ronghe::testing
