@@ -3,6 +3,9 @@
 // last trusted under $RONGHE_HOME/hub-trust/ and refuse anything older, expired or mis-signed.
 #include "ronghe/hub/hub.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +16,7 @@
 #include "ronghe/base/hash.h"
 #include "ronghe/cli/command.h"
 #include "ronghe/hub/client.h"
+#include "ronghe/hub/server.h"
 #include "ronghe/nn/tensor_file.h"
 #include "ronghe/store/run_store.h"
 
@@ -35,9 +39,11 @@ std::pair<std::string, std::string> SplitRef(const std::string& ref) {
 }
 
 Result<std::unique_ptr<hub::HubClient>> UpdatedClient(const Globals& g, const std::string& hub,
-                                                      const std::string& trusted_root) {
+                                                      const std::string& trusted_root,
+                                                      const std::string& ca = "") {
   hub::ClientOptions o;
   o.hub = hub;
+  o.ca_file = ca;
   o.trust_dir = hub::TrustDirFor(g.home, hub);
   o.trusted_root = trusted_root;
   ASSIGN_OR_RETURN(auto c, hub::HubClient::Open(o));
@@ -124,7 +130,7 @@ struct PublishFlags {
   std::string hub, model, name, version, card, key;
 };
 struct ClientFlags {
-  std::string hub, ref, out, text, trusted_root;
+  std::string hub, ref, out, text, trusted_root, ca;
   bool json = false;
 };
 struct RootFlags {
@@ -193,7 +199,7 @@ int CmdPublish(const Globals& g, const PublishFlags& f) {
 int CmdPull(const Globals& g, const ClientFlags& f) {
   auto [name, version] = SplitRef(f.ref);
   const std::string hub = HubDir(g, f.hub);
-  auto c = UpdatedClient(g, hub, f.trusted_root);
+  auto c = UpdatedClient(g, hub, f.trusted_root, f.ca);
   if (!c.ok()) return Fail(c.status());
   auto m = (*c)->Find(name, version);
   if (!m.ok()) return Fail(m.status());
@@ -211,7 +217,7 @@ int CmdPull(const Globals& g, const ClientFlags& f) {
 
 int CmdShow(const Globals& g, const ClientFlags& f) {
   auto [name, version] = SplitRef(f.ref);
-  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root);
+  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root, f.ca);
   if (!c.ok()) return Fail(c.status());
   auto m = (*c)->Find(name, version);
   if (!m.ok()) return Fail(m.status());
@@ -265,7 +271,7 @@ int CmdShow(const Globals& g, const ClientFlags& f) {
 }
 
 int CmdSearch(const Globals& g, const ClientFlags& f) {
-  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root);
+  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root, f.ca);
   if (!c.ok()) return Fail(c.status());
   auto lower = [](std::string s) {
     for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -392,7 +398,9 @@ void AddHubCommands(CLI::App& root, CommandContext& ctx) {
   auto add_client = [&](const char* name, const char* what, bool ref, bool out, bool text) {
     auto cf = Flags<ClientFlags>();
     CLI::App* c = hub->add_subcommand(name, what);
-    c->add_option("--hub", cf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+    c->add_option("--hub", cf->hub,
+                  "Hub directory or URL of a `ronghe hub serve` (default $RONGHE_HOME/hub)");
+    c->add_option("--hub-ca", cf->ca, "PEM CA bundle for an https:// hub (default: the system's)");
     c->add_option("--trusted-root", cf->trusted_root,
                   "Pin the hub's root metadata (default: trust its first root on first use)");
     if (ref) c->add_option("model", cf->ref, "NAME or NAME@VERSION")->required();
@@ -418,6 +426,43 @@ void AddHubCommands(CLI::App& root, CommandContext& ctx) {
     Status st = hub::Refresh(HubDir(g, rf->hub));
     if (st.ok()) std::printf("timestamp re-signed\n");
     return Done(st);
+  });
+
+  struct ServeFlags {
+    std::string hub, host = "0.0.0.0", cert, key;
+    int port = 8080;
+  };
+  auto sf = Flags<ServeFlags>();
+  CLI::App* serve =
+      hub->add_subcommand("serve", "Serve a hub directory over HTTP(S), with an HTML listing");
+  serve->add_option("--dir", sf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+  serve->add_option("--host", sf->host, "Address to listen on (default 0.0.0.0)");
+  serve->add_option("--http", sf->port, "Port (default 8080; 0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  serve->add_option("--tls-cert", sf->cert, "PEM certificate chain: serve HTTPS");
+  serve->add_option("--tls-key", sf->key, "PEM private key of --tls-cert (0600)");
+  ctx.On(serve, [sf](const Globals& g) {
+    hub::HubServeOptions o;
+    o.dir = HubDir(g, sf->hub);
+    o.host = sf->host;
+    o.port = sf->port;
+    o.tls.cert_file = sf->cert;
+    o.tls.key_file = sf->key;
+    // Blocked before any server thread exists, so SIGINT/SIGTERM reach only the sigwait below.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    auto s = hub::HubServer::Start(o);
+    if (!s.ok()) return Fail(s.status());
+    std::printf("serving hub %s on %s://%s:%d\n", o.dir.c_str(), o.tls.enabled() ? "https" : "http",
+                o.host.c_str(), (*s)->port());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
+    (*s)->Stop();
+    return 0;
   });
 
   auto rootf = Flags<RootFlags>();

@@ -4,9 +4,12 @@
 // reason, and an untouched pull succeeding.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
 
 #include "ronghe/cli/test_util.h"
 
@@ -102,6 +105,35 @@ TEST(HubCliTest, PublishShowPullAndEveryTamperingIsRefusedByName) {
   Spit(hub + "/metadata/timestamp.json", new_timestamp);
   r = pull();
   EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // The same hub over HTTP: `hub serve`, a pull from another trust directory (a fresh home), the
+  // HTML listing.
+  const std::string home2 = FreshHome("hub-cli-http");
+  pid_t server = SpawnRonghe(
+      home, {"hub", "serve", "--dir", hub, "--host", "127.0.0.1", "--http", "0"}, "hub-serve");
+  int port = 0;
+  for (int i = 0; i < 1500 && port == 0; ++i) {
+    std::smatch m;
+    const std::string said = Slurp(home + "/hub-serve.stdout");
+    if (std::regex_search(said, m, std::regex(R"(on http://127\.0\.0\.1:(\d+))"))) {
+      port = std::stoi(m[1]);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  ASSERT_GT(port, 0) << Slurp(home + "/hub-serve.stderr");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  r = RunRonghe(home2, {"hub", "pull", "--hub", url, "fraud-detector", "--out", home2 + "/got"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Slurp(home2 + "/got/model.rhm"), Slurp(model));
+  Spit(stored, bad);
+  r = RunRonghe(home2,
+                {"hub", "pull", "--hub", url, "fraud-detector@1.2.0", "--out", home2 + "/got2"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tampered"), std::string::npos) << r.err;
+  Spit(stored, good_model);
+  ::kill(server, SIGTERM);
+  EXPECT_EQ(WaitForExit(server, 30), 0);
 
   // A key the root never granted cannot publish.
   ASSERT_EQ(run({"hub", "keygen", "--out", keys + "/stranger"}).exit_code, 0);

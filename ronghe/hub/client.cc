@@ -1,5 +1,7 @@
 #include "ronghe/hub/client.h"
 
+#include <httplib.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -61,6 +63,85 @@ class DirSource final : public HubSource {
   std::string dir_;
 };
 
+// A `ronghe hub serve` over HTTP(S). Sizes are enforced while receiving: a server that sends more
+// than the signed length is cut off, not buffered.
+class HttpSource final : public HubSource {
+ public:
+  HttpSource(std::string url, const std::string& ca_file) : url_(std::move(url)) {
+    client_ = std::make_unique<httplib::Client>(url_);
+    client_->set_connection_timeout(10, 0);
+    client_->set_read_timeout(60, 0);
+    client_->set_follow_location(false);
+    if (url_.rfind("https://", 0) == 0) {
+      client_->enable_server_certificate_verification(true);
+      if (!ca_file.empty()) client_->set_ca_cert_path(ca_file.c_str());
+    }
+  }
+  Result<std::string> Fetch(const std::string& rel, int64_t max_bytes) override {
+    std::string body;
+    bool too_long = false;
+    int status = 0;
+    auto r = client_->Get(("/" + rel).c_str(),
+                          [&](const httplib::Response& res) {
+                            status = res.status;
+                            return true;
+                          },
+                          [&](const char* data, size_t n) {
+                            if (status != 200) return true;
+                            if (static_cast<int64_t>(body.size() + n) > max_bytes) {
+                              too_long = true;
+                              return false;
+                            }
+                            body.append(data, n);
+                            return true;
+                          });
+    return Finish(rel, r ? status : -1, r ? "" : httplib::to_string(r.error()), too_long, max_bytes,
+                  std::move(body));
+  }
+  Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out) override {
+    std::ofstream o(out, std::ios::binary | std::ios::trunc);
+    if (!o) return Unavailable(out + ": cannot write");
+    int64_t total = 0;
+    bool too_long = false;
+    int status = 0;
+    auto r = client_->Get(("/" + rel).c_str(),
+                          [&](const httplib::Response& res) {
+                            status = res.status;
+                            return true;
+                          },
+                          [&](const char* data, size_t n) {
+                            if (status != 200) return true;
+                            total += static_cast<int64_t>(n);
+                            if (total > max_bytes) {
+                              too_long = true;
+                              return false;
+                            }
+                            o.write(data, static_cast<std::streamsize>(n));
+                            return static_cast<bool>(o);
+                          });
+    o.close();
+    return Finish(rel, r ? status : -1, r ? "" : httplib::to_string(r.error()), too_long, max_bytes,
+                  "")
+        .status();
+  }
+  std::string Describe() const override { return url_; }
+
+ private:
+  Result<std::string> Finish(const std::string& rel, int status, const std::string& error,
+                             bool too_long, int64_t max_bytes, std::string body) {
+    const std::string what = url_ + "/" + rel;
+    if (too_long) {
+      return DataLoss(what + ": longer than the " + std::to_string(max_bytes) + " bytes expected");
+    }
+    if (status == 404) return NotFound(what + ": not on the hub");
+    if (status < 0) return Unavailable(what + ": " + error);
+    if (status != 200) return Unavailable(what + ": HTTP " + std::to_string(status));
+    return body;
+  }
+  std::string url_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
 Result<json> ParseEnvelope(const std::string& text, const std::string& what) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return DataLoss(what + ": not valid JSON");
@@ -88,11 +169,12 @@ Status CheckAgainstMeta(const std::string& text, const json& meta, const std::st
 
 }  // namespace
 
-Result<std::unique_ptr<HubSource>> OpenHubSource(const std::string& hub) {
+Result<std::unique_ptr<HubSource>> OpenHubSource(const std::string& hub,
+                                                 const std::string& ca_file) {
   if (hub.rfind("http://", 0) == 0 || hub.rfind("https://", 0) == 0) {
-    return InvalidArgument("--hub " + hub +
-                           ": this build reads hub directories only (HTTP hubs come with "
-                           "`ronghe hub serve`)");
+    std::string url = hub;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    return std::unique_ptr<HubSource>(new HttpSource(url, ca_file));
   }
   std::error_code ec;
   if (!fs::is_directory(hub, ec)) return NotFound("--hub " + hub + ": no such directory");
@@ -117,7 +199,7 @@ Result<std::unique_ptr<HubClient>> HubClient::Open(const ClientOptions& o) {
   if (o.trust_dir.empty()) return InvalidArgument("hub client: no trust directory");
   std::unique_ptr<HubClient> c(new HubClient());
   c->options_ = o;
-  ASSIGN_OR_RETURN(c->source_, OpenHubSource(o.hub));
+  ASSIGN_OR_RETURN(c->source_, OpenHubSource(o.hub, o.ca_file));
   RETURN_IF_ERROR(MakeDirs(o.trust_dir, 0700));
   RETURN_IF_ERROR(c->LoadTrusted());
   return c;

@@ -34,11 +34,14 @@ class HubSource {
   virtual std::string Describe() const = 0;  // for messages
 };
 
-// A hub directory. (URLs are refused here until the HTTP client lands with `hub serve`.)
-Result<std::unique_ptr<HubSource>> OpenHubSource(const std::string& hub);
+// A hub directory, or the URL of a `ronghe hub serve` (http:// or https://; `ca_file` is the PEM
+// bundle that HTTPS servers are checked against, "" = the system's).
+Result<std::unique_ptr<HubSource>> OpenHubSource(const std::string& hub,
+                                                 const std::string& ca_file = "");
 
 struct ClientOptions {
-  std::string hub;           // a hub directory
+  std::string hub;           // a hub directory or URL
+  std::string ca_file;       // Default: "" = the system's CAs, for an https:// hub
   std::string trust_dir;     // the last trusted metadata of this hub (created 0700)
   std::string trusted_root;  // Default: "" = trust the hub's 1.root.json on first use; else a
                              // root.json to start from (pinning)

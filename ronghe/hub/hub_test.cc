@@ -12,6 +12,7 @@
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
 #include "ronghe/hub/client.h"
+#include "ronghe/hub/server.h"
 
 namespace ronghe::hub {
 namespace {
@@ -22,7 +23,9 @@ using nlohmann::json;
 std::string Slurp(const std::string& p) { return ReadFile(p).value(); }
 void Spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
-class HubTest : public ::testing::Test {
+// Each test runs twice: clients reading the hub directory, and clients reading `hub serve` over
+// HTTP (which serves the same, tampered, directory).
+class HubTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     dir_ = "/tmp/ronghe-hub-test-" +
@@ -33,8 +36,21 @@ class HubTest : public ::testing::Test {
     hub_ = dir_ + "/hub";
     root_key_ = std::make_unique<SigningKey>(SigningKey::Generate().value());
     ASSERT_TRUE(InitHub(hub_, *root_key_, {}).ok());
+    if (GetParam()) {
+      HubServeOptions o;
+      o.dir = hub_;
+      o.host = "127.0.0.1";
+      o.port = 0;
+      o.refresh_every_s = 0;
+      auto s = HubServer::Start(o);
+      ASSERT_TRUE(s.ok()) << s.status().message();
+      server_ = std::move(s).value();
+    }
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(dir_);
+  }
 
   // A model version with files whose bytes tell them apart.
   Status PublishModel(const std::string& name, const std::string& version,
@@ -55,7 +71,7 @@ class HubTest : public ::testing::Test {
   std::unique_ptr<HubClient> Client(Clock::time_point now = Clock::now(),
                                     const std::string& trust = "trust") {
     ClientOptions o;
-    o.hub = hub_;
+    o.hub = server_ ? "http://127.0.0.1:" + std::to_string(server_->port()) : hub_;
     o.trust_dir = dir_ + "/" + trust;
     o.now = now;
     auto c = HubClient::Open(o);
@@ -71,9 +87,10 @@ class HubTest : public ::testing::Test {
 
   std::string dir_, hub_;
   std::unique_ptr<SigningKey> root_key_;
+  std::unique_ptr<HubServer> server_;
 };
 
-TEST_F(HubTest, PublishedModelsPullByteForByteAndVersionsOnlyGoUp) {
+TEST_P(HubTest, PublishedModelsPullByteForByteAndVersionsOnlyGoUp) {
   ASSERT_TRUE(PublishModel("fraud-detector", "1.2.0").ok());
   ASSERT_TRUE(PublishModel("fraud-detector", "1.10.0").ok());
   ASSERT_TRUE(PublishModel("cnn", "1").ok());
@@ -100,7 +117,7 @@ TEST_F(HubTest, PublishedModelsPullByteForByteAndVersionsOnlyGoUp) {
   EXPECT_FALSE(PublishModel("ok", "1.x").ok());
 }
 
-TEST_F(HubTest, FlippedBytesInArtifactCardOrTargetsMetadataAreRefused) {
+TEST_P(HubTest, FlippedBytesInArtifactCardOrTargetsMetadataAreRefused) {
   ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
   auto c = Client();
   ASSERT_TRUE(c->Update().ok());
@@ -130,7 +147,7 @@ TEST_F(HubTest, FlippedBytesInArtifactCardOrTargetsMetadataAreRefused) {
   EXPECT_NE(up.message().find("2.targets.json: sha256 differs"), std::string::npos) << up.message();
 }
 
-TEST_F(HubTest, ReplayedOlderMetadataIsARollback) {
+TEST_P(HubTest, ReplayedOlderMetadataIsARollback) {
   ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
   const std::string old_timestamp = Slurp(Meta("timestamp.json"));
   ASSERT_TRUE(PublishModel("m", "1.1.0").ok());
@@ -161,7 +178,7 @@ TEST_F(HubTest, ReplayedOlderMetadataIsARollback) {
   EXPECT_NE(st.message().find("older than the trusted"), std::string::npos) << st.message();
 }
 
-TEST_F(HubTest, AnExpiredTimestampIsAFrozenHub) {
+TEST_P(HubTest, AnExpiredTimestampIsAFrozenHub) {
   ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
   ASSERT_TRUE(Client()->Update().ok());
   // Eight days later nobody has re-signed the timestamp (7-day expiry).
@@ -173,7 +190,7 @@ TEST_F(HubTest, AnExpiredTimestampIsAFrozenHub) {
   EXPECT_TRUE(Client()->Update().ok());
 }
 
-TEST_F(HubTest, TargetsSignedByAKeyNotInRootAreRefused) {
+TEST_P(HubTest, TargetsSignedByAKeyNotInRootAreRefused) {
   ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
   auto stranger = SigningKey::Generate().value();
   // The hub itself refuses a stranger's publish...
@@ -197,7 +214,7 @@ TEST_F(HubTest, TargetsSignedByAKeyNotInRootAreRefused) {
   EXPECT_NE(st.message().find("the root does not trust"), std::string::npos) << st.message();
 }
 
-TEST_F(HubTest, RootRotationNeedsThresholdsOfOldAndNewKeysAndRevokesKeys) {
+TEST_P(HubTest, RootRotationNeedsThresholdsOfOldAndNewKeysAndRevokesKeys) {
   auto publisher = SigningKey::Generate().value();
   auto new_root = SigningKey::Generate().value();
   RootChange add;
@@ -252,7 +269,7 @@ TEST_F(HubTest, RootRotationNeedsThresholdsOfOldAndNewKeysAndRevokesKeys) {
   EXPECT_NE(st.message().find(".root.json"), std::string::npos) << st.message();
 }
 
-TEST_F(HubTest, MixAndMatchOfTargetsFromAnotherSnapshotIsRefused) {
+TEST_P(HubTest, MixAndMatchOfTargetsFromAnotherSnapshotIsRefused) {
   ASSERT_TRUE(PublishModel("a", "1").ok());  // targets 2, snapshot 2
   ASSERT_TRUE(PublishModel("b", "1").ok());  // targets 3, snapshot 3
   // Serve snapshot 3 with the (validly signed) targets of version 2 under its name.
@@ -262,7 +279,7 @@ TEST_F(HubTest, MixAndMatchOfTargetsFromAnotherSnapshotIsRefused) {
   EXPECT_NE(st.message().find("mixed from another snapshot"), std::string::npos) << st.message();
 }
 
-TEST_F(HubTest, ConcurrentPublishersOfDifferentModelsBothLand) {
+TEST_P(HubTest, ConcurrentPublishersOfDifferentModelsBothLand) {
   std::vector<std::thread> ts;
   std::vector<Status> results(6);
   for (int i = 0; i < 6; ++i) {
@@ -277,7 +294,7 @@ TEST_F(HubTest, ConcurrentPublishersOfDifferentModelsBothLand) {
   EXPECT_EQ(c->Models().size(), 6u);
 }
 
-TEST_F(HubTest, KeysAreEd25519WithPrivateFilesOfMode0600) {
+TEST_P(HubTest, KeysAreEd25519WithPrivateFilesOfMode0600) {
   auto k = SigningKey::Generate().value();
   ASSERT_TRUE(k.WritePair(dir_ + "/keys").ok());
   EXPECT_EQ(fs::status(dir_ + "/keys/hub.key").permissions() & fs::perms::all,
@@ -292,6 +309,53 @@ TEST_F(HubTest, KeysAreEd25519WithPrivateFilesOfMode0600) {
   EXPECT_FALSE(VerifySignature(k.public_key(), "hellO", sig));
   fs::permissions(dir_ + "/keys/hub.key", fs::perms::others_read, fs::perm_options::add);
   EXPECT_FALSE(SigningKey::Load(dir_ + "/keys/hub.key").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(DirectoryAndHttp, HubTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "http" : "directory";
+                         });
+
+TEST(HubServeTest, ServesOnlyTheVerifiedTreeAndPagesThatEscapeTheCard) {
+  const std::string dir = "/tmp/ronghe-hub-serve-test-" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  auto root = SigningKey::Generate().value();
+  ASSERT_TRUE(InitHub(dir + "/hub", root, {}).ok());
+  fs::create_directories(dir + "/src");
+  Spit(dir + "/src/m.rhm", "weights");
+  Spit(dir + "/src/card.md", "# Loans <script>alert(1)</script>\n- five banks\n");
+  PublishRequest r{dir + "/src/m.rhm",
+                   "loans",
+                   "1.0",
+                   dir + "/src/card.md",
+                   {{"manifest", {{"metrics", {{"roc_auc", 0.71}}}}}}};
+  ASSERT_TRUE(Publish(dir + "/hub", r, root).ok());
+  HubServeOptions o;
+  o.dir = dir + "/hub";
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.refresh_every_s = 0;
+  auto s = HubServer::Start(o);
+  ASSERT_TRUE(s.ok());
+  auto page = HubModelHtml(dir + "/hub", "loans");
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->find("<script>"), std::string::npos) << *page;
+  EXPECT_NE(page->find("&lt;script&gt;"), std::string::npos);
+  EXPECT_NE(page->find("<li>five banks</li>"), std::string::npos);
+  auto index = HubIndexHtml(dir + "/hub");
+  ASSERT_TRUE(index.ok());
+  EXPECT_NE(index->find("roc_auc 0.7100"), std::string::npos) << *index;
+  EXPECT_NE(index->find("not certified"), std::string::npos);
+  // The online key and anything outside the tree are never served.
+  auto src = OpenHubSource("http://127.0.0.1:" + std::to_string((*s)->port())).value();
+  EXPECT_EQ(src->Fetch("keys/online.key", 1 << 20).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(src->Fetch("metadata/../keys/online.key", 1 << 20).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_TRUE(src->Fetch("metadata/1.root.json", 1 << 20).ok());
+  // A server sending more than the signed length is cut off.
+  EXPECT_EQ(src->Fetch("targets/loans/1.0/card.md", 5).status().code(), StatusCode::kDataLoss);
+  s->reset();
+  fs::remove_all(dir);
 }
 
 }  // namespace
