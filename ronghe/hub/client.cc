@@ -34,7 +34,8 @@ class DirSource final : public HubSource {
     }
     return ReadFile(path);
   }
-  Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out) override {
+  Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out,
+                 Sha256Hasher* hash) override {
     const std::string path = dir_ + "/" + rel;
     std::ifstream in(path, std::ios::binary);
     if (!in) return NotFound(path + ": no such file");
@@ -51,6 +52,7 @@ class DirSource final : public HubSource {
         return DataLoss(path + ": longer than the " + std::to_string(max_bytes) +
                         " bytes its metadata gives");
       }
+      hash->Update(buf.data(), static_cast<size_t>(n));
       o.write(buf.data(), n);
     }
     o.close();
@@ -98,7 +100,8 @@ class HttpSource final : public HubSource {
     return Finish(rel, r ? status : -1, r ? "" : httplib::to_string(r.error()), too_long, max_bytes,
                   std::move(body));
   }
-  Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out) override {
+  Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out,
+                 Sha256Hasher* hash) override {
     std::ofstream o(out, std::ios::binary | std::ios::trunc);
     if (!o) return Unavailable(out + ": cannot write");
     int64_t total = 0;
@@ -116,6 +119,7 @@ class HttpSource final : public HubSource {
                               too_long = true;
                               return false;
                             }
+                            hash->Update(data, n);
                             o.write(data, static_cast<std::streamsize>(n));
                             return static_cast<bool>(o);
                           });
@@ -411,7 +415,8 @@ Result<ModelVersion> HubClient::Find(const std::string& name, const std::string&
 
 Status HubClient::Download(const ModelFile& f, const std::string& out) const {
   const std::string tmp = out + ".part";
-  RETURN_IF_ERROR(source_->FetchTo("targets/" + f.path, f.length, tmp));
+  Sha256Hasher hasher;
+  RETURN_IF_ERROR(source_->FetchTo("targets/" + f.path, f.length, tmp, &hasher));
   std::error_code ec;
   const auto size = fs::file_size(tmp, ec);
   const std::string what = source_->Describe() + "/targets/" + f.path;
@@ -420,7 +425,7 @@ Status HubClient::Download(const ModelFile& f, const std::string& out) const {
     return DataLoss(what + ": " + std::to_string(size) + " bytes, the signed targets say " +
                     std::to_string(f.length));
   }
-  ASSIGN_OR_RETURN(std::string sha, Sha256FileHex(tmp));
+  const std::string sha = hasher.FinalHex();
   if (sha != f.sha256) {
     fs::remove(tmp, ec);
     return DataLoss(what + ": sha256 " + sha.substr(0, 16) + "... differs from the signed " +

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ronghe/base/hash.h"
 #include "ronghe/base/status.h"
 #include "ronghe/hub/metadata.h"
 
@@ -29,8 +30,10 @@ class HubSource {
   // The file at `rel` (relative to the hub), at most `max_bytes` long (longer: DataLoss).
   // NotFound when it does not exist.
   virtual Result<std::string> Fetch(const std::string& rel, int64_t max_bytes) = 0;
-  // Streams `rel` into `out`, refusing more than `max_bytes`.
-  virtual Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out) = 0;
+  // Streams `rel` into `out`, refusing more than `max_bytes`; the bytes also go through `hash`
+  // (one pass: verification costs what SHA-256 costs).
+  virtual Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out,
+                         Sha256Hasher* hash) = 0;
   virtual std::string Describe() const = 0;  // for messages
 };
 
