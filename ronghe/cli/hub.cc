@@ -5,8 +5,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -132,6 +134,9 @@ struct PublishFlags {
 struct ClientFlags {
   std::string hub, ref, out, text, trusted_root, ca;
   bool json = false;
+};
+struct DeployFlags {
+  std::string hub, ref, repo, as, trusted_root, ca;
 };
 struct RootFlags {
   std::string hub;
@@ -308,6 +313,70 @@ int CmdSearch(const Globals& g, const ClientFlags& f) {
   return 0;
 }
 
+// Installs a verified hub model as the next version of a serving repository: staged under
+// REPO/.hub-staging (a name `ronghe serve` never reads) and moved into place with one rename, so
+// a server watching the repository sees the whole version or nothing.
+int CmdDeploy(const Globals& g, const DeployFlags& f) {
+  auto [name, version] = SplitRef(f.ref);
+  const std::string hub = HubDir(g, f.hub);
+  auto c = UpdatedClient(g, hub, f.trusted_root, f.ca);
+  if (!c.ok()) return Fail(c.status());
+  auto m = (*c)->Find(name, version);
+  if (!m.ok()) return Fail(m.status());
+  const hub::ModelFile* model = m->File("model");
+  if (!model) return Fail(DataLoss(m->name + "@" + m->version + ": the hub lists no model file"));
+  const std::string as = f.as.empty() ? m->name : f.as;
+  std::error_code ec;
+  if (!fs::is_directory(f.repo, ec))
+    return Fail(NotFound("--repo " + f.repo + ": no such directory"));
+  const std::string model_dir = f.repo + "/" + as;
+  int64_t next = 1;
+  for (const auto& e : fs::directory_iterator(model_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (!n.empty() && n.size() < 18 && std::all_of(n.begin(), n.end(), ::isdigit)) {
+      next = std::max<int64_t>(next, std::stoll(n) + 1);
+    }
+  }
+  const std::string staging = f.repo + "/.hub-staging/" + as + "-" + std::to_string(::getpid());
+  fs::remove_all(staging, ec);
+  const bool new_model = !fs::is_directory(model_dir, ec);
+  const std::string version_dir = staging + "/" + std::to_string(next);
+  Status st = MakeDirs(version_dir);
+  if (st.ok()) st = (*c)->Download(*model, version_dir + "/model.rhm");
+  if (st.ok()) {
+    json origin = {{"hub", hub},
+                   {"name", m->name},
+                   {"version", m->version},
+                   {"sha256", model->sha256},
+                   {"publisher", m->publisher},
+                   {"published", m->published},
+                   {"root_version", (*c)->root().version}};
+    st = WriteFileAtomic(version_dir + "/hub.json", origin.dump(2) + "\n");
+  }
+  if (st.ok() && new_model) {
+    st = WriteFileAtomic(staging + "/config.toml",
+                         "# Installed by `ronghe hub deploy` from " + m->name + "@" + m->version +
+                             ". Batching as docs/serving.md describes.\n[batching]\n"
+                             "max_batch_size = 32\nmax_queue_delay_us = 500\n");
+  }
+  if (st.ok()) {
+    if (new_model) {
+      fs::rename(staging, model_dir, ec);
+    } else {
+      fs::rename(version_dir, model_dir + "/" + std::to_string(next), ec);
+    }
+    if (ec) st = Unavailable(model_dir + ": " + ec.message());
+  }
+  fs::remove_all(staging, ec);
+  if (!st.ok()) return Fail(st);
+  std::printf(
+      "deployed %s@%s as %s version %lld in %s (verified: signatures, versions, expiry, "
+      "sha256)\n",
+      m->name.c_str(), m->version.c_str(), as.c_str(), static_cast<long long>(next),
+      f.repo.c_str());
+  return 0;
+}
+
 Result<std::pair<std::string, std::string>> RoleArg(const std::string& arg, const char* flag) {
   auto eq = arg.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size()) {
@@ -464,6 +533,19 @@ void AddHubCommands(CLI::App& root, CommandContext& ctx) {
     (*s)->Stop();
     return 0;
   });
+
+  auto df = Flags<DeployFlags>();
+  CLI::App* deploy = hub->add_subcommand(
+      "deploy", "Verify a model and install it as the next version of a serving repository");
+  deploy->add_option("--hub", df->hub,
+                     "Hub directory or URL of a `ronghe hub serve` (default $RONGHE_HOME/hub)");
+  deploy->add_option("--hub-ca", df->ca, "PEM CA bundle for an https:// hub");
+  deploy->add_option("--trusted-root", df->trusted_root, "Pin the hub's root metadata");
+  deploy->add_option("model", df->ref, "NAME or NAME@VERSION")->required();
+  deploy->add_option("--repo", df->repo, "The serving repository (ronghe serve --repo)")
+      ->required();
+  deploy->add_option("--as", df->as, "Model name in the repository (default: the hub's name)");
+  ctx.On(deploy, [df](const Globals& g) { return CmdDeploy(g, *df); });
 
   auto rootf = Flags<RootFlags>();
   CLI::App* rootc = hub->add_subcommand(

@@ -3,6 +3,7 @@
 // metadata flipped and an older metadata copy restored, each later pull exiting non-zero with the
 // reason, and an untouched pull succeeding.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -134,6 +135,25 @@ TEST(HubCliTest, PublishShowPullAndEveryTamperingIsRefusedByName) {
   Spit(stored, good_model);
   ::kill(server, SIGTERM);
   EXPECT_EQ(WaitForExit(server, 30), 0);
+
+  // Deploy into a serving repository: versions 1 and 2, each with where it came from.
+  const std::string repo = home + "/repo";
+  fs::create_directories(repo);
+  r = run({"hub", "deploy", "--hub", hub, "fraud-detector@1.2.0", "--repo", repo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run({"hub", "deploy", "--hub", hub, "fraud-detector", "--repo", repo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Slurp(repo + "/fraud-detector/1/model.rhm"), Slurp(model));
+  EXPECT_EQ(json::parse(Slurp(repo + "/fraud-detector/2/hub.json"))["version"], "1.3.0");
+  EXPECT_TRUE(fs::exists(repo + "/fraud-detector/config.toml"));
+  EXPECT_TRUE(!fs::exists(repo + "/.hub-staging") || fs::is_empty(repo + "/.hub-staging"));
+  // A tampered artifact is never installed.
+  Spit(stored, bad);
+  r = run({"hub", "deploy", "--hub", hub, "fraud-detector@1.2.0", "--repo", repo});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tampered"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(repo + "/fraud-detector/3"));
+  Spit(stored, good_model);
 
   // A key the root never granted cannot publish.
   ASSERT_EQ(run({"hub", "keygen", "--out", keys + "/stranger"}).exit_code, 0);
