@@ -19,10 +19,26 @@ namespace {
 constexpr int64_t kMaxRootBytes = 1 << 20;
 constexpr int64_t kMaxTimestampBytes = 64 << 10;
 
+// A relative path of plain segments (no "", ".", ".." or backslash): what a hub may name.
+bool PlainRelativePath(const std::string& p) {
+  if (p.empty() || p[0] == '/' || p.find('\\') != std::string::npos) return false;
+  size_t pos = 0;
+  while (pos <= p.size()) {
+    size_t next = p.find('/', pos);
+    if (next == std::string::npos) next = p.size();
+    const std::string seg = p.substr(pos, next - pos);
+    if (seg.empty() || seg == "." || seg == "..") return false;
+    pos = next + 1;
+  }
+  return true;
+}
+
 class DirSource final : public HubSource {
  public:
   explicit DirSource(std::string dir) : dir_(std::move(dir)) {}
   Result<std::string> Fetch(const std::string& rel, int64_t max_bytes) override {
+    if (!PlainRelativePath(rel))
+      return InvalidArgument("'" + rel.substr(0, 200) + "': not a path inside the hub");
     const std::string path = dir_ + "/" + rel;
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) return NotFound(path + ": no such file");
@@ -36,6 +52,8 @@ class DirSource final : public HubSource {
   }
   Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out,
                  Sha256Hasher* hash) override {
+    if (!PlainRelativePath(rel))
+      return InvalidArgument("'" + rel.substr(0, 200) + "': not a path inside the hub");
     const std::string path = dir_ + "/" + rel;
     std::ifstream in(path, std::ios::binary);
     if (!in) return NotFound(path + ": no such file");
@@ -355,6 +373,19 @@ Status HubClient::Update() {
   RETURN_IF_ERROR(CheckNotExpired(targets, options_.now, base + targets_name));
   if (!targets.contains("targets") || !targets["targets"].is_object()) {
     return DataLoss(base + targets_name + ": no targets");
+  }
+  // Even a trusted publisher names only NAME/VERSION/FILE, for the name and version it states.
+  for (auto it = targets["targets"].begin(); it != targets["targets"].end(); ++it) {
+    const json& t = it.value();
+    const json c = t.is_object() ? t.value("custom", json::object()) : json::object();
+    const std::string want = c.value("name", "") + "/" + c.value("version", "") + "/";
+    if (!PlainRelativePath(it.key()) || it.key().rfind(want, 0) != 0 ||
+        it.key().find('/', want.size()) != std::string::npos || !t.contains("length") ||
+        !t["length"].is_number_integer() || !t.contains("hashes") || !t["hashes"].is_object()) {
+      return DataLoss(base + targets_name + ": target '" + it.key().substr(0, 200) +
+                      "' is not NAME/VERSION/FILE of its stated name and version, with length and "
+                      "hashes");
+    }
   }
 
   RETURN_IF_ERROR(Save("timestamp", ts_env));

@@ -279,6 +279,21 @@ TEST_P(HubTest, MixAndMatchOfTargetsFromAnotherSnapshotIsRefused) {
   EXPECT_NE(st.message().find("mixed from another snapshot"), std::string::npos) << st.message();
 }
 
+TEST_P(HubTest, EvenATrustedPublisherCannotNameAPathOutsideItsModel) {
+  ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
+  json t = json::parse(Slurp(Meta("targets.json")))["signed"];
+  t["version"] = t["version"].get<int64_t>() + 1;
+  json entry = t["targets"]["m/1.0.0/model.rhm"];
+  t["targets"]["m/1.0.0/../../../keys/online.key"] = entry;
+  const std::string text = Canonical(SignEnvelope(t, {root_key_.get()}).value());
+  Spit(Meta(std::to_string(t["version"].get<int64_t>()) + ".targets.json"), text);
+  Spit(Meta("targets.json"), text);
+  ResignWithOnlineKey();
+  Status st = Client()->Update();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st.message();
+  EXPECT_NE(st.message().find("is not NAME/VERSION/FILE"), std::string::npos) << st.message();
+}
+
 TEST_P(HubTest, ConcurrentPublishersOfDifferentModelsBothLand) {
   std::vector<std::thread> ts;
   std::vector<Status> results(6);
