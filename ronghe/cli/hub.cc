@@ -53,6 +53,20 @@ Result<std::unique_ptr<hub::HubClient>> UpdatedClient(const Globals& g, const st
   return c;
 }
 
+// The client, updated, and the model version `ref` (NAME or NAME@VERSION) names.
+struct Resolved {
+  std::unique_ptr<hub::HubClient> client;
+  hub::ModelVersion model;
+};
+Result<Resolved> Resolve(const Globals& g, const std::string& hub, const std::string& ref,
+                         const std::string& trusted_root, const std::string& ca) {
+  auto [name, version] = SplitRef(ref);
+  Resolved r;
+  ASSIGN_OR_RETURN(r.client, UpdatedClient(g, hub, trusted_root, ca));
+  ASSIGN_OR_RETURN(r.model, r.client->Find(name, version));
+  return r;
+}
+
 // The card's machine-readable part: what the artifact says about itself, and the run that made
 // it when this home's run store has one with the same artifact digest.
 Result<json> Provenance(const Globals& g, const std::string& model_path) {
@@ -202,17 +216,15 @@ int CmdPublish(const Globals& g, const PublishFlags& f) {
 }
 
 int CmdPull(const Globals& g, const ClientFlags& f) {
-  auto [name, version] = SplitRef(f.ref);
-  const std::string hub = HubDir(g, f.hub);
-  auto c = UpdatedClient(g, hub, f.trusted_root, f.ca);
-  if (!c.ok()) return Fail(c.status());
-  auto m = (*c)->Find(name, version);
-  if (!m.ok()) return Fail(m.status());
+  auto res = Resolve(g, HubDir(g, f.hub), f.ref, f.trusted_root, f.ca);
+  if (!res.ok()) return Fail(res.status());
+  auto& c = res->client;
+  const hub::ModelVersion* m = &res->model;
   Status st = MakeDirs(f.out);
   if (!st.ok()) return Fail(st);
   for (const auto& file : m->files) {
     const std::string out = f.out + "/" + fs::path(file.path).filename().string();
-    st = (*c)->Download(file, out);
+    st = c->Download(file, out);
     if (!st.ok()) return Fail(st);
   }
   std::printf("pulled %s@%s into %s (%zu files, each checked against signed metadata)\n",
@@ -221,24 +233,24 @@ int CmdPull(const Globals& g, const ClientFlags& f) {
 }
 
 int CmdShow(const Globals& g, const ClientFlags& f) {
-  auto [name, version] = SplitRef(f.ref);
-  auto c = UpdatedClient(g, HubDir(g, f.hub), f.trusted_root, f.ca);
-  if (!c.ok()) return Fail(c.status());
-  auto m = (*c)->Find(name, version);
-  if (!m.ok()) return Fail(m.status());
+  auto res = Resolve(g, HubDir(g, f.hub), f.ref, f.trusted_root, f.ca);
+  if (!res.ok()) return Fail(res.status());
+  auto& c = res->client;
+  const hub::ModelVersion* m = &res->model;
+  const std::string& name = m->name;
   std::vector<std::string> versions;
-  for (const auto& v : (*c)->Models()) {
+  for (const auto& v : c->Models()) {
     if (v.name == name) versions.push_back(v.version);
   }
   std::string card;
   json provenance;
   if (const auto* cf = m->File("card")) {
-    auto text = (*c)->Read(*cf);
+    auto text = c->Read(*cf);
     if (!text.ok()) return Fail(text.status());
     card = *text;
   }
   if (const auto* pf = m->File("provenance")) {
-    auto text = (*c)->Read(*pf);
+    auto text = c->Read(*pf);
     if (!text.ok()) return Fail(text.status());
     provenance = json::parse(*text, nullptr, false);
   }
@@ -259,7 +271,7 @@ int CmdShow(const Globals& g, const ClientFlags& f) {
               {"card", card},
               {"provenance", provenance},
               {"signers", {{"targets", m->publisher}}},
-              {"root_version", (*c)->root().version}};
+              {"root_version", c->root().version}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -317,12 +329,11 @@ int CmdSearch(const Globals& g, const ClientFlags& f) {
 // REPO/.hub-staging (a name `ronghe serve` never reads) and moved into place with one rename, so
 // a server watching the repository sees the whole version or nothing.
 int CmdDeploy(const Globals& g, const DeployFlags& f) {
-  auto [name, version] = SplitRef(f.ref);
   const std::string hub = HubDir(g, f.hub);
-  auto c = UpdatedClient(g, hub, f.trusted_root, f.ca);
-  if (!c.ok()) return Fail(c.status());
-  auto m = (*c)->Find(name, version);
-  if (!m.ok()) return Fail(m.status());
+  auto res = Resolve(g, hub, f.ref, f.trusted_root, f.ca);
+  if (!res.ok()) return Fail(res.status());
+  auto& c = res->client;
+  const hub::ModelVersion* m = &res->model;
   const hub::ModelFile* model = m->File("model");
   if (!model) return Fail(DataLoss(m->name + "@" + m->version + ": the hub lists no model file"));
   const std::string as = f.as.empty() ? m->name : f.as;
@@ -342,7 +353,7 @@ int CmdDeploy(const Globals& g, const DeployFlags& f) {
   const bool new_model = !fs::is_directory(model_dir, ec);
   const std::string version_dir = staging + "/" + std::to_string(next);
   Status st = MakeDirs(version_dir);
-  if (st.ok()) st = (*c)->Download(*model, version_dir + "/model.rhm");
+  if (st.ok()) st = c->Download(*model, version_dir + "/model.rhm");
   if (st.ok()) {
     json origin = {{"hub", hub},
                    {"name", m->name},
@@ -350,7 +361,7 @@ int CmdDeploy(const Globals& g, const DeployFlags& f) {
                    {"sha256", model->sha256},
                    {"publisher", m->publisher},
                    {"published", m->published},
-                   {"root_version", (*c)->root().version}};
+                   {"root_version", c->root().version}};
     st = WriteFileAtomic(version_dir + "/hub.json", origin.dump(2) + "\n");
   }
   if (st.ok() && new_model) {

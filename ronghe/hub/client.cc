@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
@@ -18,20 +19,6 @@ namespace {
 // Metadata files are small; a bigger one is an endless-data attack, refused before it is read.
 constexpr int64_t kMaxRootBytes = 1 << 20;
 constexpr int64_t kMaxTimestampBytes = 64 << 10;
-
-// A relative path of plain segments (no "", ".", ".." or backslash): what a hub may name.
-bool PlainRelativePath(const std::string& p) {
-  if (p.empty() || p[0] == '/' || p.find('\\') != std::string::npos) return false;
-  size_t pos = 0;
-  while (pos <= p.size()) {
-    size_t next = p.find('/', pos);
-    if (next == std::string::npos) next = p.size();
-    const std::string seg = p.substr(pos, next - pos);
-    if (seg.empty() || seg == "." || seg == "..") return false;
-    pos = next + 1;
-  }
-  return true;
-}
 
 class DirSource final : public HubSource {
  public:
@@ -99,29 +86,31 @@ class HttpSource final : public HubSource {
   }
   Result<std::string> Fetch(const std::string& rel, int64_t max_bytes) override {
     std::string body;
-    bool too_long = false;
-    int status = 0;
-    auto r = client_->Get(("/" + rel).c_str(),
-                          [&](const httplib::Response& res) {
-                            status = res.status;
-                            return true;
-                          },
-                          [&](const char* data, size_t n) {
-                            if (status != 200) return true;
-                            if (static_cast<int64_t>(body.size() + n) > max_bytes) {
-                              too_long = true;
-                              return false;
-                            }
-                            body.append(data, n);
-                            return true;
-                          });
-    return Finish(rel, r ? status : -1, r ? "" : httplib::to_string(r.error()), too_long, max_bytes,
-                  std::move(body));
+    RETURN_IF_ERROR(Stream(rel, max_bytes, [&](const char* data, size_t n) {
+      body.append(data, n);
+      return true;
+    }));
+    return body;
   }
   Status FetchTo(const std::string& rel, int64_t max_bytes, const std::string& out,
                  Sha256Hasher* hash) override {
     std::ofstream o(out, std::ios::binary | std::ios::trunc);
     if (!o) return Unavailable(out + ": cannot write");
+    Status st = Stream(rel, max_bytes, [&](const char* data, size_t n) {
+      hash->Update(data, n);
+      o.write(data, static_cast<std::streamsize>(n));
+      return static_cast<bool>(o);
+    });
+    o.close();
+    if (st.ok() && !o) return Unavailable(out + ": write failed");
+    return st;
+  }
+  std::string Describe() const override { return url_; }
+
+ private:
+  // GET /rel, handing a 200's body to `sink` piece by piece and cutting it off past max_bytes.
+  Status Stream(const std::string& rel, int64_t max_bytes,
+                const std::function<bool(const char*, size_t)>& sink) {
     int64_t total = 0;
     bool too_long = false;
     int status = 0;
@@ -137,28 +126,16 @@ class HttpSource final : public HubSource {
                               too_long = true;
                               return false;
                             }
-                            hash->Update(data, n);
-                            o.write(data, static_cast<std::streamsize>(n));
-                            return static_cast<bool>(o);
+                            return sink(data, n);
                           });
-    o.close();
-    return Finish(rel, r ? status : -1, r ? "" : httplib::to_string(r.error()), too_long, max_bytes,
-                  "")
-        .status();
-  }
-  std::string Describe() const override { return url_; }
-
- private:
-  Result<std::string> Finish(const std::string& rel, int status, const std::string& error,
-                             bool too_long, int64_t max_bytes, std::string body) {
     const std::string what = url_ + "/" + rel;
     if (too_long) {
       return DataLoss(what + ": longer than the " + std::to_string(max_bytes) + " bytes expected");
     }
+    if (!r) return Unavailable(what + ": " + httplib::to_string(r.error()));
     if (status == 404) return NotFound(what + ": not on the hub");
-    if (status < 0) return Unavailable(what + ": " + error);
     if (status != 200) return Unavailable(what + ": HTTP " + std::to_string(status));
-    return body;
+    return Status::OK();
   }
   std::string url_;
   std::unique_ptr<httplib::Client> client_;
@@ -190,6 +167,19 @@ Status CheckAgainstMeta(const std::string& text, const json& meta, const std::st
 }
 
 }  // namespace
+
+bool PlainRelativePath(const std::string& p) {
+  if (p.empty() || p[0] == '/' || p.find('\\') != std::string::npos) return false;
+  size_t pos = 0;
+  while (pos <= p.size()) {
+    size_t next = p.find('/', pos);
+    if (next == std::string::npos) next = p.size();
+    const std::string seg = p.substr(pos, next - pos);
+    if (seg.empty() || seg == "." || seg == "..") return false;
+    pos = next + 1;
+  }
+  return true;
+}
 
 Result<std::unique_ptr<HubSource>> OpenHubSource(const std::string& hub,
                                                  const std::string& ca_file) {

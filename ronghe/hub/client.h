@@ -37,6 +37,10 @@ class HubSource {
   virtual std::string Describe() const = 0;  // for messages
 };
 
+// A relative path of plain segments (none empty, ".", ".."; no backslash): the only paths a hub
+// names and a client reads.
+bool PlainRelativePath(const std::string& path);
+
 // A hub directory, or the URL of a `ronghe hub serve` (http:// or https://; `ca_file` is the PEM
 // bundle that HTTPS servers are checked against, "" = the system's).
 Result<std::unique_ptr<HubSource>> OpenHubSource(const std::string& hub,

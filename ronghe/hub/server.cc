@@ -12,6 +12,7 @@
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/openssl.h"
+#include "ronghe/hub/client.h"
 #include "ronghe/hub/hub.h"
 #include "ronghe/hub/metadata.h"
 
@@ -154,23 +155,17 @@ const char* kStyle =
     "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:"
     "collapse}td,th{border:1px solid #ccc;padding:.3em .6em}.ok{color:#070}.no{color:#a00}</style>";
 
-// A path under metadata/, targets/ or attestations/ made of plain segments.
+// A path under metadata/, targets/ or attestations/ made of plain segments of [A-Za-z0-9._-].
 bool ServablePath(const std::string& p) {
   if (!(p.rfind("metadata/", 0) == 0 || p.rfind("targets/", 0) == 0 ||
-        p.rfind("attestations/", 0) == 0)) {
+        p.rfind("attestations/", 0) == 0) ||
+      !PlainRelativePath(p)) {
     return false;
   }
-  size_t pos = 0;
-  while (pos <= p.size()) {
-    size_t next = p.find('/', pos);
-    if (next == std::string::npos) next = p.size();
-    const std::string seg = p.substr(pos, next - pos);
-    if (seg.empty() || seg == "." || seg == "..") return false;
-    for (char c : seg) {
-      bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-      if (!ok) return false;
-    }
-    pos = next + 1;
+  for (char c : p) {
+    const bool ok =
+        std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '/';
+    if (!ok) return false;
   }
   return true;
 }
