@@ -3,12 +3,14 @@
 // last trusted under $RONGHE_HOME/hub-trust/ and refuse anything older, expired or mis-signed.
 #include "ronghe/hub/hub.h"
 
+#include <ATen/ATen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -17,10 +19,14 @@
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
 #include "ronghe/cli/command.h"
+#include "ronghe/hub/attest.h"
 #include "ronghe/hub/client.h"
 #include "ronghe/hub/server.h"
+#include "ronghe/nn/artifact.h"
 #include "ronghe/nn/tensor_file.h"
+#include "ronghe/serve/signature.h"
 #include "ronghe/store/run_store.h"
+#include "ronghe/train/job.h"
 
 namespace ronghe::cli {
 
@@ -149,6 +155,10 @@ struct ClientFlags {
   std::string hub, ref, out, text, trusted_root, ca;
   bool json = false;
 };
+struct CertifyFlags {
+  std::string hub, ref, key;
+  double tolerance = 0.005;
+};
 struct DeployFlags {
   std::string hub, ref, repo, as, trusted_root, ca;
 };
@@ -254,6 +264,20 @@ int CmdShow(const Globals& g, const ClientFlags& f) {
     if (!text.ok()) return Fail(text.status());
     provenance = json::parse(*text, nullptr, false);
   }
+  json certifications = json::array();
+  for (const auto& v : hub::CertificationsOf(*c, *m)) {
+    json checks = json::array();
+    for (const auto& k : v.certification.checks) {
+      checks.push_back({{"name", k.name}, {"passed", k.passed}, {"detail", k.detail}});
+    }
+    certifications.push_back(
+        {{"certifier", v.certification.certifier},
+         {"valid", v.valid},
+         {"problem", v.problem},
+         {"verdict", v.valid ? (v.certification.passed() ? "pass" : "fail") : "invalid"},
+         {"certified_at", v.certification.certified_at},
+         {"checks", checks}});
+  }
   if (f.json) {
     json files = json::array();
     for (const auto& file : m->files) {
@@ -271,7 +295,8 @@ int CmdShow(const Globals& g, const ClientFlags& f) {
               {"card", card},
               {"provenance", provenance},
               {"signers", {{"targets", m->publisher}}},
-              {"root_version", c->root().version}};
+              {"root_version", c->root().version},
+              {"certifications", certifications}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -279,6 +304,13 @@ int CmdShow(const Globals& g, const ClientFlags& f) {
   std::string all;
   for (const auto& v : versions) all += (all.empty() ? "" : ", ") + v;
   std::printf("versions: %s\n", all.c_str());
+  if (certifications.empty()) std::printf("certifications: none\n");
+  for (const auto& cj : certifications) {
+    std::printf(
+        "certification by %s: %s%s\n", cj["certifier"].get<std::string>().substr(0, 16).c_str(),
+        cj["verdict"].get<std::string>().c_str(),
+        cj["valid"].get<bool>() ? "" : (" (" + cj["problem"].get<std::string>() + ")").c_str());
+  }
   if (provenance.is_object() && provenance.contains("manifest") &&
       provenance["manifest"].contains("metrics")) {
     std::printf("metrics: %s\n", provenance["manifest"]["metrics"].dump().c_str());
@@ -323,6 +355,197 @@ int CmdSearch(const Globals& g, const ClientFlags& f) {
                 h["version"].get<std::string>().c_str(), h["title"].get<std::string>().c_str());
   }
   return 0;
+}
+
+// The metrics a card claims: "- name: value" lines under a "## Metrics" heading (test split).
+std::map<std::string, double> CardClaims(const std::string& card) {
+  std::map<std::string, double> claims;
+  bool in = false;
+  size_t pos = 0;
+  while (pos < card.size()) {
+    size_t eol = card.find('\n', pos);
+    if (eol == std::string::npos) eol = card.size();
+    std::string line = card.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.rfind("#", 0) == 0) {
+      std::string h = line.substr(line.find_first_not_of('#'));
+      for (char& ch : h) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      in = h.find("metrics") != std::string::npos;
+      continue;
+    }
+    if (!in || line.rfind("- ", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(2, colon - 2);
+    while (!name.empty() && name.back() == ' ') name.pop_back();
+    try {
+      claims[name] = std::stod(line.substr(colon + 1));
+    } catch (...) {
+    }
+  }
+  return claims;
+}
+
+bool HasLicence(const std::string& card) {
+  std::string lower = card;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return lower.find("licence:") != std::string::npos ||
+         lower.find("license:") != std::string::npos ||
+         lower.find("# licence") != std::string::npos ||
+         lower.find("# license") != std::string::npos;
+}
+
+// Runs the certification checks (docs/hub.md) on a verified copy of the model and signs the
+// result; a failed certification is stored too (it says what failed).
+int CmdCertify(const Globals& g, const CertifyFlags& f) {
+  const std::string dir = HubDir(g, f.hub);
+  auto key = hub::SigningKey::Load(f.key);
+  if (!key.ok()) return Fail(key.status());
+  auto res = Resolve(g, dir, f.ref, "", "");
+  if (!res.ok()) return Fail(res.status());
+  auto& c = res->client;
+  const hub::ModelVersion& m = res->model;
+  if (!c->root().Holds("certifier", key->KeyId())) {
+    return Fail(PermissionDenied("key " + key->KeyId().substr(0, 16) +
+                                 " may not certify on this hub (not a certifier key of its root)"));
+  }
+  const std::string work = g.home + "/hub-certify-" + std::to_string(::getpid());
+  Status st = MakeDirs(work, 0700);
+  if (!st.ok()) return Fail(st);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{work};
+  hub::Certification cert;
+  cert.name = m.name;
+  cert.version = m.version;
+  auto check = [&](const std::string& name, bool passed, const std::string& detail) {
+    cert.checks.push_back({name, passed, detail});
+  };
+  const hub::ModelFile* model = m.File("model");
+  const hub::ModelFile* card_file = m.File("card");
+  const hub::ModelFile* prov_file = m.File("provenance");
+  if (!model || !card_file || !prov_file) {
+    return Fail(DataLoss(m.name + "@" + m.version + ": model, card or provenance missing"));
+  }
+  cert.artifact_sha256 = model->sha256;
+  const std::string artifact = work + "/model.rhm";
+  st = c->Download(*model, artifact);
+  if (!st.ok()) return Fail(st);
+  auto card = c->Read(*card_file);
+  if (!card.ok()) return Fail(card.status());
+  auto prov_text = c->Read(*prov_file);
+  if (!prov_text.ok()) return Fail(prov_text.status());
+  const json prov = json::parse(*prov_text, nullptr, false);
+
+  // 1. Format and digests: the signed sha256 (checked by Download) and the file's own.
+  auto tf = nn::ReadTensorFile(artifact);
+  check("format", tf.ok() && tf->meta.value("format", "") == "ronghe.model",
+        tf.ok() ? "ronghe.model container, trailing SHA-256 and the signed sha256 " +
+                      model->sha256.substr(0, 16) + "... hold"
+                : tf.status().message());
+  // 2. No executable content: the container holds a JSON header and raw tensors; nothing in it
+  // is deserialised into code (no pickle, no TorchScript). Every tensor must be numeric.
+  bool numeric = tf.ok();
+  bool finite = tf.ok();
+  int64_t values = 0;
+  std::string bad;
+  if (tf.ok()) {
+    for (const auto& [name, t] : tf->tensors) {
+      if (!(t.is_floating_point() || at::isIntegralType(t.scalar_type(), /*includeBool=*/true))) {
+        numeric = false;
+        bad = name;
+      }
+      values += t.numel();
+      if (t.is_floating_point() && !at::isfinite(t).all().item<bool>()) {
+        finite = false;
+        bad = name;
+      }
+    }
+  }
+  check("no_executable_content", numeric,
+        numeric ? "a JSON header and " + std::to_string(tf.ok() ? tf->tensors.size() : 0) +
+                      " numeric tensors; the format has no code objects (no pickle)"
+                : "tensor '" + bad + "' is not numeric");
+  check("finite_weights", finite,
+        finite ? std::to_string(values) + " values, all finite"
+               : "tensor '" + bad + "' has NaN or Inf");
+  // 3. The manifest's schema and preprocessing: the model loads, a server can build its signature.
+  auto loaded = nn::LoadArtifact(artifact);
+  Status sig =
+      loaded.ok() ? serve::Signature::FromManifest(loaded->manifest).status() : loaded.status();
+  check("manifest", sig.ok(),
+        sig.ok() ? "model loads; inputs, outputs and preprocessing are valid" : sig.message());
+  // 4. The card's claimed metrics, reproduced on the declared data (the manifest's test split).
+  std::map<std::string, double> claims = CardClaims(*card);
+  std::string claim_source = "the card's Metrics section";
+  if (claims.empty() && prov.is_object() && prov.contains("manifest") &&
+      prov["manifest"].contains("metrics") && prov["manifest"]["metrics"].contains("test")) {
+    for (auto it = prov["manifest"]["metrics"]["test"].begin();
+         it != prov["manifest"]["metrics"]["test"].end(); ++it) {
+      if (it.value().is_number()) claims[it.key()] = it.value().get<double>();
+    }
+    claim_source = "the manifest's test metrics";
+  }
+  if (claims.empty()) {
+    check("metrics_reproduced", false, "no metrics claimed (card Metrics section or manifest)");
+  } else {
+    train::EvalJobRequest er;
+    er.home = g.home;
+    er.artifact = artifact;
+    er.split = "test";
+    auto ev = train::RunEvalJob(er);
+    if (!ev.ok()) {
+      check("metrics_reproduced", false, "evaluation failed: " + ev.status().message());
+    } else {
+      bool all = true;
+      std::string detail;
+      for (const auto& [name, claimed] : claims) {
+        auto got = ev->metrics.find(name);
+        char buf[160];
+        if (got == ev->metrics.end()) {
+          all = false;
+          detail += (detail.empty() ? "" : "; ") + name + " not measured";
+          continue;
+        }
+        const bool ok = std::abs(got->second - claimed) <= f.tolerance;
+        all = all && ok;
+        std::snprintf(buf, sizeof buf, "%s claimed %.4f measured %.4f%s", name.c_str(), claimed,
+                      got->second, ok ? "" : " (outside tolerance)");
+        detail += (detail.empty() ? "" : "; ") + std::string(buf);
+      }
+      char tol[64];
+      std::snprintf(tol, sizeof tol, " [tolerance %.4f, test split, run %lld]", f.tolerance,
+                    static_cast<long long>(ev->run_id));
+      check("metrics_reproduced", all, claim_source + ": " + detail + tol);
+    }
+  }
+  // 5. A licence, and 6. the provenance fields.
+  check("licence", HasLicence(*card),
+        HasLicence(*card) ? "the card states a licence"
+                          : "the card states no licence (a 'License:' line)");
+  const bool prov_ok = prov.is_object() && prov.contains("artifact") &&
+                       prov["artifact"].value("sha256", "") == model->sha256 &&
+                       prov.contains("manifest") && prov["manifest"].contains("data_sha256") &&
+                       prov["manifest"].contains("metrics");
+  check("provenance", prov_ok,
+        prov_ok ? "artifact digest, data sha256 and metrics recorded" +
+                      std::string(prov["run"].is_null() ? "" : ", with the training run")
+                : "provenance lacks the artifact digest, the data sha256 or the metrics");
+
+  auto env = hub::SignCertification(cert, *key);
+  if (!env.ok()) return Fail(env.status());
+  st = hub::StoreAttestation(dir, m.name, m.version, key->KeyId(), *env);
+  if (!st.ok()) return Fail(st);
+  std::printf("%s@%s: certification %s (signed by %s)\n", m.name.c_str(), m.version.c_str(),
+              cert.passed() ? "PASSED" : "FAILED", key->KeyId().substr(0, 16).c_str());
+  for (const auto& k : cert.checks) {
+    std::printf("  %-22s %s  %s\n", k.name.c_str(), k.passed ? "pass" : "FAIL", k.detail.c_str());
+  }
+  return cert.passed() ? 0 : 1;
 }
 
 // Installs a verified hub model as the next version of a serving repository: staged under
@@ -544,6 +767,18 @@ void AddHubCommands(CLI::App& root, CommandContext& ctx) {
     (*s)->Stop();
     return 0;
   });
+
+  auto cf = Flags<CertifyFlags>();
+  CLI::App* certify = hub->add_subcommand(
+      "certify", "Check a published model (docs/hub.md) and sign an attestation of the result");
+  certify->add_option("--hub", cf->hub, "Hub directory (default $RONGHE_HOME/hub)");
+  certify->add_option("model", cf->ref, "NAME or NAME@VERSION")->required();
+  certify->add_option("--key", cf->key, "A certifier key of the hub's root (hub.key)")->required();
+  certify
+      ->add_option("--tolerance", cf->tolerance,
+                   "Largest difference between a claimed and a measured metric (default 0.005)")
+      ->check(CLI::NonNegativeNumber);
+  ctx.On(certify, [cf](const Globals& g) { return CmdCertify(g, *cf); });
 
   auto df = Flags<DeployFlags>();
   CLI::App* deploy = hub->add_subcommand(

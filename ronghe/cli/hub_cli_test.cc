@@ -155,6 +155,57 @@ TEST(HubCliTest, PublishShowPullAndEveryTamperingIsRefusedByName) {
   EXPECT_FALSE(fs::exists(repo + "/fraud-detector/3"));
   Spit(stored, good_model);
 
+  // Certification: the root key certifies. A card overstating a metric fails (exit 1, the failed
+  // attestation stored and shown); an honest card with a licence passes.
+  Spit(home + "/over.md", "# Fraud\nLicense: Apache-2.0\n\n## Metrics\n- roc_auc: 0.95\n");
+  Spit(home + "/honest.md", "# Fraud\nLicense: Apache-2.0\n\n## Metrics\n- roc_auc: 0.7276\n");
+  auto publish_card = [&](const std::string& version, const std::string& card) {
+    return run({"hub", "publish", "--hub", hub, "--model", model, "--name", "fraud-detector",
+                "--version", version, "--card", card, "--key", keys + "/bank/hub.key"});
+  };
+  ASSERT_EQ(publish_card("1.4.0", home + "/over.md").exit_code, 0);
+  r = run(
+      {"hub", "certify", "--hub", hub, "fraud-detector@1.4.0", "--key", keys + "/root/hub.key"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("roc_auc claimed 0.9500 measured 0.72"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("outside tolerance"), std::string::npos) << r.out;
+  ASSERT_EQ(publish_card("1.5.0", home + "/honest.md").exit_code, 0);
+  r = run(
+      {"hub", "certify", "--hub", hub, "fraud-detector@1.5.0", "--key", keys + "/root/hub.key"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("no_executable_content  pass"), std::string::npos) << r.out;
+  r = run(
+      {"hub", "certify", "--hub", hub, "fraud-detector@1.5.0", "--key", keys + "/bank/hub.key"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("may not certify"), std::string::npos) << r.err;
+  auto certs = [&](const std::string& ref) {
+    auto s = run({"hub", "show", "--hub", hub, ref, "--json"});
+    EXPECT_EQ(s.exit_code, 0) << s.err;
+    return json::parse(s.out)["certifications"];
+  };
+  json c14 = certs("fraud-detector@1.4.0");
+  ASSERT_EQ(c14.size(), 1u);
+  EXPECT_EQ(c14[0]["verdict"], "fail");
+  json c15 = certs("fraud-detector@1.5.0");
+  ASSERT_EQ(c15.size(), 1u);
+  EXPECT_EQ(c15[0]["verdict"], "pass");
+  EXPECT_TRUE(c15[0]["valid"].get<bool>());
+  // A passing attestation copied onto the failed version does not count there, and a flipped
+  // byte in an attestation voids it.
+  const std::string att = hub + "/attestations/fraud-detector/1.5.0/" +
+                          c15[0]["certifier"].get<std::string>() + ".json";
+  const std::string att14 = hub + "/attestations/fraud-detector/1.4.0/" +
+                            c15[0]["certifier"].get<std::string>() + ".json";
+  Spit(att14, Slurp(att));
+  c14 = certs("fraud-detector@1.4.0");
+  EXPECT_FALSE(c14[0]["valid"].get<bool>());
+  EXPECT_NE(c14[0]["problem"].get<std::string>().find("another artifact"), std::string::npos);
+  std::string a = Slurp(att);
+  a[a.find("\"pass\"") + 2] ^= 0x01;
+  Spit(att, a);
+  c15 = certs("fraud-detector@1.5.0");
+  EXPECT_FALSE(c15[0]["valid"].get<bool>()) << c15.dump();
+
   // A key the root never granted cannot publish.
   ASSERT_EQ(run({"hub", "keygen", "--out", keys + "/stranger"}).exit_code, 0);
   r = run({"hub", "publish", "--hub", hub, "--model", model, "--name", "fraud-detector",

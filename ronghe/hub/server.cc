@@ -12,6 +12,7 @@
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/openssl.h"
+#include "ronghe/hub/attest.h"
 #include "ronghe/hub/client.h"
 #include "ronghe/hub/hub.h"
 #include "ronghe/hub/metadata.h"
@@ -97,11 +98,36 @@ std::string CardHtml(const std::string& md) {
 }
 
 struct Listed {
-  std::string name, version, published;
+  std::string name, version, published, model_sha256;
   json metrics = json::object();
   bool certified = false;
   std::string card;
 };
+
+// Whether a passing certification by a current certifier key, about this artifact, is stored
+// for NAME@VERSION: the same test a client makes (attest.h), on the hub's own files.
+bool CertifiedHere(const std::string& dir, const Root& root, const std::string& name,
+                   const std::string& version, const std::string& sha256) {
+  auto role = root.roles.find("certifier");
+  if (role == root.roles.end() || sha256.empty()) return false;
+  Root one = root;
+  one.roles["certifier"].threshold = 1;
+  for (const std::string& keyid : role->second.keyids) {
+    auto text = ReadFile(dir + "/attestations/" + name + "/" + version + "/" + keyid + ".json");
+    if (!text.ok()) continue;
+    json env = json::parse(*text, nullptr, false);
+    auto st = VerifyRole(env, one, "certifier", kStatementType, "attestation");
+    if (!st.ok()) continue;
+    const json subj = st->value("subject", json::array());
+    const json pred = st->value("predicate", json::object());
+    if (subj.is_array() && !subj.empty() && subj[0].contains("digest") &&
+        subj[0]["digest"].value("sha256", "") == sha256 && pred.value("version", "") == version &&
+        pred.value("model", "") == name && pred.value("verdict", "") == "pass") {
+      return true;
+    }
+  }
+  return false;
+}
 
 // The hub's own view of its models (its current targets metadata), latest version of each.
 Result<std::map<std::string, Listed>> Latest(const std::string& dir) {
@@ -109,6 +135,11 @@ Result<std::map<std::string, Listed>> Latest(const std::string& dir) {
   json env = json::parse(text, nullptr, false);
   if (env.is_discarded() || !env.contains("signed"))
     return DataLoss(dir + ": targets metadata unreadable");
+  ASSIGN_OR_RETURN(std::string root_text, ReadFile(dir + "/metadata/root.json"));
+  json root_env = json::parse(root_text, nullptr, false);
+  if (root_env.is_discarded() || !root_env.contains("signed"))
+    return DataLoss(dir + ": root metadata unreadable");
+  ASSIGN_OR_RETURN(Root root, Root::FromJson(root_env["signed"]));
   std::map<std::string, Listed> latest;
   for (auto it = env["signed"]["targets"].begin(); it != env["signed"]["targets"].end(); ++it) {
     const json c = it.value().value("custom", json::object());
@@ -121,6 +152,15 @@ Result<std::map<std::string, Listed>> Latest(const std::string& dir) {
     l.published = c.value("published", "");
     latest[name] = l;
   }
+  // The model file's signed digest, for the certification check.
+  for (auto it = env["signed"]["targets"].begin(); it != env["signed"]["targets"].end(); ++it) {
+    const json c = it.value().value("custom", json::object());
+    auto found = latest.find(c.value("name", ""));
+    if (found != latest.end() && found->second.version == c.value("version", "") &&
+        c.value("kind", "") == "model" && it.value().contains("hashes")) {
+      found->second.model_sha256 = it.value()["hashes"].value("sha256", "");
+    }
+  }
   for (auto& [name, l] : latest) {
     const std::string base = dir + "/targets/" + name + "/" + l.version;
     if (auto p = ReadFile(base + "/provenance.json"); p.ok()) {
@@ -130,9 +170,7 @@ Result<std::map<std::string, Listed>> Latest(const std::string& dir) {
       }
     }
     if (auto card = ReadFile(base + "/card.md"); card.ok()) l.card = *card;
-    std::error_code ec;
-    l.certified = fs::is_directory(dir + "/attestations/" + name + "/" + l.version, ec) &&
-                  !fs::is_empty(dir + "/attestations/" + name + "/" + l.version, ec);
+    l.certified = CertifiedHere(dir, root, name, l.version, l.model_sha256);
   }
   return latest;
 }
