@@ -19,11 +19,14 @@
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
 #include "ronghe/cli/command.h"
+#include "ronghe/cli/hub_deploy.h"
 #include "ronghe/hub/attest.h"
 #include "ronghe/hub/client.h"
+#include "ronghe/hub/evidence.h"
 #include "ronghe/hub/server.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/nn/tensor_file.h"
+#include "ronghe/serve/repository.h"
 #include "ronghe/serve/signature.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/train/job.h"
@@ -548,66 +551,22 @@ int CmdCertify(const Globals& g, const CertifyFlags& f) {
   return cert.passed() ? 0 : 1;
 }
 
-// Installs a verified hub model as the next version of a serving repository: staged under
-// REPO/.hub-staging (a name `ronghe serve` never reads) and moved into place with one rename, so
-// a server watching the repository sees the whole version or nothing.
 int CmdDeploy(const Globals& g, const DeployFlags& f) {
-  const std::string hub = HubDir(g, f.hub);
-  auto res = Resolve(g, hub, f.ref, f.trusted_root, f.ca);
-  if (!res.ok()) return Fail(res.status());
-  auto& c = res->client;
-  const hub::ModelVersion* m = &res->model;
-  const hub::ModelFile* model = m->File("model");
-  if (!model) return Fail(DataLoss(m->name + "@" + m->version + ": the hub lists no model file"));
-  const std::string as = f.as.empty() ? m->name : f.as;
-  std::error_code ec;
-  if (!fs::is_directory(f.repo, ec))
-    return Fail(NotFound("--repo " + f.repo + ": no such directory"));
-  const std::string model_dir = f.repo + "/" + as;
-  int64_t next = 1;
-  for (const auto& e : fs::directory_iterator(model_dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (!n.empty() && n.size() < 18 && std::all_of(n.begin(), n.end(), ::isdigit)) {
-      next = std::max<int64_t>(next, std::stoll(n) + 1);
-    }
-  }
-  const std::string staging = f.repo + "/.hub-staging/" + as + "-" + std::to_string(::getpid());
-  fs::remove_all(staging, ec);
-  const bool new_model = !fs::is_directory(model_dir, ec);
-  const std::string version_dir = staging + "/" + std::to_string(next);
-  Status st = MakeDirs(version_dir);
-  if (st.ok()) st = c->Download(*model, version_dir + "/model.rhm");
-  if (st.ok()) {
-    json origin = {{"hub", hub},
-                   {"name", m->name},
-                   {"version", m->version},
-                   {"sha256", model->sha256},
-                   {"publisher", m->publisher},
-                   {"published", m->published},
-                   {"root_version", c->root().version}};
-    st = WriteFileAtomic(version_dir + "/hub.json", origin.dump(2) + "\n");
-  }
-  if (st.ok() && new_model) {
-    st = WriteFileAtomic(staging + "/config.toml",
-                         "# Installed by `ronghe hub deploy` from " + m->name + "@" + m->version +
-                             ". Batching as docs/serving.md describes.\n[batching]\n"
-                             "max_batch_size = 32\nmax_queue_delay_us = 500\n");
-  }
-  if (st.ok()) {
-    if (new_model) {
-      fs::rename(staging, model_dir, ec);
-    } else {
-      fs::rename(version_dir, model_dir + "/" + std::to_string(next), ec);
-    }
-    if (ec) st = Unavailable(model_dir + ": " + ec.message());
-  }
-  fs::remove_all(staging, ec);
-  if (!st.ok()) return Fail(st);
+  HubDeployRequest r;
+  r.hub = HubDir(g, f.hub);
+  r.ref = f.ref;
+  r.repo = f.repo;
+  r.as = f.as;
+  r.trusted_root = f.trusted_root;
+  r.ca = f.ca;
+  auto d = DeployFromHub(g, r);
+  if (!d.ok()) return Fail(d.status());
   std::printf(
       "deployed %s@%s as %s version %lld in %s (verified: signatures, versions, expiry, "
       "sha256)\n",
-      m->name.c_str(), m->version.c_str(), as.c_str(), static_cast<long long>(next),
+      d->name.c_str(), d->version.c_str(), d->as.c_str(), static_cast<long long>(d->repo_version),
       f.repo.c_str());
+  if (!d->verdict.empty()) std::printf("repository policy: %s\n", d->verdict.c_str());
   return 0;
 }
 
@@ -665,6 +624,99 @@ int CmdRoot(const Globals& g, const RootFlags& f) {
 }
 
 }  // namespace
+
+Result<HubDeployResult> DeployFromHub(const Globals& g, const HubDeployRequest& r) {
+  ASSIGN_OR_RETURN(Resolved res, Resolve(g, r.hub, r.ref, r.trusted_root, r.ca));
+  auto& c = res.client;
+  const hub::ModelVersion* m = &res.model;
+  const hub::ModelFile* model = m->File("model");
+  if (!model) return DataLoss(m->name + "@" + m->version + ": the hub lists no model file");
+  HubDeployResult out;
+  out.name = m->name;
+  out.version = m->version;
+  out.as = r.as.empty() ? m->name : r.as;
+  out.root_file = hub::TrustDirFor(g.home, r.hub) + "/root.json";
+  std::error_code ec;
+  if (!fs::is_directory(r.repo, ec)) return NotFound("--repo " + r.repo + ": no such directory");
+  ASSIGN_OR_RETURN(serve::RepositoryPolicy policy, serve::ReadRepositoryPolicy(r.repo));
+  const std::string model_dir = r.repo + "/" + out.as;
+  int64_t next = 1;
+  for (const auto& e : fs::directory_iterator(model_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (!n.empty() && n.size() < 18 && std::all_of(n.begin(), n.end(), ::isdigit)) {
+      next = std::max<int64_t>(next, std::stoll(n) + 1);
+    }
+  }
+  if (r.reuse && next > 1) {
+    const std::string last = model_dir + "/" + std::to_string(next - 1);
+    auto text = ReadFile(last + "/hub.json");
+    json origin = text.ok() ? json::parse(*text, nullptr, false) : json();
+    auto sha = Sha256FileHex(last + "/model.rhm");
+    if (origin.is_object() && sha.ok() && *sha == model->sha256 &&
+        origin.value("sha256", "") == model->sha256 && origin.value("name", "") == m->name &&
+        origin.value("version", "") == m->version) {
+      ASSIGN_OR_RETURN(out.verdict, serve::CheckVersionPolicy(policy, last));
+      out.repo_version = next - 1;
+      out.reused = true;
+      return out;
+    }
+  }
+  ASSIGN_OR_RETURN(json evidence, hub::CollectEvidence(*c, *m));
+  const std::string staging = r.repo + "/.hub-staging/" + out.as + "-" + std::to_string(::getpid());
+  fs::remove_all(staging, ec);
+  const bool new_model = !fs::is_directory(model_dir, ec);
+  const std::string version_dir = staging + "/" + std::to_string(next);
+  Status st = MakeDirs(version_dir);
+  if (st.ok()) st = c->Download(*model, version_dir + "/model.rhm");
+  if (st.ok()) {
+    json origin = {{"hub", r.hub},
+                   {"name", m->name},
+                   {"version", m->version},
+                   {"sha256", model->sha256},
+                   {"publisher", m->publisher},
+                   {"published", m->published},
+                   {"root_version", c->root().version},
+                   {"evidence", evidence}};
+    st = WriteFileAtomic(version_dir + "/hub.json", origin.dump(2) + "\n");
+  }
+  // The server will check the same on load; checking here leaves a repository that requires
+  // more than this model has untouched, and says so to whoever deploys.
+  if (st.ok()) {
+    auto verdict = serve::CheckVersionPolicy(policy, version_dir);
+    if (verdict.ok()) {
+      out.verdict = *verdict;
+    } else {
+      st = verdict.status();
+    }
+  }
+  if (st.ok() && new_model) {
+    st = WriteFileAtomic(staging + "/config.toml",
+                         "# Installed by `ronghe hub deploy` from " + m->name + "@" + m->version +
+                             ". Batching as docs/serving.md describes.\n[batching]\n"
+                             "max_batch_size = 32\nmax_queue_delay_us = 500\n");
+  }
+  if (st.ok()) {
+    if (new_model) {
+      fs::rename(staging, model_dir, ec);
+    } else {
+      fs::rename(version_dir, model_dir + "/" + std::to_string(next), ec);
+    }
+    if (ec) st = Unavailable(model_dir + ": " + ec.message());
+  }
+  fs::remove_all(staging, ec);
+  fs::remove(r.repo + "/.hub-staging", ec);  // only when empty
+  if (!st.ok()) {
+    // The staged copy's path means nothing to the user: name the version it would have been.
+    std::string msg = st.message();
+    const auto at = msg.find(version_dir);
+    if (at != std::string::npos) {
+      msg.replace(at, version_dir.size(), model_dir + "/" + std::to_string(next));
+    }
+    return Status(st.code(), msg);
+  }
+  out.repo_version = next;
+  return out;
+}
 
 void AddHubCommands(CLI::App& root, CommandContext& ctx) {
   CLI::App* hub = root.add_subcommand("hub", "The model hub: signed, versioned models (TUF)");

@@ -2,9 +2,15 @@
 // threshold) and `ronghe experiments list|show|promote|rollback` (A/B experiments in the store).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
 #include "ronghe/cli/command.h"
+#include "ronghe/cli/hub_deploy.h"
+#include "ronghe/hub/client.h"
+#include "ronghe/hub/evidence.h"
 #include "ronghe/serve/calibrate.h"
 #include "ronghe/serve/experiment.h"
 #include "ronghe/serve/job.h"
@@ -122,6 +128,75 @@ int PrintJsonRows(const std::vector<Row>& rows) {
   return 0;
 }
 
+struct ServeHubFlags {
+  std::string hub, ca, trusted_root, require = "signed";
+  std::vector<std::string> models;
+};
+
+constexpr const char* kManagedPolicy = "# Written by `ronghe serve --hub`";
+
+// `ronghe serve --hub HUB --model NAME[@VERSION]...`: each model verified on the hub and installed
+// into the local repository (reusing what is already there), the hub's root pinned in the
+// repository's policy, then the repository served like any other: the server checks every
+// load and reload against that root.
+Status PrepareHubRepository(const Globals& g, const ServeHubFlags& f, std::string* repo) {
+  namespace fs = std::filesystem;
+  if (f.models.empty()) return InvalidArgument("--hub needs at least one --model NAME[@VERSION]");
+  auto require = hub::ParseRequirement(f.require);
+  if (!require.ok()) return InvalidArgument("--require: " + require.status().message());
+  if (repo->empty()) *repo = g.home + "/hub-serving";
+  RETURN_IF_ERROR(MakeDirs(*repo));
+  const std::string policy_file = *repo + "/repository.toml";
+  auto existing = ReadFile(policy_file);
+  const bool managed = !existing.ok() || existing->rfind(kManagedPolicy, 0) == 0;
+  if (managed) {
+    // Pin the root this client trusts once updated (by its digest, so each hub keeps its own
+    // file), and write the policy before anything is installed: the deploys below are checked
+    // against it as the server's loads will be.
+    hub::ClientOptions o;
+    o.hub = f.hub;
+    o.ca_file = f.ca;
+    o.trust_dir = hub::TrustDirFor(g.home, f.hub);
+    o.trusted_root = f.trusted_root;
+    ASSIGN_OR_RETURN(auto client, hub::HubClient::Open(o));
+    RETURN_IF_ERROR(client->Update());
+    ASSIGN_OR_RETURN(std::string root, ReadFile(o.trust_dir + "/root.json"));
+    const std::string pinned = *repo + "/hub-root-" + Sha256Hex(root).substr(0, 16) + ".json";
+    if (!FileExists(pinned)) RETURN_IF_ERROR(WriteFileAtomic(pinned, root, 0644));
+    std::string roots;
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(*repo, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind("hub-root-", 0) == 0 && e.path().extension() == ".json") names.push_back(n);
+    }
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) roots += std::string(roots.empty() ? "" : ", ") + "\"" + n + "\"";
+    RETURN_IF_ERROR(WriteFileAtomic(
+        policy_file, std::string(kManagedPolicy) +
+                         " (rewritten on each start; remove this line to keep your own)\n"
+                         "[policy]\nrequire = \"" +
+                         hub::RequirementName(*require) + "\"\ntrusted_roots = [" + roots + "]\n"));
+    std::printf("policy: require = \"%s\" (%s)\n", hub::RequirementName(*require),
+                policy_file.c_str());
+  } else {
+    std::printf("policy: %s (yours; left as it is)\n", policy_file.c_str());
+  }
+  for (const std::string& ref : f.models) {
+    HubDeployRequest r;
+    r.hub = f.hub;
+    r.ref = ref;
+    r.repo = *repo;
+    r.trusted_root = f.trusted_root;
+    r.ca = f.ca;
+    r.reuse = true;
+    ASSIGN_OR_RETURN(HubDeployResult d, DeployFromHub(g, r));
+    std::printf("%s %s@%s as %s version %lld\n", d.reused ? "using" : "installed", d.name.c_str(),
+                d.version.c_str(), d.as.c_str(), static_cast<long long>(d.repo_version));
+  }
+  return Status::OK();
+}
+
 int RunPerf(PerfFlags& f) {
   if (f.in_process) {
     if (f.forward.repo.empty() || f.forward.model.empty()) {
@@ -158,9 +233,20 @@ void AddServeCommands(CLI::App& root, CommandContext& ctx) {
   auto* serve_cmd =
       root.add_subcommand("serve", "Serve a model repository over HTTP (KServe v2 protocol)");
   auto sreq = Flags<serve::ServeJobRequest>();
-  serve_cmd->add_option("--repo", sreq->repo, "Model repository: DIR/<model>/<version>/model.rhm")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  serve_cmd->add_option("--repo", sreq->repo,
+                        "Model repository: DIR/<model>/<version>/model.rhm (required without "
+                        "--hub; with it, default $RONGHE_HOME/hub-serving)");
+  auto hubf = Flags<ServeHubFlags>();
+  serve_cmd->add_option("--hub", hubf->hub,
+                        "Install --model from this hub (directory or URL) into the repository "
+                        "first, verified");
+  serve_cmd->add_option("--model", hubf->models, "With --hub: NAME or NAME@VERSION; repeatable");
+  serve_cmd->add_option("--hub-ca", hubf->ca, "With --hub: PEM CA bundle for an https:// hub");
+  serve_cmd->add_option("--trusted-root", hubf->trusted_root,
+                        "With --hub: pin the hub's root metadata (default: trust on first use)");
+  serve_cmd->add_option("--require", hubf->require,
+                        "With --hub: what the repository's policy requires of every load: none, "
+                        "signed (default) or certified");
   serve_cmd->add_option("--host", sreq->host, "Address to listen on (default 0.0.0.0)");
   serve_cmd->add_option("--http", sreq->http_port, "HTTP port (default 8000; 0 = any free port)")
       ->check(CLI::Range(0, 65535));
@@ -288,8 +374,24 @@ void AddServeCommands(CLI::App& root, CommandContext& ctx) {
       ->check(CLI::Range(0.0, 1.0));
   cal_cmd->add_flag("--write", creq_cal->write, "Write the threshold into the route's config.toml");
 
-  ctx.On(serve_cmd, [sreq](const Globals& g) {
+  ctx.On(serve_cmd, [sreq, hubf, serve_cmd](const Globals& g) {
     sreq->home = g.home;
+    if (!hubf->hub.empty()) {
+      Status st = PrepareHubRepository(g, *hubf, &sreq->repo);
+      if (!st.ok()) return Fail(st);
+      std::fflush(stdout);
+    } else {
+      for (const char* flag : {"--model", "--hub-ca", "--trusted-root", "--require"}) {
+        if (serve_cmd->count(flag)) {
+          return Fail(InvalidArgument(std::string(flag) + " needs --hub"));
+        }
+      }
+      if (sreq->repo.empty()) return Fail(InvalidArgument("--repo (or --hub) is required"));
+      std::error_code ec;
+      if (!std::filesystem::is_directory(sreq->repo, ec)) {
+        return Fail(InvalidArgument("--repo: directory not found: " + sreq->repo));
+      }
+    }
     return Done(serve::RunServeJob(*sreq));
   });
   ctx.On(cal_cmd, [creq_cal](const Globals& g) { return RunCalibrate(*creq_cal, g); });

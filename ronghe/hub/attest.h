@@ -42,9 +42,19 @@ Result<nlohmann::json> SignCertification(Certification c, const SigningKey& key)
 
 struct VerifiedCertification {
   Certification certification;
-  bool valid = false;   // signature by a certifier key of the root, subject = the artifact
-  std::string problem;  // why not, when !valid
+  bool valid = false;       // signature by a certifier key of the root, subject = the artifact
+  std::string problem;      // why not, when !valid
+  nlohmann::json envelope;  // as stored (deploy keeps it as evidence)
 };
+
+// One stored attestation `envelope` (named `what` in errors): signed by `keyid`, a certifier key
+// of `root` (each attestation counts alone, whatever the role's threshold), a statement about
+// NAME@VERSION whose subject is the artifact with `artifact_sha256`. Returns what it certifies.
+Result<Certification> VerifyAttestation(const nlohmann::json& envelope, const Root& root,
+                                        const std::string& keyid, const std::string& name,
+                                        const std::string& version,
+                                        const std::string& artifact_sha256,
+                                        const std::string& what);
 
 // Every certification the root's certifier keys made for `m`, each verified (NotFound ones are
 // skipped). `artifact_sha256` is the signed targets' digest of m's model file.

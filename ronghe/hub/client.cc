@@ -254,6 +254,7 @@ Status HubClient::LoadTrusted() {
                  : std::string(role) == "snapshot" ? trusted_snapshot_
                                                    : trusted_targets_;
     slot = env["signed"];
+    if (std::string(role) == "targets") targets_envelope_ = env;
   }
   if (trusted_targets_.is_object()) targets_ = trusted_targets_;
   return Status::OK();
@@ -385,7 +386,22 @@ Status HubClient::Update() {
   trusted_snapshot_ = snap;
   trusted_targets_ = targets;
   targets_ = targets;
+  targets_envelope_ = targets_env;
   return Status::OK();
+}
+
+Result<std::vector<json>> HubClient::RootChain() {
+  std::vector<json> chain;
+  for (int64_t v = 1; v <= root_.version; ++v) {
+    const std::string rel = "metadata/" + std::to_string(v) + ".root.json";
+    ASSIGN_OR_RETURN(std::string text, source_->Fetch(rel, kMaxRootBytes));
+    ASSIGN_OR_RETURN(json env, ParseEnvelope(text, source_->Describe() + "/" + rel));
+    chain.push_back(std::move(env));
+  }
+  // The last link is the root this client trusts, whatever the source now says.
+  ASSIGN_OR_RETURN(std::string trusted, ReadFile(options_.trust_dir + "/root.json"));
+  ASSIGN_OR_RETURN(chain.back(), ParseEnvelope(trusted, options_.trust_dir + "/root.json"));
+  return chain;
 }
 
 std::vector<ModelVersion> HubClient::Models() const {

@@ -88,6 +88,10 @@ class HubClient {
 
   const Root& root() const { return root_; }
   const nlohmann::json& targets() const { return targets_; }
+  // The verified targets metadata as signed (the envelope), and every root version the hub
+  // holds up to the trusted one, as signed: what a deployment keeps as evidence (evidence.h).
+  const nlohmann::json& targets_envelope() const { return targets_envelope_; }
+  Result<std::vector<nlohmann::json>> RootChain();
   HubSource& source() { return *source_; }
 
  private:
@@ -100,7 +104,8 @@ class HubClient {
   std::unique_ptr<HubSource> source_;
   Root root_;
   nlohmann::json trusted_timestamp_, trusted_snapshot_, trusted_targets_;  // signed parts
-  nlohmann::json targets_;  // the verified targets metadata's signed part
+  nlohmann::json targets_;           // the verified targets metadata's signed part
+  nlohmann::json targets_envelope_;  // ... and its envelope
 };
 
 }  // namespace ronghe::hub

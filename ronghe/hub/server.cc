@@ -110,21 +110,12 @@ bool CertifiedHere(const std::string& dir, const Root& root, const std::string& 
                    const std::string& version, const std::string& sha256) {
   auto role = root.roles.find("certifier");
   if (role == root.roles.end() || sha256.empty()) return false;
-  Root one = root;
-  one.roles["certifier"].threshold = 1;
   for (const std::string& keyid : role->second.keyids) {
     auto text = ReadFile(dir + "/attestations/" + name + "/" + version + "/" + keyid + ".json");
     if (!text.ok()) continue;
-    json env = json::parse(*text, nullptr, false);
-    auto st = VerifyRole(env, one, "certifier", kStatementType, "attestation");
-    if (!st.ok()) continue;
-    const json subj = st->value("subject", json::array());
-    const json pred = st->value("predicate", json::object());
-    if (subj.is_array() && !subj.empty() && subj[0].contains("digest") &&
-        subj[0]["digest"].value("sha256", "") == sha256 && pred.value("version", "") == version &&
-        pred.value("model", "") == name && pred.value("verdict", "") == "pass") {
-      return true;
-    }
+    auto c = VerifyAttestation(json::parse(*text, nullptr, false), root, keyid, name, version,
+                               sha256, "attestation");
+    if (c.ok() && c->passed()) return true;
   }
   return false;
 }

@@ -13,6 +13,8 @@
 #include <set>
 
 #include "ronghe/base/config.h"
+#include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
 #include "ronghe/base/thread_pool.h"
 #include "ronghe/nn/artifact.h"
 
@@ -41,6 +43,13 @@ std::string FileStamp(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) return "";
   return std::to_string(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec) +
          ":" + std::to_string(static_cast<int64_t>(st.st_size));
+}
+
+// The stamp of a version directory: its artifact and its hub evidence, so that replacing either
+// is a change the watch reloads (and the policy checks again).
+std::string VersionStamp(const std::string& artifact) {
+  return FileStamp(artifact) + "|" +
+         FileStamp(fs::path(artifact).parent_path().string() + "/hub.json");
 }
 
 // Versions present on disk (directories named 1, 2, ... holding model.rhm), ascending.
@@ -72,6 +81,71 @@ std::string JoinVersions(const std::vector<int64_t>& v) {
 }
 
 }  // namespace
+
+Result<RepositoryPolicy> ReadRepositoryPolicy(const std::string& repo_dir) {
+  RepositoryPolicy p;
+  const std::string path = repo_dir + "/repository.toml";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return p;
+  p.source = path;
+  ASSIGN_OR_RETURN(Config cfg, Config::Load(path));
+  std::string require = "none";
+  std::vector<std::string> roots;
+  RETURN_IF_ERROR(cfg.Get("policy.require", &require));
+  if (cfg.Has("policy.trusted_roots")) {
+    RETURN_IF_ERROR(cfg.Get("policy.trusted_roots", &roots));
+  }
+  RETURN_IF_ERROR(cfg.CheckNoUnknownKeys());
+  auto r = hub::ParseRequirement(require);
+  if (!r.ok()) return cfg.ValueError("policy.require", r.status().message());
+  p.require = *r;
+  if (p.require != hub::Requirement::kNone && roots.empty()) {
+    return cfg.ValueError(
+        "policy.trusted_roots",
+        std::string("require = \"") + hub::RequirementName(p.require) +
+            "\" needs the root metadata of the hubs to trust (e.g. [\"hub-root.json\"])");
+  }
+  for (const std::string& root : roots) {
+    const std::string file = !root.empty() && root[0] == '/' ? root : repo_dir + "/" + root;
+    auto t = hub::ReadTrustedRoot(file);
+    if (!t.ok()) return cfg.ValueError("policy.trusted_roots", t.status().message());
+    p.trusted_roots.push_back(std::move(t).value());
+  }
+  return p;
+}
+
+Result<std::string> CheckVersionPolicy(const RepositoryPolicy& policy,
+                                       const std::string& version_dir) {
+  if (policy.require == hub::Requirement::kNone) return std::string();
+  const std::string refused = version_dir + ": refused by the repository's policy (require = \"" +
+                              hub::RequirementName(policy.require) + "\" in " + policy.source +
+                              "): ";
+  const std::string evidence = version_dir + "/hub.json";
+  std::error_code ec;
+  if (!fs::exists(evidence, ec)) {
+    return PermissionDenied(refused +
+                            "no hub.json: not installed from a hub (use `ronghe hub deploy`)");
+  }
+  const auto size = fs::file_size(evidence, ec);
+  if (ec || size > (64u << 20)) return PermissionDenied(refused + "hub.json unreadable or too big");
+  auto text = ReadFile(evidence);
+  if (!text.ok()) return PermissionDenied(refused + text.status().message());
+  nlohmann::json deployed = nlohmann::json::parse(*text, nullptr, false);
+  if (deployed.is_discarded()) return PermissionDenied(refused + "hub.json is not valid JSON");
+  const std::string artifact = version_dir + "/model.rhm";
+  auto sha = Sha256FileHex(artifact);
+  if (!sha.ok()) return PermissionDenied(refused + sha.status().message());
+  const auto length = fs::file_size(artifact, ec);
+  if (ec) return PermissionDenied(refused + artifact + ": " + ec.message());
+  auto verdict = hub::VerifyEvidence(deployed, policy.trusted_roots, *sha,
+                                     static_cast<int64_t>(length), policy.require, version_dir);
+  if (!verdict.ok()) {
+    std::string why = verdict.status().message();
+    if (why.rfind(version_dir + ": ", 0) == 0) why = why.substr(version_dir.size() + 2);
+    return Status(verdict.status().code(), refused + why);
+  }
+  return verdict->Summary();
+}
 
 Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std::string& name) {
   ModelSettings s;
@@ -197,12 +271,14 @@ int64_t Histogram::Count() const { return Counts().back(); }
 Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& model,
                                                            int64_t version,
                                                            const std::string& artifact,
-                                                           const BatcherOptions& batching) {
+                                                           const BatcherOptions& batching,
+                                                           std::string provenance) {
   std::shared_ptr<ServedVersion> v(new ServedVersion());
   v->model_ = model;
   v->version_ = version;
   v->batching_ = batching;
-  v->fingerprint_ = FileStamp(artifact);
+  v->fingerprint_ = VersionStamp(artifact);
+  v->provenance_ = std::move(provenance);
   for (int i = 0; i < batching.instances; ++i) {
     ASSIGN_OR_RETURN(nn::LoadedArtifact a, nn::LoadArtifact(artifact));
     if (i == 0) v->manifest_ = std::move(a.manifest);
@@ -312,6 +388,7 @@ Result<std::unique_ptr<ModelRepository>> ModelRepository::Open(const RepositoryO
     return NotFound("model repository '" + options.dir + "' is not a directory");
   }
   std::unique_ptr<ModelRepository> repo(new ModelRepository(options));
+  ASSIGN_OR_RETURN(repo->policy_, ReadRepositoryPolicy(options.dir));
   std::vector<std::string> dirs = repo->ModelDirs();
   if (dirs.empty())
     return NotFound("model repository '" + options.dir + "' holds no model directory");
@@ -337,7 +414,7 @@ std::string ModelRepository::Fingerprint(const std::string& model) const {
   std::string dir = options_.dir + "/" + model;
   std::string f = "config=" + FileStamp(dir + "/config.toml");
   for (int64_t v : DiskVersions(dir)) {
-    f += ";" + std::to_string(v) + "=" + FileStamp(dir + "/" + std::to_string(v) + "/model.rhm");
+    f += ";" + std::to_string(v) + "=" + VersionStamp(dir + "/" + std::to_string(v) + "/model.rhm");
   }
   return f;
 }
@@ -412,14 +489,26 @@ Status ModelRepository::Load(const std::string& model) {
       std::string artifact = dir + "/" + std::to_string(v) + "/model.rhm";
       if (old) {
         auto it = old->versions.find(v);
-        if (it != old->versions.end() && it->second->fingerprint() == FileStamp(artifact) &&
+        if (it != old->versions.end() && it->second->fingerprint() == VersionStamp(artifact) &&
             SameBatching(it->second->batching(), s.batching)) {
           entry->versions[v] = it->second;  // unchanged: keeps serving, no reload
           continue;
         }
       }
-      auto loaded = ServedVersion::Load(model, v, artifact, s.batching);
+      // The policy checks the bytes' digest; the stamp taken before it must still hold after the
+      // load, or the file changed in between and what loaded is not what was checked.
+      const std::string stamp = VersionStamp(artifact);
+      auto verdict = CheckVersionPolicy(policy_, dir + "/" + std::to_string(v));
+      if (!verdict.ok()) return fail(verdict.status());
+      auto loaded = ServedVersion::Load(model, v, artifact, s.batching, *verdict);
       if (!loaded.ok()) return fail(loaded.status());
+      if (VersionStamp(artifact) != stamp) {
+        return fail(Unavailable(artifact + ": changed while it was being checked and loaded"));
+      }
+      if (!verdict->empty()) {
+        std::fprintf(stderr, "ronghe serve: %s version %lld: %s\n", model.c_str(),
+                     static_cast<long long>(v), verdict->c_str());
+      }
       entry->versions[v] = std::move(loaded).value();
     }
     for (const auto& [alias, v] : s.aliases) {

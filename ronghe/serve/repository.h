@@ -13,6 +13,15 @@
 //   [aliases]   champion = 2, challenger = 3, ...   (any names; a request may use them as versions)
 //   [cascade]   light, full, threshold   (this entry is a route, no version directories)
 //   [experiment] variants, weights, sticky_key   (traffic split, see experiment.h)
+//
+// REPO/repository.toml (optional) holds what the whole repository accepts:
+//   [policy]  require = "none" | "signed" | "certified"   (Default: "none")
+//             trusted_roots = ["hub-root.json", ...]      hub root metadata the evidence must
+//                                                         chain from (paths relative to REPO);
+//                                                         required unless require = "none"
+// Under "signed" or "certified" every version's hub.json (written by `ronghe hub deploy`) is
+// checked against its model.rhm on every load and reload (hub/evidence.h); a version that fails
+// is refused with the reason, and the previous entry keeps serving.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -28,6 +37,7 @@
 
 #include "ronghe/base/mutex.h"
 #include "ronghe/base/status.h"
+#include "ronghe/hub/evidence.h"
 #include "ronghe/serve/batcher.h"
 #include "ronghe/serve/signature.h"
 
@@ -69,6 +79,23 @@ struct ModelSettings {
 // Reads DIR/<model>/config.toml (absent: all defaults). Unknown keys are errors naming the file.
 Result<ModelSettings> ReadModelSettings(const std::string& model_dir, const std::string& name);
 
+struct RepositoryPolicy {
+  hub::Requirement require = hub::Requirement::kNone;
+  std::vector<hub::TrustedRoot> trusted_roots;
+  std::string source;  // the file it came from ("" = the default, no file)
+};
+
+// Reads REPO/repository.toml (absent: require nothing). Unknown keys, an unknown requirement, a
+// requirement without trusted roots, or a trusted root that does not verify are errors naming the
+// file.
+Result<RepositoryPolicy> ReadRepositoryPolicy(const std::string& repo_dir);
+
+// Checks the version directory `version_dir` (model.rhm, hub.json) against `policy`: nothing
+// when it requires nothing, else the artifact's sha256 against the signed evidence. The error
+// says that the policy refused it, and why; the verdict says who signed and certified.
+Result<std::string> CheckVersionPolicy(const RepositoryPolicy& policy,
+                                       const std::string& version_dir);
+
 // Latency histogram with fixed bounds (seconds), lock-free counting, for Prometheus.
 class Histogram {
  public:
@@ -85,9 +112,11 @@ class Histogram {
 
 class ServedVersion {
  public:
+  // `provenance`: what the repository's policy verified about the artifact ("" = nothing).
   static Result<std::shared_ptr<ServedVersion>> Load(const std::string& model, int64_t version,
                                                      const std::string& artifact,
-                                                     const BatcherOptions& batching);
+                                                     const BatcherOptions& batching,
+                                                     std::string provenance = "");
   ~ServedVersion();
 
   // The request path: the request's rows through the batcher; the model's raw output rows land in
@@ -107,6 +136,8 @@ class ServedVersion {
   const Signature& signature() const { return signature_; }
   const nlohmann::json& manifest() const { return manifest_; }
   const std::string& fingerprint() const { return fingerprint_; }
+  // Who signed and certified the artifact, when the repository's policy checked it ("" else).
+  const std::string& provenance() const { return provenance_; }
   const BatcherOptions& batching() const { return batching_; }
   BatcherStats BatchStats() const;
   int64_t QueueSize() const;
@@ -121,6 +152,7 @@ class ServedVersion {
   nlohmann::json manifest_;
   Signature signature_;
   std::string fingerprint_;
+  std::string provenance_;
   BatcherOptions batching_;
   std::vector<std::unique_ptr<nn::Model>> instances_;
   std::unique_ptr<DynamicBatcher> batcher_;
@@ -173,6 +205,7 @@ class ModelRepository {
   int64_t reloads() const { return reloads_.load(); }
   int64_t load_failures() const { return load_failures_.load(); }  // explicit and by the watch
   const RepositoryOptions& options() const { return options_; }
+  const RepositoryPolicy& policy() const { return policy_; }
 
  private:
   explicit ModelRepository(RepositoryOptions options) : options_(std::move(options)) {}
@@ -180,6 +213,7 @@ class ModelRepository {
   std::vector<std::string> ModelDirs() const;
 
   RepositoryOptions options_;
+  RepositoryPolicy policy_;             // read once, at Open
   Mutex load_mu_ ACQUIRED_BEFORE(mu_);  // one load at a time
   mutable Mutex mu_;                    // held only to copy or swap pointers
   std::map<std::string, std::shared_ptr<const ModelEntry>> entries_ GUARDED_BY(mu_);
