@@ -11,7 +11,9 @@
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
+#include "ronghe/hub/attest.h"
 #include "ronghe/hub/client.h"
+#include "ronghe/hub/evidence.h"
 #include "ronghe/hub/server.h"
 
 namespace ronghe::hub {
@@ -267,6 +269,78 @@ TEST_P(HubTest, RootRotationNeedsThresholdsOfOldAndNewKeysAndRevokesKeys) {
   st = c->Update();
   EXPECT_EQ(st.code(), StatusCode::kPermissionDenied) << st.message();
   EXPECT_NE(st.message().find(".root.json"), std::string::npos) << st.message();
+}
+
+// What a serving repository keeps (hub.json) verifies offline from the root it pinned, through
+// a root rotation, and nothing else does: another hub's root, a forged root in the chain, other
+// bytes, or, where certification is required, a missing or failed certification.
+TEST_P(HubTest, DeploymentEvidenceChainsFromThePinnedRootAndNothingElse) {
+  const std::string pin = dir_ + "/pinned-root.json";
+  fs::copy_file(Meta("1.root.json"), pin);
+  auto new_root = SigningKey::Generate().value();
+  RootChange rotate;
+  rotate.grant = {{"root", new_root.public_key()}};
+  rotate.revoke = {{"root", root_key_->KeyId()}};
+  ASSERT_TRUE(UpdateRoot(hub_, rotate, {root_key_.get(), &new_root}).ok());
+  ASSERT_TRUE(PublishModel("m", "1.0.0").ok());
+  auto c = Client();
+  ASSERT_TRUE(c->Update().ok());
+  ModelVersion m = c->Find("m", "1.0.0").value();
+  const ModelFile* f = m.File("model");
+  auto ev = CollectEvidence(*c, m);
+  ASSERT_TRUE(ev.ok()) << ev.status().message();
+  json deployed = {{"name", "m"}, {"version", "1.0.0"}, {"evidence", *ev}};
+  std::vector<TrustedRoot> trusted = {ReadTrustedRoot(pin).value()};
+  auto v = VerifyEvidence(deployed, trusted, f->sha256, f->length, Requirement::kSigned, "v1");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->root_version, 2);
+  EXPECT_EQ(v->publisher, root_key_->KeyId());
+
+  // Another hub's root pins nothing here.
+  const std::string other = dir_ + "/other";
+  auto other_key = SigningKey::Generate().value();
+  ASSERT_TRUE(InitHub(other, other_key, {}).ok());
+  auto st = VerifyEvidence(deployed, {ReadTrustedRoot(other + "/metadata/1.root.json").value()},
+                           f->sha256, f->length, Requirement::kSigned, "v1");
+  EXPECT_EQ(st.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(st.status().message().find("does not trust"), std::string::npos);
+  // A forged second root (signed by a key the pinned root does not hold) breaks the chain.
+  json forged = deployed;
+  Root r2 = Root::FromJson(forged["evidence"]["roots"][1]["signed"]).value();
+  auto forger = SigningKey::Generate().value();
+  r2.Grant("root", forger.public_key());
+  forged["evidence"]["roots"][1] = SignEnvelope(r2.ToJson(), {&forger}).value();
+  EXPECT_FALSE(
+      VerifyEvidence(forged, trusted, f->sha256, f->length, Requirement::kSigned, "v1").ok());
+  // Other bytes.
+  st = VerifyEvidence(deployed, trusted, std::string(64, '0'), f->length, Requirement::kSigned,
+                      "v1");
+  EXPECT_EQ(st.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.status().message().find("not what the publisher signed"), std::string::npos);
+
+  // Certification: none yet; a failed one; a passing one by the root's certifier key.
+  st = VerifyEvidence(deployed, trusted, f->sha256, f->length, Requirement::kCertified, "v1");
+  EXPECT_EQ(st.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(st.status().message().find("not certified"), std::string::npos);
+  Certification cert;
+  cert.name = "m";
+  cert.version = "1.0.0";
+  cert.artifact_sha256 = f->sha256;
+  cert.checks = {{"format", true, ""}, {"finite_weights", false, "a NaN in layer 2"}};
+  deployed["evidence"]["attestations"] = {SignCertification(cert, *root_key_).value()};
+  st = VerifyEvidence(deployed, trusted, f->sha256, f->length, Requirement::kCertified, "v1");
+  EXPECT_NE(st.status().message().find("failed check finite_weights (a NaN in layer 2)"),
+            std::string::npos)
+      << st.status().message();
+  cert.checks[1].passed = true;
+  deployed["evidence"]["attestations"].push_back(SignCertification(cert, *root_key_).value());
+  v = VerifyEvidence(deployed, trusted, f->sha256, f->length, Requirement::kCertified, "v1");
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->certifiers.size(), 1u);
+  // ... but not by a key that is no certifier of the root.
+  deployed["evidence"]["attestations"] = {SignCertification(cert, forger).value()};
+  EXPECT_FALSE(
+      VerifyEvidence(deployed, trusted, f->sha256, f->length, Requirement::kCertified, "v1").ok());
 }
 
 TEST_P(HubTest, MixAndMatchOfTargetsFromAnotherSnapshotIsRefused) {
