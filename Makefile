@@ -3,7 +3,8 @@
 #   make test   set-up, build, fetch data, run the whole test suite
 #   make bench  set-up, build, fetch data, run the benchmarks and rewrite docs/benchmarks.md
 #   make lint   clang-format check and clang's thread-safety analysis (scripts/lint.sh)
-# Variables: BUILD (build folder, default build), CTEST_ARGS (e.g. -LE slow to skip slow tests).
+# Variables: BUILD (build folder, default build), CTEST_ARGS (e.g. -LE slow to skip slow tests,
+# -LE browser to skip the headless-Chromium tests).
 
 BUILD ?= build
 # One state folder for the fetch script and the tests, absolute even where HOME is unset.
@@ -30,7 +31,9 @@ build: setup $(BUILD)/CMakeCache.txt
 demo: build data
 	@scripts/demo.sh $(BUILD)
 
+# The suite's browser tests render pages in headless Chromium: installed here, not for the demo.
 test: build data
+	@scripts/setup.sh browser
 	cd $(BUILD) && ctest --output-on-failure $(CTEST_ARGS)
 
 # The generated protocol headers are all lint needs from the build: no full build first.

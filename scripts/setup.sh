@@ -16,11 +16,13 @@ packages=(
 )
 
 # Optional groups, installed only for what needs them:
-#   lint  clang and clang-format (`make lint`)
+#   lint     clang and clang-format (`make lint`)
+#   browser  Debian's chromium, for the tests labelled `browser` (`make test`; not `make demo`)
 for group in "$@"; do
   case "$group" in
     lint) packages+=(clang clang-format) ;;
-    *) echo "setup: unknown group '$group' (known: lint)" >&2; exit 2 ;;
+    browser) packages+=(chromium) ;;
+    *) echo "setup: unknown group '$group' (known: lint, browser)" >&2; exit 2 ;;
   esac
 done
 
