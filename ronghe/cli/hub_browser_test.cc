@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <thread>
 
 #include "ronghe/cli/test_util.h"
 
@@ -100,16 +99,7 @@ TEST(HubBrowserTest, ListingAndModelPageRenderInChromiumWithTheCardEscaped) {
 
   pid_t server = SpawnRonghe(
       home, {"hub", "serve", "--dir", hub, "--host", "127.0.0.1", "--http", "0"}, "hub-serve");
-  int port = 0;
-  for (int i = 0; i < 1500 && port == 0; ++i) {
-    std::smatch m;
-    const std::string said = Slurp(home + "/hub-serve.stdout");
-    if (std::regex_search(said, m, std::regex(R"(on http://127\.0\.0\.1:(\d+))"))) {
-      port = std::stoi(m[1]);
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  const int port = WaitForPort(server, home + "/hub-serve.stdout");
   ASSERT_GT(port, 0) << Slurp(home + "/hub-serve.stderr");
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
 
@@ -124,7 +114,8 @@ TEST(HubBrowserTest, ListingAndModelPageRenderInChromiumWithTheCardEscaped) {
   EXPECT_NE(plain.find("not certified"), std::string::npos) << plain;
   EXPECT_NE(Text(index).find("2 model(s)"), std::string::npos);
 
-  const std::string page = RenderedDom(chromium, home + "/chromium", url + "/models/fraud-detector");
+  const std::string page =
+      RenderedDom(chromium, home + "/chromium", url + "/models/fraud-detector");
   ASSERT_NE(page.find("<title>fraud-detector - ronghe hub</title>"), std::string::npos)
       << "the card's script ran, or the page did not render:\n"
       << page;

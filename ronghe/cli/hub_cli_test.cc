@@ -24,20 +24,6 @@ using nlohmann::json;
 
 void Spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
-// The port a spawned server prints ("on http://127.0.0.1:PORT"), or 0 when it exits first.
-int WaitForPort(pid_t pid, const std::string& stdout_file) {
-  for (int i = 0; i < 3000; ++i) {
-    std::smatch m;
-    const std::string said = Slurp(stdout_file);
-    if (std::regex_search(said, m, std::regex(R"(on https?://127\.0\.0\.1:(\d+))"))) {
-      return std::stoi(m[1]);
-    }
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) return 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return 0;
-}
-
 TEST(HubCliTest, PublishShowPullAndEveryTamperingIsRefusedByName) {
   const std::string home = FreshHome("hub-cli");
   const std::string hub = home + "/hub", keys = home + "/keys";
@@ -128,16 +114,7 @@ TEST(HubCliTest, PublishShowPullAndEveryTamperingIsRefusedByName) {
   const std::string home2 = FreshHome("hub-cli-http");
   pid_t server = SpawnRonghe(
       home, {"hub", "serve", "--dir", hub, "--host", "127.0.0.1", "--http", "0"}, "hub-serve");
-  int port = 0;
-  for (int i = 0; i < 1500 && port == 0; ++i) {
-    std::smatch m;
-    const std::string said = Slurp(home + "/hub-serve.stdout");
-    if (std::regex_search(said, m, std::regex(R"(on http://127\.0\.0\.1:(\d+))"))) {
-      port = std::stoi(m[1]);
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  const int port = WaitForPort(server, home + "/hub-serve.stdout");
   ASSERT_GT(port, 0) << Slurp(home + "/hub-serve.stderr");
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   r = RunRonghe(home2, {"hub", "pull", "--hub", url, "fraud-detector", "--out", home2 + "/got"});

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <regex>
 #include <thread>
 
 #include "ronghe/base/file.h"
@@ -53,6 +54,18 @@ CmdResult RunRonghe(const std::string& home, const std::vector<std::string>& arg
 std::string Slurp(const std::string& path) {
   auto r = ReadFile(path);
   return r.ok() ? *r : "";
+}
+
+int WaitForPort(pid_t pid, const std::string& stdout_file) {
+  const std::regex said(R"(on https?://127\.0\.0\.1:(\d+))");
+  for (int i = 0; i < 3000; ++i) {
+    std::smatch m;
+    const std::string out = Slurp(stdout_file);
+    if (std::regex_search(out, m, said)) return std::stoi(m[1]);
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return 0;
 }
 
 int WaitForExit(pid_t pid, double seconds) {

@@ -24,6 +24,9 @@ pid_t SpawnRonghe(const std::string& home, const std::vector<std::string>& args,
 std::string SourcePath(const std::string& rel);
 // A file's contents, or "" when it cannot be read (for failure messages).
 std::string Slurp(const std::string& path);
+// The port a spawned server announces on its stdout ("on http(s)://127.0.0.1:PORT"), or 0 when
+// it exits first or says nothing within a minute.
+int WaitForPort(pid_t pid, const std::string& stdout_file);
 // Exit code, -signal when killed, or -1000 after `seconds` (the process is then SIGKILLed).
 int WaitForExit(pid_t pid, double seconds);
 
