@@ -11,8 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
-#include <thread>
 
 #include "ronghe/cli/test_util.h"
 
