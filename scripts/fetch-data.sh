@@ -3,6 +3,7 @@
 # reach), converts R data to CSV, and checks every file against scripts/data.sha256.
 #
 #   scripts/fetch-data.sh [NAME...]      NAME in: fashion-mnist breast_cancer lending_club taylor sensor
+#                                        opencv
 #
 # Data goes to $RONGHE_HOME/data/<name>/ (default ~/.ronghe). A set whose files are present with the
 # right sums is left alone; a set is written to a temporary folder and moved into place only when
@@ -13,7 +14,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 home=${RONGHE_HOME:-${HOME:-.}/.ronghe}
 data="$home/data"
 sums="$here/data.sha256"
-all=(fashion-mnist breast_cancer lending_club taylor sensor)
+all=(fashion-mnist breast_cancer lending_club taylor sensor opencv)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 
@@ -69,6 +70,19 @@ fetch_one() {
     taylor)
       fetch_deb r-cran-forecast "$work"
       rscript "e <- new.env(); lazyLoad('$work/root/usr/lib/R/site-library/forecast/data/Rdata', envir = e); write.csv(data.frame(demand = as.numeric(e\$taylor)), '$work/out/taylor.csv', row.names = FALSE)"
+      ;;
+    opencv)
+      # OpenCV's sample data (96 MB package; three files kept): real camera footage and the
+      # handwritten digit sheet, the stream pipeline's stand-ins (docs/stream.md).
+      (cd "$work" && apt-get download opencv-doc >/dev/null 2>&1) || {
+        [ "$(id -u)" -eq 0 ] && apt-get update -qq >/dev/null 2>&1 || true
+        (cd "$work" && apt-get download opencv-doc >/dev/null 2>&1) || die "apt-get download opencv-doc failed"
+      }
+      dpkg-deb --fsys-tarfile "$work"/opencv-doc_*.deb | tar -x -C "$work" \
+        ./usr/share/doc/opencv-doc/examples/data/digits.png \
+        ./usr/share/doc/opencv-doc/examples/data/vtest.avi \
+        ./usr/share/doc/opencv-doc/examples/data/tree.avi
+      cp "$work"/usr/share/doc/opencv-doc/examples/data/{digits.png,vtest.avi,tree.avi} "$work/out/"
       ;;
     sensor)
       command -v npm >/dev/null || die "npm not found; run scripts/setup.sh"

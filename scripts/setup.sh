@@ -9,6 +9,7 @@ packages=(
   libgmp-dev libssl-dev
   zlib1g-dev libgloo-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsqlite3-dev libcpp-httplib-dev wrk
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   r-base-core

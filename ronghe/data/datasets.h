@@ -14,7 +14,9 @@ struct DatasetInfo {
   std::string description;
   std::string source;  // Debian or npm package it comes from
   std::string license;
-  std::vector<std::string> files;  // under $RONGHE_HOME/data/<name>/
+  std::vector<std::string> files;    // under $RONGHE_HOME/data/<name>/
+  std::vector<std::string> classes;  // label names by index, where the set has them
+  bool trainable = true;             // false: media for other systems (cameras), not `ronghe train`
 };
 
 const std::vector<DatasetInfo>& KnownDatasets();

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "ronghe/base/file.h"
@@ -89,6 +90,7 @@ nlohmann::json DataOptions::ToJson() const {
       {"seed", seed},
       {"limit_train", limit_train},
       {"resolutions", resolutions},
+      {"holdout_classes", holdout_classes},
   };
 }
 
@@ -116,6 +118,7 @@ Result<DataOptions> DataOptions::FromJson(const nlohmann::json& j) {
     o.limit_train = j.at("limit_train").get<int64_t>();
     // Absent from manifests written before mixed resolutions existed.
     o.resolutions = j.value("resolutions", std::vector<int64_t>{});
+    o.holdout_classes = j.value("holdout_classes", std::vector<std::string>{});
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(std::string("data options: ") + e.what());
   }
@@ -134,6 +137,10 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
   if (o->dataset != "csv") {
     auto info = FindDataset(o->dataset);
     if (!info.ok()) return cfg.ValueError("data.dataset", info.status().message() + " or \"csv\"");
+    if (!info->trainable) {
+      return cfg.ValueError("data.dataset", o->dataset + " is media for cameras (ronghe stream), " +
+                                                "not a training set");
+    }
   }
   ApplyDatasetDefaults(o);
   Kind kind = KindOf(o->dataset);
@@ -166,10 +173,13 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
           return cfg.ValueError("data.resolutions", "a side is listed twice");
       }
     }
+    RETURN_IF_ERROR(cfg.Get("data.holdout_classes", &o->holdout_classes));
     return Status::OK();
   }
   if (cfg.Has("data.resolutions"))
     return cfg.ValueError("data.resolutions", "applies to image data sets only");
+  if (cfg.Has("data.holdout_classes"))
+    return cfg.ValueError("data.holdout_classes", "applies to image data sets only");
   RETURN_IF_ERROR(cfg.Get("data.split", &o->split));
   if (o->split.size() != 3) return cfg.ValueError("data.split", "expected [train, val, test]");
   double sum = 0;
@@ -268,6 +278,43 @@ std::vector<int64_t> PickSizes(const std::vector<int64_t>& source_index, int64_t
   return sides;
 }
 
+// Drops the examples of `names` from every split and renumbers the remaining classes in order.
+Status HoldOutClasses(const std::vector<std::string>& names, LoadedData* d) {
+  if (names.empty()) return Status::OK();
+  std::vector<int64_t> remap(d->class_names.size(), -1);
+  std::vector<std::string> kept;
+  for (const auto& n : names) {
+    if (std::find(d->class_names.begin(), d->class_names.end(), n) == d->class_names.end()) {
+      std::string all;
+      for (const auto& c : d->class_names) all += (all.empty() ? "" : ", ") + c;
+      return InvalidArgument("data.holdout_classes: no class '" + n + "' (classes: " + all + ")");
+    }
+  }
+  for (size_t c = 0; c < d->class_names.size(); ++c) {
+    if (std::find(names.begin(), names.end(), d->class_names[c]) != names.end()) continue;
+    remap[c] = static_cast<int64_t>(kept.size());
+    kept.push_back(d->class_names[c]);
+  }
+  if (kept.size() < 2) return InvalidArgument("data.holdout_classes: fewer than two classes left");
+  at::Tensor map = torch::tensor(remap, torch::kInt64);
+  for (TensorData* t : {&d->train, &d->val, &d->test}) {
+    at::Tensor y = map.index_select(0, t->y);
+    at::Tensor keep = y.ge(0).nonzero().squeeze(1);
+    if (!t->sides.empty()) {
+      std::vector<int64_t> sides;
+      const int64_t* k = keep.data_ptr<int64_t>();
+      for (int64_t i = 0; i < keep.size(0); ++i)
+        sides.push_back(t->sides[static_cast<size_t>(k[i])]);
+      t->sides = std::move(sides);
+    }
+    t->x = t->x.index_select(0, keep);
+    t->y = y.index_select(0, keep);
+  }
+  d->class_names = kept;
+  d->num_classes = static_cast<int64_t>(kept.size());
+  return Status::OK();
+}
+
 Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
                            const nlohmann::json* fitted) {
   auto p = [&](const char* f) { return dir + "/" + f; };
@@ -282,8 +329,8 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   LoadedData d;
   d.task = Task::kMulticlass;
   d.num_classes = 10;
-  d.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  ASSIGN_OR_RETURN(DatasetInfo info, FindDataset(o.dataset));
+  d.class_names = info.classes;
   d.input_shape = {1, train_x.size(1), train_x.size(2)};
   ASSIGN_OR_RETURN(d.data_sha256,
                    HashFiles({p("train-images-idx3-ubyte.gz"), p("train-labels-idx1-ubyte.gz"),
@@ -314,6 +361,7 @@ Result<LoadedData> LoadIdx(const DataOptions& o, const std::string& dir,
   d.train.sides = PickSizes(train_idx, 0, o.resolutions, o.seed);
   d.val.sides = PickSizes(s.val, 0, o.resolutions, o.seed);
   d.test.sides = PickSizes(test_idx, train_x.size(0), o.resolutions, o.seed);
+  RETURN_IF_ERROR(HoldOutClasses(o.holdout_classes, &d));
   return d;
 }
 

@@ -35,9 +35,13 @@ struct DataOptions {
   std::vector<int64_t> resolutions;  // Images: render each image at one of these sides (pixels),
                                      // chosen per image by a seeded rule (data.seed) from its index
                                      // in the source files. Default: [] = the native size.
-  std::string group_column;          // Tables: report this column's raw value per training example
-                                     // (LoadedData::train_groups), e.g. to partition a federation.
-                                     // A loading flag only: not part of ToJson().
+  std::vector<std::string> holdout_classes;  // Image sets: classes left out of every split, the
+                                             // others renumbered in order (a class that
+                                             // "appears later", as the stream demo needs).
+                                             // Default: [] = all classes.
+  std::string group_column;  // Tables: report this column's raw value per training example
+                             // (LoadedData::train_groups), e.g. to partition a federation.
+                             // A loading flag only: not part of ToJson().
 
   nlohmann::json ToJson() const;
   static Result<DataOptions> FromJson(const nlohmann::json& j);

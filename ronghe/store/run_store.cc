@@ -106,6 +106,78 @@ const char* const kMigrations[] = {
       PRIMARY KEY (experiment, request_id)
     );
     )sql",
+    // 3 -> 4: streaming inspection (ronghe/stream): decisions per frame, the review queue of
+    // frames flagged as novel (with their pixels) and their labels, each production line's state,
+    // and the adaptation jobs' releases.
+    R"sql(
+    CREATE TABLE stream_events (
+      line TEXT NOT NULL,
+      source TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      frame_time REAL NOT NULL,
+      class TEXT NOT NULL,
+      confidence REAL NOT NULL,
+      energy REAL NOT NULL,
+      flagged INTEGER NOT NULL,
+      latency_ms REAL NOT NULL,
+      model_version INTEGER NOT NULL,
+      decided_at REAL NOT NULL
+    );
+    CREATE INDEX stream_events_by_line ON stream_events(line, decided_at);
+    CREATE TABLE stream_review (
+      id INTEGER PRIMARY KEY,
+      model TEXT NOT NULL,
+      line TEXT NOT NULL,
+      source TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      frame_time REAL NOT NULL,
+      height INTEGER NOT NULL,
+      width INTEGER NOT NULL,
+      pixels BLOB NOT NULL,
+      predicted TEXT NOT NULL,
+      confidence REAL NOT NULL,
+      energy REAL NOT NULL,
+      model_version INTEGER NOT NULL,
+      truth TEXT NOT NULL DEFAULT '',
+      label TEXT NOT NULL DEFAULT '',
+      flagged_at REAL NOT NULL,
+      labelled_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX stream_review_by_label ON stream_review(model, label);
+    CREATE TABLE stream_lines (
+      line TEXT PRIMARY KEY,
+      pid INTEGER NOT NULL,
+      host TEXT NOT NULL,
+      model TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      pinned INTEGER NOT NULL DEFAULT 0,
+      frames_in INTEGER NOT NULL,
+      frames_decided INTEGER NOT NULL,
+      frames_dropped INTEGER NOT NULL,
+      novelty_rate REAL NOT NULL,
+      p99_ms REAL NOT NULL,
+      state TEXT NOT NULL,
+      detail TEXT NOT NULL DEFAULT '',
+      updated_at REAL NOT NULL
+    );
+    CREATE TABLE stream_releases (
+      id INTEGER PRIMARY KEY,
+      model TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      new_class TEXT NOT NULL,
+      status TEXT NOT NULL,
+      detail_json TEXT NOT NULL,
+      created_at REAL NOT NULL
+    );
+    CREATE TABLE stream_rollbacks (
+      line TEXT NOT NULL,
+      model TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      reason TEXT NOT NULL,
+      created_at REAL NOT NULL,
+      PRIMARY KEY (line, model, version)
+    );
+    )sql",
 };
 constexpr int kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
