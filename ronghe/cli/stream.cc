@@ -17,6 +17,7 @@
 
 #include "ronghe/base/file.h"
 #include "ronghe/cli/command.h"
+#include "ronghe/cli/stream_demo.h"
 #include "ronghe/serve/repository.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/store/stream_store.h"
@@ -69,7 +70,7 @@ json ReviewJson(const store::ReviewFrame& f) {
           {"frame_time", f.frame_time},
           {"predicted", f.predicted},
           {"confidence", f.confidence},
-          {"energy", f.energy},
+          {"score", f.score},
           {"model_version", f.model_version},
           {"source_label", f.truth},
           {"label", f.label}};
@@ -157,6 +158,7 @@ int CmdRun(const Globals& g, const RunFlags& f) {
   ro.max_batch_size = cfg->pipeline.max_batch;
   ro.max_queue_delay_us = 0;
   ro.instances = cfg->pipeline.inference_threads;
+  ro.embeddings = cfg->pipeline.novelty_score == "mahalanobis";
   auto repo = serve::ModelRepository::Open(ro);
   if (!repo.ok()) return Fail(repo.status());
   (*repo)->StartWatch(cfg->watch_s);
@@ -307,11 +309,11 @@ int CmdReview(const Globals& g, const ReviewFlags& f) {
     return 0;
   }
   std::printf("%-8s %-10s %-14s %8s %-14s %6s %8s %-14s %s\n", "id", "line", "camera", "seq",
-              "predicted", "conf", "energy", "label", "source label");
+              "predicted", "conf", "score", "label", "source label");
   for (const auto& fr : *frames) {
     std::printf("%-8lld %-10s %-14s %8lld %-14s %6.3f %8.3f %-14s %s\n",
                 static_cast<long long>(fr.id), fr.line.c_str(), fr.source.c_str(),
-                static_cast<long long>(fr.seq), fr.predicted.c_str(), fr.confidence, fr.energy,
+                static_cast<long long>(fr.seq), fr.predicted.c_str(), fr.confidence, fr.score,
                 fr.label.empty() ? "-" : fr.label.c_str(), fr.truth.c_str());
   }
   if (frames->empty()) std::printf("no frames to review for model %s\n", f.model.c_str());
@@ -420,6 +422,8 @@ void AddStreamCommands(CLI::App& root, CommandContext& ctx) {
   CLI::App* status = stream->add_subcommand("status", "Lines, their versions and rates; releases");
   status->add_flag("--json", *jf, "JSON output");
   ctx.On(status, [jf](const Globals& g) { return CmdStatus(g, *jf); });
+
+  AddStreamDemoCommand(*stream, ctx);
 }
 
 }  // namespace ronghe::cli

@@ -8,6 +8,22 @@ namespace ronghe::nn {
 
 namespace {
 
+// Runs every layer of `seq` but the last (the output layer).
+torch::Tensor AllButLast(torch::nn::Sequential& seq, torch::Tensor h) {
+  size_t i = 0;
+  for (auto it = seq->begin(); it != seq->end() && i + 1 < seq->size(); ++it, ++i) {
+    h = it->forward<torch::Tensor>(h);
+  }
+  return h;
+}
+
+// The last layer of `seq` alone.
+torch::Tensor Last(torch::nn::Sequential& seq, const torch::Tensor& h) {
+  auto it = seq->begin();
+  for (size_t i = 0; i + 1 < seq->size(); ++i) ++it;
+  return it->forward<torch::Tensor>(h);
+}
+
 struct MlpImpl : torch::nn::Module {
   MlpImpl(int64_t in, const std::vector<int64_t>& hidden, int64_t out, double dropout) {
     int64_t prev = in;
@@ -21,6 +37,8 @@ struct MlpImpl : torch::nn::Module {
     register_module("layers", layers);
   }
   torch::Tensor forward(const torch::Tensor& x) { return layers->forward(x.flatten(1)); }
+  torch::Tensor embed(const torch::Tensor& x) { return AllButLast(layers, x.flatten(1)); }
+  torch::Tensor last(const torch::Tensor& h) { return Last(layers, h); }
   torch::nn::Sequential layers;
 };
 
@@ -48,6 +66,8 @@ struct CnnImpl : torch::nn::Module {
     register_module("head", head);
   }
   torch::Tensor forward(const torch::Tensor& x) { return head->forward(features->forward(x)); }
+  torch::Tensor embed(const torch::Tensor& x) { return AllButLast(head, features->forward(x)); }
+  torch::Tensor last(const torch::Tensor& h) { return Last(head, h); }
   torch::nn::Sequential features, head;
 };
 
@@ -81,12 +101,18 @@ struct LstmImpl : torch::nn::Module {
 struct Model::Impl {
   std::shared_ptr<torch::nn::Module> module;
   std::function<torch::Tensor(const torch::Tensor&)> forward;
+  std::function<torch::Tensor(const torch::Tensor&)> embed;  // mlp and cnn only
+  std::function<torch::Tensor(const torch::Tensor&)> last;   // mlp and cnn only
 
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> forward_packed;
 
   template <typename M>
   void Set(std::shared_ptr<M> m) {
     forward = [m](const torch::Tensor& x) { return m->forward(x); };
+    if constexpr (!std::is_same_v<M, LstmImpl>) {
+      embed = [m](const torch::Tensor& x) { return m->embed(x); };
+      last = [m](const torch::Tensor& h) { return m->last(h); };
+    }
     module = std::move(m);
   }
 };
@@ -191,6 +217,16 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
 }
 
 at::Tensor Model::Forward(const at::Tensor& x) { return impl_->forward(x); }
+
+at::Tensor Model::Embed(const at::Tensor& x) {
+  TORCH_CHECK(impl_->embed, "embeddings apply to the mlp and cnn models, not ", config_.kind);
+  return impl_->embed(x);
+}
+
+at::Tensor Model::Head(const at::Tensor& embedding) {
+  TORCH_CHECK(impl_->last, "embeddings apply to the mlp and cnn models, not ", config_.kind);
+  return impl_->last(embedding);
+}
 
 at::Tensor Model::Forward(const at::Tensor& x, const at::Tensor& lengths) {
   TORCH_CHECK(impl_->forward_packed, "sequence lengths apply to the lstm model only, not ",

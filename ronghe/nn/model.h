@@ -53,6 +53,11 @@ class Model {
   // LSTM only: x [N, T, features] padded to the longest; lengths int64 [N], each in 1..T. Row i
   // is computed from its first lengths[i] steps only (packed sequences). Other kinds throw.
   at::Tensor Forward(const at::Tensor& x, const at::Tensor& lengths);
+  // The input of the output layer (mlp, cnn): what the model has learnt to see, [N, width]; for
+  // distances between examples (novelty). The lstm throws.
+  at::Tensor Embed(const at::Tensor& x);
+  // The output layer alone, on an embedding: Forward(x) == Head(Embed(x)).
+  at::Tensor Head(const at::Tensor& embedding);
   void SetTraining(bool training);
 
   std::vector<at::Tensor> Parameters() const;

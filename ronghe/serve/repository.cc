@@ -268,17 +268,16 @@ int64_t Histogram::Count() const { return Counts().back(); }
 
 // ---- ServedVersion ----
 
-Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& model,
-                                                           int64_t version,
-                                                           const std::string& artifact,
-                                                           const BatcherOptions& batching,
-                                                           std::string provenance) {
+Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(
+    const std::string& model, int64_t version, const std::string& artifact,
+    const BatcherOptions& batching, std::string provenance, bool embeddings) {
   std::shared_ptr<ServedVersion> v(new ServedVersion());
   v->model_ = model;
   v->version_ = version;
   v->batching_ = batching;
   v->fingerprint_ = VersionStamp(artifact);
   v->provenance_ = std::move(provenance);
+  v->embeddings_ = embeddings;
   for (int i = 0; i < batching.instances; ++i) {
     ASSIGN_OR_RETURN(nn::LoadedArtifact a, nn::LoadArtifact(artifact));
     if (i == 0) v->manifest_ = std::move(a.manifest);
@@ -299,6 +298,8 @@ Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& mo
         return InvalidArgument(artifact +
                                ": the model does not give one row of outputs per input row");
       }
+      v->outputs_ = out.size(1);
+      if (embeddings) (void)m->Embed(at::zeros(shape));
     }
   } catch (const std::exception& e) {
     return InvalidArgument(artifact + ": the model fails on a zero input: " + e.what());
@@ -315,7 +316,14 @@ Result<std::shared_ptr<ServedVersion>> ServedVersion::Load(const std::string& mo
       std::copy(in_shape.begin(), in_shape.begin() + static_cast<std::ptrdiff_t>(dims), shape + 1);
       at::Tensor x =
           at::from_blob(const_cast<float*>(b.input), at::IntArrayRef(shape, dims + 1), at::kFloat);
-      at::Tensor y = raw->instances_[static_cast<size_t>(b.instance)]->Forward(x);
+      nn::Model& m = *raw->instances_[static_cast<size_t>(b.instance)];
+      at::Tensor y;
+      if (raw->embeddings_) {
+        at::Tensor e = m.Embed(x);
+        y = at::cat({m.Head(e), e.to(at::kFloat)}, 1);
+      } else {
+        y = m.Forward(x);
+      }
       if (y.scalar_type() != at::kFloat) y = y.to(at::kFloat);
       y = y.contiguous();
       if (y.dim() != 2 || y.size(0) != b.rows) {
@@ -500,7 +508,8 @@ Status ModelRepository::Load(const std::string& model) {
       const std::string stamp = VersionStamp(artifact);
       auto verdict = CheckVersionPolicy(policy_, dir + "/" + std::to_string(v));
       if (!verdict.ok()) return fail(verdict.status());
-      auto loaded = ServedVersion::Load(model, v, artifact, s.batching, *verdict);
+      auto loaded =
+          ServedVersion::Load(model, v, artifact, s.batching, *verdict, options_.embeddings);
       if (!loaded.ok()) return fail(loaded.status());
       if (VersionStamp(artifact) != stamp) {
         return fail(Unavailable(artifact + ": changed while it was being checked and loaded"));

@@ -116,7 +116,8 @@ class ServedVersion {
   static Result<std::shared_ptr<ServedVersion>> Load(const std::string& model, int64_t version,
                                                      const std::string& artifact,
                                                      const BatcherOptions& batching,
-                                                     std::string provenance = "");
+                                                     std::string provenance = "",
+                                                     bool embeddings = false);
   ~ServedVersion();
 
   // The request path: the request's rows through the batcher; the model's raw output rows land in
@@ -139,6 +140,9 @@ class ServedVersion {
   // Who signed and certified the artifact, when the repository's policy checked it ("" else).
   const std::string& provenance() const { return provenance_; }
   const BatcherOptions& batching() const { return batching_; }
+  // With RepositoryOptions::embeddings, each output row is `outputs()` logits then the embedding.
+  bool embeddings() const { return embeddings_; }
+  int64_t outputs() const { return outputs_; }
   BatcherStats BatchStats() const;
   int64_t QueueSize() const;
 
@@ -153,6 +157,8 @@ class ServedVersion {
   Signature signature_;
   std::string fingerprint_;
   std::string provenance_;
+  bool embeddings_ = false;
+  int64_t outputs_ = 0;
   BatcherOptions batching_;
   std::vector<std::unique_ptr<nn::Model>> instances_;
   std::unique_ptr<DynamicBatcher> batcher_;
@@ -170,6 +176,9 @@ struct RepositoryOptions {
   int64_t max_batch_size = -1;      // Default: -1 = each model's own; >= 0 overrides all (0 = off).
   int64_t max_queue_delay_us = -1;  // Default: -1 = each model's own; >= 0 overrides all.
   int instances = 0;                // Default: 0 = each model's own; > 0 overrides all.
+  bool embeddings = false;  // Default: false. Each output row also carries the model's embedding
+                            // (the output layer's input) after its logits: for callers that
+                            // measure distances, like the stream line's novelty. mlp and cnn only.
 };
 
 struct ModelIndexEntry {

@@ -17,7 +17,7 @@ double UnixNow() {
 
 constexpr const char* kReviewColumns =
     "id, model, line, source, seq, frame_time, height, width, pixels, predicted, confidence, "
-    "energy, model_version, truth, label, flagged_at, labelled_at";
+    "score, model_version, truth, label, flagged_at, labelled_at";
 
 ReviewFrame ReadReview(Stmt& s) {
   ReviewFrame f;
@@ -32,7 +32,7 @@ ReviewFrame ReadReview(Stmt& s) {
   f.pixels = s.Blob(8);
   f.predicted = s.Text(9);
   f.confidence = s.Real(10);
-  f.energy = s.Real(11);
+  f.score = s.Real(11);
   f.model_version = s.Int(12);
   f.truth = s.Text(13);
   f.label = s.Text(14);
@@ -65,7 +65,7 @@ Status StreamStore::AddEvents(const std::vector<StreamEvent>& events) {
                mu_.AssertHeld();
                Stmt s(db_,
                       "INSERT INTO stream_events(line, source, seq, frame_time, class, confidence, "
-                      "energy, flagged, latency_ms, model_version, decided_at) "
+                      "score, flagged, latency_ms, model_version, decided_at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
                RETURN_IF_PREPARE_ERROR(s);
                for (const auto& e : events) {
@@ -75,7 +75,7 @@ Status StreamStore::AddEvents(const std::vector<StreamEvent>& events) {
                      .Bind(4, e.frame_time)
                      .Bind(5, e.cls)
                      .Bind(6, e.confidence)
-                     .Bind(7, e.energy)
+                     .Bind(7, e.score)
                      .Bind(8, static_cast<int64_t>(e.flagged))
                      .Bind(9, e.latency_ms)
                      .Bind(10, e.model_version)
@@ -91,7 +91,7 @@ Status StreamStore::AddEvents(const std::vector<StreamEvent>& events) {
 Result<std::vector<StreamEvent>> StreamStore::Events(const std::string& line, int64_t limit) {
   MutexLock l(&mu_);
   Stmt s(db_,
-         "SELECT line, source, seq, frame_time, class, confidence, energy, flagged, latency_ms, "
+         "SELECT line, source, seq, frame_time, class, confidence, score, flagged, latency_ms, "
          "model_version, decided_at FROM stream_events WHERE (? = '' OR line = ?) "
          "ORDER BY rowid LIMIT ?");
   RETURN_IF_PREPARE_ERROR(s);
@@ -124,7 +124,7 @@ Status StreamStore::AddReview(std::vector<ReviewFrame>* frames) {
                mu_.AssertHeld();
                Stmt s(db_,
                       "INSERT INTO stream_review(model, line, source, seq, frame_time, height, "
-                      "width, pixels, predicted, confidence, energy, model_version, truth, "
+                      "width, pixels, predicted, confidence, score, model_version, truth, "
                       "flagged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
                RETURN_IF_PREPARE_ERROR(s);
                const double now = UnixNow();
@@ -139,7 +139,7 @@ Status StreamStore::AddReview(std::vector<ReviewFrame>* frames) {
                      .BindBlob(8, f.pixels)
                      .Bind(9, f.predicted)
                      .Bind(10, f.confidence)
-                     .Bind(11, f.energy)
+                     .Bind(11, f.score)
                      .Bind(12, f.model_version)
                      .Bind(13, f.truth)
                      .Bind(14, f.flagged_at > 0 ? f.flagged_at : now);

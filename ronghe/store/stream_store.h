@@ -24,7 +24,7 @@ struct StreamEvent {
   double frame_time = 0;  // seconds of the source's own clock (media time or replay time)
   std::string cls;        // decided class
   double confidence = 0;  // softmax probability of cls
-  double energy = 0;      // novelty score (higher = less like any known class)
+  double score = 0;       // novelty score (higher = less like any known class)
   bool flagged = false;   // novel: sent to review
   double latency_ms = 0;  // capture to decision
   int64_t model_version = 0;
@@ -39,7 +39,7 @@ struct ReviewFrame {
   int64_t height = 0, width = 0;
   std::string pixels;  // grey, row-major, height x width bytes
   std::string predicted;
-  double confidence = 0, energy = 0;
+  double confidence = 0, score = 0;  // score: novelty
   int64_t model_version = 0;
   std::string truth;  // the source's own label where it has one (replayed data sets); else ""
   std::string label;  // "" until labelled

@@ -195,6 +195,7 @@ Result<LineConfig> LoadLineConfig(const std::string& path, const std::string& ho
   RETURN_IF_ERROR(cfg.Get("batching.capture_threads", &p.capture_threads));
   p.max_wait_us = static_cast<int64_t>(max_wait_ms * 1000);
   RETURN_IF_ERROR(cfg.Get("queue.depth", &p.queue_depth));
+  RETURN_IF_ERROR(cfg.Get("novelty.score", &p.novelty_score));
   RETURN_IF_ERROR(cfg.Get("novelty.false_alarm_rate", &p.false_alarm_rate));
   RETURN_IF_ERROR(cfg.Get("novelty.calibration_frames", &p.calibration_frames));
   RETURN_IF_ERROR(cfg.Get("rollback.window", &p.rollback_window));
@@ -217,6 +218,8 @@ Result<LineConfig> LoadLineConfig(const std::string& path, const std::string& ho
   if (max_wait_ms < 0) return cfg.ValueError("batching.max_wait_ms", "must be >= 0");
   if (p.queue_depth < 1 || p.queue_depth > 100000)
     return cfg.ValueError("queue.depth", "1..100000");
+  if (p.novelty_score != "mahalanobis" && p.novelty_score != "energy")
+    return cfg.ValueError("novelty.score", "mahalanobis or energy");
   if (!(p.false_alarm_rate > 0 && p.false_alarm_rate < 1))
     return cfg.ValueError("novelty.false_alarm_rate", "must lie in (0, 1)");
   if (a.k < 2) return cfg.ValueError("adapt.k", "must be >= 2");

@@ -2,7 +2,7 @@
 //   [line]      name, model, repo (a serving repository), http (port of /metrics and review)
 //   [batching]  max_batch, max_wait_ms, inference_threads, capture_threads
 //   [queue]     depth
-//   [novelty]   false_alarm_rate, calibration_frames
+//   [novelty]   score, false_alarm_rate, calibration_frames
 //   [rollback]  window, max_novelty_ratio, max_latency_ratio
 //   [adapt]     enabled, k, ... (adapt.h)
 //   [cameras.NAME]  a group of cameras: kind = "images" | "video" | "rtsp", count, fps, ...

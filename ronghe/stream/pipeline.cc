@@ -174,6 +174,7 @@ struct Current {
   std::shared_ptr<serve::ServedVersion> v;
   int64_t version = 0;
   double threshold = 0;
+  NoveltyCalibration novelty;
   std::vector<std::string> classes;
   Prep prep;
 };
@@ -235,9 +236,9 @@ struct Pipeline::Impl {
   Result<std::shared_ptr<const Current>> Prepare(std::shared_ptr<serve::ServedVersion> v) {
     auto c = std::make_shared<Current>();
     ASSIGN_OR_RETURN(c->prep, PrepOf(*v));
-    ASSIGN_OR_RETURN(NoveltyCalibration cal,
-                     CalibrateNovelty(*v, o.home, o.false_alarm_rate, o.calibration_frames));
-    c->threshold = cal.threshold;
+    ASSIGN_OR_RETURN(c->novelty, CalibrateNovelty(*v, o.home, o.false_alarm_rate,
+                                                  o.calibration_frames, o.novelty_score));
+    c->threshold = c->novelty.threshold;
     c->version = v->version();
     c->classes = v->manifest().value("classes", std::vector<std::string>{});
     c->v = std::move(v);
@@ -371,6 +372,7 @@ struct Pipeline::Impl {
     std::vector<Taken> taken(static_cast<size_t>(o.max_batch));
     std::vector<store::StreamEvent> events;
     std::vector<store::ReviewFrame> review;
+    std::vector<double> scratch;
     while (true) {
       size_t n = 0;
       {
@@ -403,12 +405,13 @@ struct Pipeline::Impl {
         }
         rr = (rr + 1) % std::max<size_t>(1, m);
       }
-      RunBatch(taken.data(), n, row, &in, &out, &events, &review);
+      RunBatch(taken.data(), n, row, &in, &out, &events, &review, &scratch);
     }
   }
 
   void RunBatch(Taken* taken, size_t n, size_t row, std::vector<float>* in, std::vector<float>* out,
-                std::vector<store::StreamEvent>* events, std::vector<store::ReviewFrame>* review) {
+                std::vector<store::StreamEvent>* events, std::vector<store::ReviewFrame>* review,
+                std::vector<double>* scratch) {
     auto cur = Cur();
     bool mixed = false;
     for (size_t i = 0; i < n; ++i) {
@@ -442,16 +445,21 @@ struct Pipeline::Impl {
     const double unix_now = UnixNow();
     events->clear();
     review->clear();
+    // Each row: the logits, then (served with embeddings) the embedding.
+    const int64_t classes = cur->v->outputs();
     for (size_t i = 0; i < n; ++i) {
       const float* logits = out->data() + i * static_cast<size_t>(width);
       int64_t best = 0;
-      for (int64_t k = 1; k < width; ++k) best = logits[k] > logits[best] ? k : best;
+      for (int64_t k = 1; k < classes; ++k) best = logits[k] > logits[best] ? k : best;
       double z = 0;
-      for (int64_t k = 0; k < width; ++k)
+      for (int64_t k = 0; k < classes; ++k) {
         z += std::exp(static_cast<double>(logits[k] - logits[best]));
+      }
       const double confidence = 1 / z;
-      const double energy = Energy(logits, width);
-      const bool flagged = energy > cur->threshold;
+      const double score = cur->novelty.score == "energy"
+                               ? Energy(logits, classes)
+                               : cur->novelty.gaussians.Distance(logits + classes, scratch);
+      const bool flagged = score > cur->threshold;
       Camera* c = taken[i].cam;
       const Slot& s = taken[i].slot;
       const double ms = static_cast<double>(now - s.capture_ns) / 1e6;
@@ -459,7 +467,7 @@ struct Pipeline::Impl {
                                   ? cur->classes[static_cast<size_t>(best)]
                                   : std::to_string(best);
       if (o.store) {
-        events->push_back({o.line, c->spec.name, s.seq, s.frame_time, cls, confidence, energy,
+        events->push_back({o.line, c->spec.name, s.seq, s.frame_time, cls, confidence, score,
                            flagged, ms, cur->version, unix_now});
         if (flagged) {
           store::ReviewFrame f;
@@ -473,7 +481,7 @@ struct Pipeline::Impl {
           f.pixels.assign(reinterpret_cast<const char*>(s.small.data()), s.small.size());
           f.predicted = cls;
           f.confidence = confidence;
-          f.energy = energy;
+          f.score = score;
           f.model_version = cur->version;
           if (s.truth >= 0 && static_cast<size_t>(s.truth) < c->spec.truth_names.size()) {
             f.truth = c->spec.truth_names[static_cast<size_t>(s.truth)];

@@ -5,8 +5,8 @@
 // queue in turn (max batch, max wait) and runs them through the model a serving repository holds
 // (ronghe/serve), so the line hot-swaps versions the way a server does: a batch resolves the
 // version it runs on, and a batch in flight finishes on it. Each decision becomes an event in the
-// store; a frame unlike every known class (energy score above a threshold calibrated on the
-// model's validation data to a stated false-alarm rate) also goes to the review queue.
+// store; a frame unlike every known class (a novelty score above a threshold calibrated on the
+// model's validation data to a stated false-alarm rate, novelty.h) also goes to the review queue.
 //
 // Frame accounting per camera is exact: frames_in = decided + dropped once the line has stopped
 // (Stop drains every queue), and at any moment frames_in = decided + dropped + queued + in flight.
@@ -56,15 +56,18 @@ struct PipelineOptions {
   int64_t queue_depth = 4;                 // Default: 4 frames per camera, then the oldest drops.
   int capture_threads = 1;                 // Default: 1, for every replayed or file camera.
   int inference_threads = 1;               // Default: 1 (each runs one batch at a time).
-  double false_alarm_rate = 0.01;          // Default: 1% of known-class frames flagged as novel.
-  int64_t calibration_frames = 5000;       // Default: 5000 validation frames for the threshold.
-  double flush_every_s = 0.25;             // Default: events and review frames to the store.
-  double follow_every_s = 0.5;             // Default: how often the line looks for a new version.
-  int64_t rollback_window = 300;           // Default: frames judged on a new version.
-  double max_novelty_ratio = 3.0;          // Default: roll back above 3x the old novelty rate
-                                           // (and at least 5 points above it).
-  double max_latency_ratio = 3.0;          // Default: roll back above 3x the old p99 (+20 ms).
-  double slow_model_ms = 0;                // Tests: extra time per batch (a slowed model).
+  std::string novelty_score = "mahalanobis";  // Default: the embedding's distance to the nearest
+                                              // class (needs a repository opened with
+                                              // embeddings); or "energy" (novelty.h).
+  double false_alarm_rate = 0.01;             // Default: 1% of known-class frames flagged as novel.
+  int64_t calibration_frames = 5000;          // Default: 5000 validation frames for the threshold.
+  double flush_every_s = 0.25;                // Default: events and review frames to the store.
+  double follow_every_s = 0.5;     // Default: how often the line looks for a new version.
+  int64_t rollback_window = 300;   // Default: frames judged on a new version.
+  double max_novelty_ratio = 3.0;  // Default: roll back above 3x the old novelty rate
+                                   // (and at least 5 points above it).
+  double max_latency_ratio = 3.0;  // Default: roll back above 3x the old p99 (+20 ms).
+  double slow_model_ms = 0;        // Tests: extra time per batch (a slowed model).
 };
 
 struct SourceStats {
