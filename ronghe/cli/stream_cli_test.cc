@@ -1,0 +1,100 @@
+// `ronghe stream` as the acceptance check runs it: `stream demo --quick --json` end to end with
+// real processes on loopback (two lines, the held-out class appearing, a simulated reviewer,
+// adaptation, release, every line following), then the review, label and status commands on the
+// store the demo's lines wrote, and the errors a wrong line.toml gets.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ronghe/cli/test_util.h"
+
+namespace ronghe::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+TEST(StreamCliTest, QuickDemoLearnsTheNewDefectAndEveryLineFollowsWithExactAccounting) {
+  const std::string home = FreshHome("stream-demo");
+  const std::string work = home + "/demo";
+  auto r =
+      RunRonghe(home, {"stream", "demo", "--quick", "--work", work, "--json", home + "/demo.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json j = json::parse(Slurp(home + "/demo.json"));
+  EXPECT_EQ(j["lines"], 2);
+  EXPECT_EQ(j["cameras"], 40);
+  int64_t in = 0;
+  for (auto it = j["per_line"].begin(); it != j["per_line"].end(); ++it) {
+    const json& l = it.value();
+    EXPECT_EQ(l["frames_in"].get<int64_t>(),
+              l["frames_decided"].get<int64_t>() + l["frames_dropped"].get<int64_t>())
+        << it.key();
+    EXPECT_EQ(l["version"], j["released_version"]) << it.key();
+    in += l["frames_in"].get<int64_t>();
+  }
+  EXPECT_EQ(j["frames_in"].get<int64_t>(), in);
+  EXPECT_GT(in, 1000);
+  EXPECT_LE(j["old_accuracy_before"].get<double>() - j["old_accuracy_after"].get<double>(), 0.01);
+  EXPECT_LE(j["seconds_label_to_all_lines"].get<double>(), 60);
+  EXPECT_GT(j["new_class_recall"].get<double>(), 0.3);
+  EXPECT_GE(j["released_version"].get<int64_t>(), 2);
+
+  // The store the lines shared: every line stopped on the released version; the release, and the
+  // labelled frames, are there.
+  const std::string lines_home = work + "/home";
+  r = RunRonghe(lines_home, {"stream", "status", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json st = json::parse(r.out);
+  ASSERT_EQ(st["lines"].size(), 2u);
+  for (const auto& l : st["lines"]) {
+    EXPECT_EQ(l["state"], "stopped");
+    EXPECT_EQ(l["version"], j["released_version"]);
+  }
+  ASSERT_GE(st["releases"].size(), 1u);
+  EXPECT_EQ(st["releases"].back()["status"], "released");
+  EXPECT_EQ(st["releases"].back()["new_class"], "Ankle boot");
+  r = RunRonghe(lines_home,
+                {"stream", "review", "--model", "parts", "--all", "--json", "--limit", "100000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json review = json::parse(r.out);
+  ASSERT_FALSE(review.empty());
+  int64_t boots = 0;
+  for (const auto& f : review) boots += f["label"] == "Ankle boot";
+  EXPECT_GE(boots, 10);
+
+  // Labelling by hand: an unknown frame id is refused and labels nothing.
+  const int64_t id = review.front()["id"];
+  r = RunRonghe(lines_home,
+                {"stream", "label", "--class", "Sneaker", std::to_string(id), "999999"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no frame 999999"), std::string::npos) << r.err;
+  r = RunRonghe(lines_home, {"stream", "label", "--class", "Sneaker", std::to_string(id)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = RunRonghe(lines_home, {"stream", "review", "--model", "parts", "--all", "--json", "--limit",
+                             "100000", "--export", home + "/frames"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(home + "/frames/" + std::to_string(id) + ".pgm"));
+  EXPECT_EQ(Slurp(home + "/frames/" + std::to_string(id) + ".pgm").substr(0, 9), "P5\n28 28\n");
+}
+
+TEST(StreamCliTest, AWrongLineConfigIsRefusedNamingTheKey) {
+  const std::string home = FreshHome("stream-config");
+  std::ofstream(home + "/line.toml")
+      << "[line]\nname = \"l\"\nmodel = \"parts\"\nrepo = \""
+      << SourcePath("examples/inspection/repo")
+      << "\"\n[cameras.c]\nkind = \"images\"\ndataset = \"fashion-mnist\"\nfsp = 5\n";
+  auto r = RunRonghe(home, {"stream", "run", "--config", home + "/line.toml"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("cameras.c.fsp"), std::string::npos) << r.err;
+  std::ofstream(home + "/line.toml", std::ios::trunc)
+      << "[line]\nname = \"l\"\nmodel = \"parts\"\nrepo = \""
+      << SourcePath("examples/inspection/repo") << "\"\n[cameras.c]\nkind = \"webcam\"\n";
+  r = RunRonghe(home, {"stream", "run", "--config", home + "/line.toml"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("'webcam' is not images, video or rtsp"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ronghe::testing
