@@ -568,7 +568,14 @@ struct Pipeline::Impl {
                     static_cast<long long>(previous->version));
       why = buf;
     }
-    if (why.empty()) return;
+    if (why.empty()) {
+      std::fprintf(stderr,
+                   "ronghe stream: line %s keeps version %lld: novelty rate %.3f against %.3f, p99 "
+                   "%.1f ms against %.1f ms on version %lld\n",
+                   o.line.c_str(), static_cast<long long>(current->version), rate, old_rate, p99,
+                   old_p99, static_cast<long long>(previous->version));
+      return;
+    }
     std::fprintf(stderr, "ronghe stream: line %s rolls back from version %lld: %s\n",
                  o.line.c_str(), static_cast<long long>(current->version), why.c_str());
     rolled_back.insert(current->version);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "ronghe/data/datasets.h"
+#include "ronghe/nn/artifact.h"
 #include "ronghe/serve/repository.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/store/stream_store.h"
@@ -279,6 +280,93 @@ TEST_F(StreamTest, AdaptationWithWrongLabelsIsRefusedByItsGateAndReleasesNothing
   // Fewer than K frames: no job at all.
   r.frames.resize(5);
   EXPECT_EQ(Adapt(r).status().code(), StatusCode::kFailedPrecondition);
+}
+
+// A line follows the repository to a new version, judges it, and rolls back one whose p99
+// latency is far off the old one's (here: a model too big for the line's rate). The rollback is in
+// the store: the line started again (as after a crash mid-rollout) comes back on the version it
+// rolled back to, and a later good version is followed again.
+TEST_F(StreamTest, ALineRollsBackAVersionTooSlowForItAndARestartedLineStaysOffIt) {
+  const std::string repo_dir = dir_ + "/repo";
+  std::ofstream(repo_dir + "/fashion/config.toml")
+      << "[versions]\npolicy = \"latest\"\nlatest = 3\n";
+  auto store = store::StreamStore::Open(dir_ + "/ronghe.db");
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  serve::RepositoryOptions ro;
+  ro.dir = repo_dir;
+  ro.max_batch_size = 64;
+  ro.max_queue_delay_us = 0;
+  ro.instances = 1;
+  auto repo = serve::ModelRepository::Open(ro);
+  ASSERT_TRUE(repo.ok()) << repo.status().message();
+  (*repo)->StartWatch(0.1);
+  PipelineOptions o = Options(repo->get());
+  o.store = store->get();
+  o.novelty_score = "energy";
+  o.false_alarm_rate = 0.02;
+  o.rollback_window = 200;
+  o.follow_every_s = 0.1;
+  o.flush_every_s = 0.1;
+  auto cams = [&] {
+    std::vector<SourceSpec> v;
+    for (int i = 0; i < 8; ++i) v.push_back(Replay("cam-" + std::to_string(i), 50, 0, i + 1));
+    return v;
+  };
+  auto line = Pipeline::Start(o, cams());
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  // `slow`: a model sixteen times the size (wider convolutions), which these cores cannot run at
+  // the line's rate: its p99 is far above the old version's.
+  auto install = [&](int64_t version, bool slow) {
+    auto a = nn::LoadArtifact(repo_dir + "/fashion/1/model.rhm");
+    ASSERT_TRUE(a.ok());
+    nlohmann::json m = a->manifest;
+    std::unique_ptr<nn::Model> model = std::move(a->model);
+    if (slow) {
+      nn::ModelConfig c = model->config();
+      c.channels = {128, 256};
+      c.dense = 256;
+      model = nn::Model::Create(c).value();
+      m["model"] = c.ToJson();
+    }
+    const std::string tmp = repo_dir + "/.tmp",
+                      dst = repo_dir + "/fashion/" + std::to_string(version);
+    fs::create_directories(tmp);
+    ASSERT_TRUE(nn::SaveArtifact(tmp + "/model.rhm", *model, m).ok());
+    fs::rename(tmp, dst);
+  };
+  auto wait_for = [&](const std::function<bool()>& pred) {
+    for (int i = 0; i < 600 && !pred(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return pred();
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  install(2, true);
+  ASSERT_TRUE(wait_for([&] {
+    auto rb = (*store)->RolledBack("test-line", "fashion");
+    return rb.ok() && !rb->empty();
+  })) << "no rollback; line at version "
+      << (*line)->Stats().version;
+  EXPECT_EQ((*store)->RolledBack("test-line", "fashion").value(), std::vector<int64_t>{2});
+  EXPECT_TRUE(wait_for([&] { return (*line)->Stats().version == 1; }));
+  EXPECT_TRUE((*line)->Stats().pinned);
+  (*line)->Stop();
+  LineStats before = (*line)->Stats();
+  for (const auto& c : before.sources) EXPECT_EQ(c.frames_in, c.decided + c.dropped) << c.name;
+  line->reset();
+
+  // Started again: version 2 is the repository's newest, and this line stays off it.
+  auto again = Pipeline::Start(o, cams());
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ((*again)->Stats().version, 1);
+  EXPECT_TRUE((*again)->Stats().pinned);
+  // A good version 3 is followed and kept.
+  install(3, false);
+  EXPECT_TRUE(wait_for([&] { return (*again)->Stats().version == 3; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  EXPECT_EQ((*again)->Stats().version, 3);
+  EXPECT_FALSE((*again)->Stats().pinned);
+  (*again)->Stop();
+  (*repo)->StopWatch();
 }
 
 }  // namespace
