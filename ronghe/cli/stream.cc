@@ -16,8 +16,11 @@
 #include <thread>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
 #include "ronghe/cli/command.h"
+#include "ronghe/cli/hub_deploy.h"
 #include "ronghe/cli/stream_demo.h"
+#include "ronghe/hub/hub.h"
 #include "ronghe/serve/repository.h"
 #include "ronghe/store/run_store.h"
 #include "ronghe/store/stream_store.h"
@@ -76,6 +79,53 @@ json ReviewJson(const store::ReviewFrame& f) {
           {"label", f.label}};
 }
 
+// Publishes an adapted model to the hub (signed by the line's publisher key, with a card of its
+// measurements) and deploys it from there into the repository, evidence included: the lines then
+// load what the hub signed.
+Result<int64_t> ReleaseThroughHub(const stream::AdaptRequest& r, const std::string& artifact,
+                                  const stream::AdaptResult& res) {
+  ASSIGN_OR_RETURN(hub::SigningKey key, hub::SigningKey::Load(r.options.key));
+  const int64_t next = stream::LatestVersion(r.repo, r.model) + 1;
+  const std::string version = std::to_string(next) + ".0.0";
+  const std::string card = fs::path(artifact).parent_path().string() + "/card.md";
+  char metrics[256];
+  std::snprintf(metrics, sizeof metrics,
+                "## Metrics\n- accuracy_old_classes: %.4f\n- new_class_recall: %.4f\n",
+                res.old_accuracy_after, res.new_recall);
+  RETURN_IF_ERROR(WriteFileAtomic(
+      card, "# " + r.model + " " + version + ": learns '" + r.new_class + "'\n\nReleased by " +
+                "`ronghe stream` adaptation (run " + std::to_string(res.run_id) +
+                ") from version " + std::to_string(res.parent_version) + ", on " +
+                std::to_string(res.train_frames) +
+                " labelled frames; the old classes' test accuracy went from " +
+                std::to_string(res.old_accuracy_before) + " to " +
+                std::to_string(res.old_accuracy_after) + ".\n\n" + metrics));
+  ASSIGN_OR_RETURN(std::string sha, Sha256FileHex(artifact));
+  hub::PublishRequest p;
+  p.model_path = artifact;
+  p.card_path = card;
+  p.name = r.model;
+  p.version = version;
+  p.provenance = {{"artifact", {{"sha256", sha}, {"bytes", fs::file_size(artifact)}}},
+                  {"adaptation",
+                   {{"new_class", r.new_class},
+                    {"parent_version", res.parent_version},
+                    {"old_accuracy_before", res.old_accuracy_before},
+                    {"old_accuracy_after", res.old_accuracy_after},
+                    {"new_recall", res.new_recall},
+                    {"run_id", res.run_id}}}};
+  RETURN_IF_ERROR(hub::Publish(r.options.hub, p, key));
+  Globals g;
+  g.home = r.home;
+  HubDeployRequest d;
+  d.hub = r.options.hub;
+  d.ref = r.model + "@" + version;
+  d.repo = r.repo;
+  d.as = r.model;
+  ASSIGN_OR_RETURN(HubDeployResult out, DeployFromHub(g, d));
+  return out.repo_version;
+}
+
 // Polls the labels; when a class the running model lacks has K of them, adapts and releases.
 // A refused attempt is tried again only once more labels of that class arrive.
 void AdaptLoop(const stream::AdaptRequest& base, store::StreamStore* st, stream::Pipeline* line,
@@ -97,6 +147,11 @@ void AdaptLoop(const stream::AdaptRequest& base, store::StreamStore* st, stream:
       tried[label] = frames->size();
       stream::AdaptRequest r = base;
       r.new_class = label;
+      if (!base.options.hub.empty()) {
+        r.release = [r](const std::string& artifact, const stream::AdaptResult& res) {
+          return ReleaseThroughHub(r, artifact, res);
+        };
+      }
       // The latest K labels: the frames people looked at most recently, as the model stands.
       r.frames.assign(frames->end() - base.options.k, frames->end());
       std::fprintf(stderr, "ronghe stream: %lld labelled frames of new class '%s': adapting\n",

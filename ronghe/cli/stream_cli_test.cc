@@ -1,7 +1,7 @@
 // `ronghe stream` as the acceptance check runs it: `stream demo --quick --json` end to end with
 // real processes on loopback (two lines, the held-out class appearing, a simulated reviewer,
-// adaptation, release, every line following), then the review, label and status commands on the
-// store the demo's lines wrote, and the errors a wrong line.toml gets.
+// adaptation, release through a hub of signed models, every line following), then the review, label
+// and status commands on the store the demo's lines wrote, and the errors a wrong line.toml gets.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -40,6 +40,15 @@ TEST(StreamCliTest, QuickDemoLearnsTheNewDefectAndEveryLineFollowsWithExactAccou
   EXPECT_LE(j["seconds_label_to_all_lines"].get<double>(), 60);
   EXPECT_GT(j["new_class_recall"].get<double>(), 0.3);
   EXPECT_GE(j["released_version"].get<int64_t>(), 2);
+  // Shipped through the hub: the lines' repository loads only what the hub signed, and the new
+  // version carries its evidence and says who signed it.
+  EXPECT_NE(Slurp(work + "/repo/repository.toml").find("require = \"signed\""), std::string::npos);
+  const std::string released =
+      work + "/repo/parts/" + std::to_string(j["released_version"].get<int64_t>());
+  json origin = json::parse(Slurp(released + "/hub.json"));
+  EXPECT_EQ(origin["name"], "parts");
+  EXPECT_TRUE(origin["evidence"].contains("targets"));
+  EXPECT_NE(Slurp(work + "/line-2.log").find("signed by publisher"), std::string::npos);
 
   // The store the lines shared: every line stopped on the released version; the release, and the
   // labelled frames, are there.

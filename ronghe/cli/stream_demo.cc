@@ -22,8 +22,11 @@
 #include <thread>
 
 #include "ronghe/base/file.h"
+#include "ronghe/base/hash.h"
 #include "ronghe/base/subprocess.h"
+#include "ronghe/cli/hub_deploy.h"
 #include "ronghe/data/source.h"
+#include "ronghe/hub/hub.h"
 #include "ronghe/nn/artifact.h"
 #include "ronghe/nn/model.h"
 #include "ronghe/store/run_store.h"
@@ -40,6 +43,7 @@ using Clock = std::chrono::steady_clock;
 
 struct DemoFlags {
   bool quick = false;
+  bool no_hub = false;
   std::string json_out;
   std::string examples = RONGHE_SOURCE_DIR "/examples/inspection";
   std::string work;
@@ -76,7 +80,7 @@ Result<double> NewClassRecall(const std::string& artifact, const std::string& ho
 }
 
 std::string LineToml(const DemoFlags& f, int i, int cameras, double novel_after_s,
-                     const std::string& repo) {
+                     const std::string& repo, const std::string& work) {
   std::string t = "# Written by `ronghe stream demo`.\n[line]\nname = \"line-" +
                   std::to_string(i + 1) + "\"\nmodel = \"parts\"\nrepo = \"" + repo +
                   "\"\nwatch_s = 0.5\n\n[batching]\nmax_batch = 64\nmax_wait_ms = 20\n\n"
@@ -84,7 +88,9 @@ std::string LineToml(const DemoFlags& f, int i, int cameras, double novel_after_
                   "calibration_frames = 3000\n\n";
   if (i == 0) {
     t += "[adapt]\nenabled = true\nk = 10\nholdout = 3\nepochs = " +
-         std::string(f.quick ? "12" : "20") + "\nreplay_per_class = 200\npoll_s = 0.5\n\n";
+         std::string(f.quick ? "12" : "20") + "\nreplay_per_class = 200\npoll_s = 0.5\n";
+    if (!f.no_hub) t += "hub = \"" + work + "/hub\"\nkey = \"" + work + "/keys/hub.key\"\n";
+    t += "\n";
   }
   char cams[512];
   std::snprintf(cams, sizeof cams,
@@ -93,6 +99,49 @@ std::string LineToml(const DemoFlags& f, int i, int cameras, double novel_after_
                 "novel_after_s = %g\nnovel_fraction = 0.2\nnovel_cameras = %d\n",
                 i + 1, cameras, i + 1, novel_after_s, cameras / 2);
   return t + cams;
+}
+
+// The fleet's models ship through a hub: a hub with one key (root, publisher), the example model
+// published as parts@1.0.0 and deployed into a repository that requires signed models. Line 1
+// publishes what it learns to the same hub and deploys it from there.
+Status ShipThroughHub(const std::string& home, const std::string& examples,
+                      const std::string& work) {
+  ASSIGN_OR_RETURN(hub::SigningKey key, hub::SigningKey::Generate());
+  RETURN_IF_ERROR(key.WritePair(work + "/keys"));
+  RETURN_IF_ERROR(hub::InitHub(work + "/hub", key, {}));
+  const std::string card = work + "/parts-card.md";
+  RETURN_IF_ERROR(WriteFileAtomic(
+      card,
+      "# parts 1.0.0\n\nThe inspection lines' classifier: nine of Fashion-MNIST's classes "
+      "as defect classes, 'Ankle boot' held out (examples/inspection).\n"));
+  const std::string model = examples + "/repo/parts/1/model.rhm";
+  ASSIGN_OR_RETURN(std::string sha, Sha256FileHex(model));
+  hub::PublishRequest p;
+  p.model_path = model;
+  p.card_path = card;
+  p.name = "parts";
+  p.version = "1.0.0";
+  p.provenance = {{"artifact", {{"sha256", sha}, {"bytes", fs::file_size(model)}}}};
+  RETURN_IF_ERROR(hub::Publish(work + "/hub", p, key));
+  const std::string repo = work + "/repo";
+  RETURN_IF_ERROR(MakeDirs(repo + "/parts"));
+  std::error_code ec;
+  fs::copy_file(examples + "/repo/parts/config.toml", repo + "/parts/config.toml", ec);
+  if (ec) return NotFound(examples + "/repo/parts/config.toml: " + ec.message());
+  fs::copy_file(work + "/hub/metadata/1.root.json", repo + "/hub-root.json", ec);
+  if (ec) return Unavailable(repo + "/hub-root.json: " + ec.message());
+  RETURN_IF_ERROR(WriteFileAtomic(
+      repo + "/repository.toml",
+      "# Written by `ronghe stream demo`: every version the lines load is one the hub signed.\n"
+      "[policy]\nrequire = \"signed\"\ntrusted_roots = [\"hub-root.json\"]\n"));
+  Globals g;
+  g.home = home;
+  HubDeployRequest d;
+  d.hub = work + "/hub";
+  d.ref = "parts@1.0.0";
+  d.repo = repo;
+  d.as = "parts";
+  return DeployFromHub(g, d).status();
 }
 
 int RunDemo(const Globals& g, const DemoFlags& f) {
@@ -112,8 +161,13 @@ int RunDemo(const Globals& g, const DemoFlags& f) {
   fs::create_directory_symlink(fs::absolute(g.home + "/data"), home + "/data", ec);
   if (ec) return Fail(Unavailable(home + "/data: " + ec.message()));
   const std::string repo = work + "/repo";
-  fs::copy(f.examples + "/repo", repo, fs::copy_options::recursive, ec);
-  if (ec) return Fail(NotFound(f.examples + "/repo: " + ec.message()));
+  if (f.no_hub) {
+    fs::copy(f.examples + "/repo", repo, fs::copy_options::recursive, ec);
+    if (ec) return Fail(NotFound(f.examples + "/repo: " + ec.message()));
+  } else {
+    st = ShipThroughHub(home, f.examples, work);
+    if (!st.ok()) return Fail(st);
+  }
   auto store = store::StreamStore::Open(store::HomeStorePath(home));
   if (!store.ok()) return Fail(store.status());
   store::StreamStore* s = store->get();
@@ -127,7 +181,7 @@ int RunDemo(const Globals& g, const DemoFlags& f) {
   std::vector<Subprocess> procs;
   for (int i = 0; i < nlines; ++i) {
     const std::string cfg = work + "/line-" + std::to_string(i + 1) + ".toml";
-    st = WriteFileAtomic(cfg, LineToml(f, i, cameras, novel_after, repo));
+    st = WriteFileAtomic(cfg, LineToml(f, i, cameras, novel_after, repo, work));
     if (!st.ok()) return Fail(st);
     SpawnOptions o;
     o.argv = {"/proc/self/exe",
@@ -310,6 +364,8 @@ void AddStreamDemoCommand(CLI::App& stream, CommandContext& ctx) {
       "demo", "The inspection example end to end: lines as processes, a new defect learnt");
   demo->add_flag("--quick", f->quick, "2 lines x 20 cameras, the new class after 15 s");
   demo->add_option("--json", f->json_out, "Write the results to FILE");
+  demo->add_flag("--no-hub", f->no_hub,
+                 "Release into the repository directly instead of through a hub of signed models");
   demo->add_option("--lines", f->lines, "Lines (processes); default 4, quick 2")
       ->check(CLI::Range(1, 64));
   demo->add_option("--cameras", f->cameras, "Cameras per line; default 50, quick 20")

@@ -345,7 +345,15 @@ Result<AdaptResult> Adapt(const AdaptRequest& r) {
     fs::remove_all(staging, ec);
     Status st = MakeDirs(staging);
     if (st.ok()) st = nn::SaveArtifact(staging + "/model.rhm", *model, m);
-    if (st.ok()) {
+    int64_t version = next;
+    if (st.ok() && r.release) {
+      auto v = r.release(staging + "/model.rhm", out);
+      if (v.ok()) {
+        version = *v;
+      } else {
+        st = v.status();
+      }
+    } else if (st.ok()) {
       fs::rename(staging, model_dir + "/" + std::to_string(next), ec);
       if (ec) st = Unavailable(model_dir + "/" + std::to_string(next) + ": " + ec.message());
     }
@@ -355,8 +363,8 @@ Result<AdaptResult> Adapt(const AdaptRequest& r) {
       (void)job->Finish(st);
       return st;
     }
-    out.version = next;
-    (void)job->Artifact({"model", model_dir + "/" + std::to_string(next) + "/model.rhm", "", 0});
+    out.version = version;
+    (void)job->Artifact({"model", model_dir + "/" + std::to_string(version) + "/model.rhm", "", 0});
   }
   (void)job->Finish(Status::OK());
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,12 @@ struct AdaptRequest {
   std::string home;   // data sets and the run store
   std::string new_class;
   std::vector<store::ReviewFrame> frames;  // labelled new_class, oldest first
+  // How a model that passed is released. Default: empty = installed as the repository's next
+  // version. Otherwise called with the artifact (in a staging folder that is removed afterwards)
+  // and the measurements; returns the repository version it became (e.g. published to a hub,
+  // then deployed from it with its evidence).
+  std::function<Result<int64_t>(const std::string& artifact, const struct AdaptResult& result)>
+      release;
 };
 
 struct AdaptResult {

@@ -213,6 +213,11 @@ Result<LineConfig> LoadLineConfig(const std::string& path, const std::string& ho
   RETURN_IF_ERROR(cfg.Get("adapt.min_new_recall", &a.min_new_recall));
   RETURN_IF_ERROR(cfg.Get("adapt.poll_s", &a.poll_s));
   RETURN_IF_ERROR(cfg.Get("adapt.seed", &seed));
+  RETURN_IF_ERROR(cfg.Get("adapt.hub", &a.hub));
+  RETURN_IF_ERROR(cfg.Get("adapt.key", &a.key));
+  a.hub = Resolve(base, a.hub);
+  a.key = Resolve(base, a.key);
+  if (!a.hub.empty() && a.key.empty()) return cfg.ValueError("adapt.key", "adapt.hub needs a key");
   a.seed = static_cast<uint64_t>(seed);
   if (p.max_batch < 1 || p.max_batch > 4096) return cfg.ValueError("batching.max_batch", "1..4096");
   if (max_wait_ms < 0) return cfg.ValueError("batching.max_wait_ms", "must be >= 0");

@@ -29,6 +29,9 @@ struct AdaptOptions {
   double min_new_recall = 0.5;     // Default: half the held-out new-class frames recognised.
   double poll_s = 1.0;             // Default: how often the labels are counted.
   uint64_t seed = 1;
+  std::string hub;  // Default: "" = release into the repository. Else a hub directory: a model
+                    // that passes is published there (signed with `key`) and deployed from it.
+  std::string key;  // a publisher key of the hub (hub.key)
 };
 
 struct LineConfig {
