@@ -208,6 +208,24 @@ int CmdRun(const Globals& g, const RunFlags& f) {
   if (!cfg.ok()) return Fail(cfg.status());
   auto st = store::StreamStore::Open(store::HomeStorePath(g.home));
   if (!st.ok()) return Fail(st.status());
+  if (!cfg->hub.empty()) {
+    // The classifier from the hub: verified and installed (or the installed copy reused) before
+    // the repository opens, under whatever policy the repository states.
+    HubDeployRequest d;
+    d.hub = cfg->hub;
+    d.ref =
+        cfg->pipeline.model + (cfg->hub_version.empty() ? std::string() : "@" + cfg->hub_version);
+    d.repo = cfg->repo;
+    d.as = cfg->pipeline.model;
+    d.reuse = true;
+    Status made = MakeDirs(cfg->repo);
+    if (!made.ok()) return Fail(made);
+    auto got = DeployFromHub(g, d);
+    if (!got.ok()) return Fail(got.status());
+    std::printf("%s %s@%s from %s as version %lld\n", got->reused ? "using" : "installed",
+                got->name.c_str(), got->version.c_str(), cfg->hub.c_str(),
+                static_cast<long long>(got->repo_version));
+  }
   serve::RepositoryOptions ro;
   ro.dir = cfg->repo;
   ro.max_batch_size = cfg->pipeline.max_batch;

@@ -88,6 +88,40 @@ TEST(StreamCliTest, QuickDemoLearnsTheNewDefectAndEveryLineFollowsWithExactAccou
   EXPECT_EQ(Slurp(home + "/frames/" + std::to_string(id) + ".pgm").substr(0, 9), "P5\n28 28\n");
 }
 
+// A line whose classifier comes from a hub: installed, verified, into an empty repository; the
+// cameras end after their frames and the line stops by itself with every frame accounted for.
+TEST(StreamCliTest, ALineTakesItsClassifierFromAHub) {
+  const std::string home = FreshHome("stream-hub");
+  auto run = [&](const std::vector<std::string>& args) { return RunRonghe(home, args); };
+  ASSERT_EQ(run({"hub", "keygen", "--out", home + "/keys"}).exit_code, 0);
+  ASSERT_EQ(
+      run({"hub", "init", "--hub", home + "/hub", "--root-key", home + "/keys/hub.key"}).exit_code,
+      0);
+  std::ofstream(home + "/card.md") << "# parts\n";
+  auto r =
+      run({"hub", "publish", "--hub", home + "/hub", "--model",
+           SourcePath("examples/inspection/repo/parts/1/model.rhm"), "--name", "parts", "--version",
+           "1.0.0", "--card", home + "/card.md", "--key", home + "/keys/hub.key"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ofstream(home + "/line.toml")
+      << "[line]\nname = \"l\"\nmodel = \"parts\"\nrepo = \"models\"\nhub = \"hub\"\n"
+         "[cameras.c]\nkind = \"images\"\ndataset = \"fashion-mnist\"\ncount = 2\nfps = 50\n"
+         "limit = 20\n";
+  r = run({"stream", "run", "--config", home + "/line.toml", "--json", home + "/line.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("installed parts@1.0.0"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(home + "/models/parts/1/hub.json"));
+  json j = json::parse(Slurp(home + "/line.json"));
+  EXPECT_EQ(j["frames_in"], 40);
+  EXPECT_EQ(j["frames_decided"].get<int64_t>() + j["frames_dropped"].get<int64_t>(), 40);
+  for (const auto& c : j["cameras"]) EXPECT_EQ(c["state"], "ended");
+  // Started again: the installed copy is used, not installed twice.
+  r = run({"stream", "run", "--config", home + "/line.toml"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("using parts@1.0.0"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(home + "/models/parts/2"));
+}
+
 TEST(StreamCliTest, AWrongLineConfigIsRefusedNamingTheKey) {
   const std::string home = FreshHome("stream-config");
   std::ofstream(home + "/line.toml")

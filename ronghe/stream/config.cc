@@ -188,6 +188,9 @@ Result<LineConfig> LoadLineConfig(const std::string& path, const std::string& ho
   RETURN_IF_ERROR(cfg.Get("line.http", &c.http_port));
   RETURN_IF_ERROR(cfg.Get("line.host", &c.http_host));
   RETURN_IF_ERROR(cfg.Get("line.watch_s", &c.watch_s));
+  RETURN_IF_ERROR(cfg.Get("line.hub", &c.hub));
+  RETURN_IF_ERROR(cfg.Get("line.hub_version", &c.hub_version));
+  c.hub = Resolve(base, c.hub);
   double max_wait_ms = static_cast<double>(p.max_wait_us) / 1000;
   RETURN_IF_ERROR(cfg.Get("batching.max_batch", &p.max_batch));
   RETURN_IF_ERROR(cfg.Get("batching.max_wait_ms", &max_wait_ms));

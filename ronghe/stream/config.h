@@ -1,5 +1,5 @@
 // A line's configuration file (line.toml); docs/stream.md has the reference:
-//   [line]      name, model, repo (a serving repository), http (port of /metrics and review)
+//   [line]      name, model, repo (a serving repository), hub, hub_version, http, watch_s
 //   [batching]  max_batch, max_wait_ms, inference_threads, capture_threads
 //   [queue]     depth
 //   [novelty]   score, false_alarm_rate, calibration_frames
@@ -41,6 +41,10 @@ struct LineConfig {
   int http_port = -1;  // Default: -1 = no HTTP; 0 = any free port.
   std::string http_host = "127.0.0.1";
   double watch_s = 1.0;  // Default: the repository is polled every second.
+  std::string hub;       // Default: "" = the repository as it is. Else a hub (directory or URL):
+                         // the line installs `line.model`'s newest version (or hub_version) from
+                         // it into the repository first, verified (as `ronghe hub deploy`).
+  std::string hub_version;
   AdaptOptions adapt;
 };
 

@@ -759,16 +759,16 @@ void Pipeline::Stop() {
 bool Pipeline::WaitSourcesDone(double timeout_s) {
   const auto until =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  while (Clock::now() < until) {
+  while (true) {  // checked at least once: a zero timeout asks "are they done now?"
     bool done = true;
     {
       MutexLock l(&impl_->mu);
       for (auto& c : impl_->cams) done = done && (c->state == "ended" || c->state == "failed");
     }
     if (done) return true;
+    if (Clock::now() >= until) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return false;
 }
 
 LineStats Pipeline::Stats() const { return impl_->Snapshot(); }
