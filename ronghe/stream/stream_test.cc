@@ -3,6 +3,7 @@
 // and an adaptation whose labels are wrong. Uses the committed example model
 // (examples/serving/repo/fashion-cnn) and the fetched Fashion-MNIST and OpenCV media.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -205,6 +206,51 @@ TEST_F(StreamTest, RealVideoIsDecodedToGreyFramesAndClassified) {
   EXPECT_EQ(s.sources[0].state, "running");
   EXPECT_GT(s.decided, 30);
   EXPECT_EQ(s.frames_in, s.decided + s.dropped);
+}
+
+// A live camera: a stream served over HTTP by a real server (the street camera's file), read as
+// delivered rather than paced, beside a replayed camera; every frame accounted for.
+TEST_F(StreamTest, ALiveStreamIsReadAsDelivered) {
+  ASSERT_TRUE(data::CheckDatasetPresent(Home(), "opencv").ok()) << "run ronghe data fetch opencv";
+  auto server = std::make_unique<httplib::Server>();
+  const std::string video = data::DatasetDir(Home(), "opencv") + "/vtest.avi";
+  server->Get("/cam.avi", [video](const httplib::Request&, httplib::Response& res) {
+    std::ifstream f(video, std::ios::binary);
+    std::string body((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    res.set_content(body, "video/x-msvideo");
+  });
+  const int port = server->bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread t([&] { server->listen_after_bind(); });
+  for (int i = 0; i < 500 && !server->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto repo = Repo(16);
+  SourceSpec cam;
+  cam.name = "live";
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/cam.avi";
+  cam.open = [url]() {
+    VideoOptions o;
+    o.url = url;
+    o.live = true;
+    o.open_timeout_s = 2;
+    return OpenVideo(o);
+  };
+  std::vector<SourceSpec> cams = {cam, Replay("replay", 20)};
+  auto line = Pipeline::Start(Options(repo.get()), std::move(cams));
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  for (int i = 0; i < 1200 && (*line)->Stats().sources[0].frames_in < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  (*line)->Stop();
+  server->stop();
+  t.join();
+  LineStats s = (*line)->Stats();
+  EXPECT_NE(s.sources[0].state, "failed") << s.sources[0].detail;
+  EXPECT_GE(s.sources[0].frames_in, 50);
+  EXPECT_EQ(s.sources[0].frames_in, s.sources[0].decided + s.sources[0].dropped);
+  EXPECT_EQ(s.sources[1].frames_in, s.sources[1].decided + s.sources[1].dropped);
+  EXPECT_GT(s.sources[1].decided, 0);
 }
 
 TEST_F(StreamTest, NoveltyFalseAlarmRateOnKnownClassesIsNearItsCalibratedValue) {
