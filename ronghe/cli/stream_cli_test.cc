@@ -3,10 +3,13 @@
 // adaptation, release through a hub of signed models, every line following), then the review, label
 // and status commands on the store the demo's lines wrote, and the errors a wrong line.toml gets.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "ronghe/cli/test_util.h"
 
@@ -120,6 +123,42 @@ TEST(StreamCliTest, ALineTakesItsClassifierFromAHub) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("using parts@1.0.0"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(home + "/models/parts/2"));
+}
+
+// A line killed (SIGKILL) while a new version rolls out comes back on the newest version.
+TEST(StreamCliTest, ALineKilledMidRolloutComesBackOnTheNewVersion) {
+  const std::string home = FreshHome("stream-kill");
+  const std::string repo = home + "/models";
+  fs::create_directories(repo + "/parts/1");
+  fs::copy_file(SourcePath("examples/inspection/repo/parts/1/model.rhm"),
+                repo + "/parts/1/model.rhm");
+  std::ofstream(repo + "/parts/config.toml") << "[versions]\npolicy = \"latest\"\nlatest = 3\n";
+  std::ofstream(home + "/line.toml")
+      << "[line]\nname = \"k\"\nmodel = \"parts\"\nrepo = \"models\"\nwatch_s = 0.1\n"
+         "[cameras.c]\nkind = \"images\"\ndataset = \"fashion-mnist\"\ncount = 4\nfps = 20\n";
+  pid_t line = SpawnRonghe(home, {"stream", "run", "--config", home + "/line.toml"}, "line");
+  for (int i = 0; i < 600 && Slurp(home + "/line.stdout").find("cameras on parts version 1") ==
+                                 std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NE(Slurp(home + "/line.stdout").find("version 1"), std::string::npos)
+      << Slurp(home + "/line.stderr");
+  // Version 2 arrives (one rename, as a release does); the line is killed while it takes it up.
+  fs::create_directories(repo + "/.tmp");
+  fs::copy_file(SourcePath("examples/inspection/repo/parts/1/model.rhm"), repo + "/.tmp/model.rhm");
+  fs::rename(repo + "/.tmp", repo + "/parts/2");
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  ::kill(line, SIGKILL);
+  EXPECT_EQ(WaitForExit(line, 30), -SIGKILL);
+  auto r = RunRonghe(home, {"stream", "run", "--config", home + "/line.toml", "--duration", "2",
+                            "--json", home + "/line.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(Slurp(home + "/line.json"));
+  EXPECT_EQ(j["version"], 2);
+  EXPECT_FALSE(j["pinned"].get<bool>());
+  EXPECT_EQ(j["frames_in"].get<int64_t>(),
+            j["frames_decided"].get<int64_t>() + j["frames_dropped"].get<int64_t>());
 }
 
 TEST(StreamCliTest, AWrongLineConfigIsRefusedNamingTheKey) {
