@@ -60,7 +60,7 @@ void AddDataCommands(CLI::App& root, CommandContext& ctx);
 void AddKeysCommands(CLI::App& root, CommandContext& ctx);  // keys, crypto
 void AddHubCommands(CLI::App& root, CommandContext& ctx);   // hub keygen|init|publish|...
 void AddFedCommands(CLI::App& root, CommandContext& ctx);
-void AddServeCommands(CLI::App& root, CommandContext& ctx);  // serve, calibrate, experiments
+void AddServeCommands(CLI::App& root, CommandContext& ctx);   // serve, calibrate, experiments
 void AddStreamCommands(CLI::App& root, CommandContext& ctx);  // stream run|review|label|status|demo
 
 }  // namespace ronghe::cli
