@@ -3,7 +3,7 @@
 # reach), converts R data to CSV, and checks every file against scripts/data.sha256.
 #
 #   scripts/fetch-data.sh [NAME...]      NAME in: fashion-mnist breast_cancer lending_club taylor sensor
-#                                        opencv
+#                                        opencv gretl_load
 #
 # Data goes to $RONGHE_HOME/data/<name>/ (default ~/.ronghe). A set whose files are present with the
 # right sums is left alone; a set is written to a temporary folder and moved into place only when
@@ -14,7 +14,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 home=${RONGHE_HOME:-${HOME:-.}/.ronghe}
 data="$home/data"
 sums="$here/data.sha256"
-all=(fashion-mnist breast_cancer lending_club taylor sensor opencv)
+all=(fashion-mnist breast_cancer lending_club taylor sensor opencv gretl_load)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 
@@ -70,6 +70,13 @@ fetch_one() {
     taylor)
       fetch_deb r-cran-forecast "$work"
       rscript "e <- new.env(); lazyLoad('$work/root/usr/lib/R/site-library/forecast/data/Rdata', envir = e); write.csv(data.frame(demand = as.numeric(e\$taylor)), '$work/out/taylor.csv', row.names = FALSE)"
+      ;;
+    gretl_load)
+      # Ramanathan's data10-2: 744 hourly <obs> rows "day.hour load temp" in gretl's XML.
+      fetch_deb gretl-data "$work"
+      { echo "day_hour,load,temp"
+        grep '<obs>' "$work/root/usr/share/gretl/data/ramanathan/data10-2.gdt" \
+          | sed -E 's#</?obs>##g; s/ +$//; s/ +/,/g'; } > "$work/out/gretl_load.csv"
       ;;
     opencv)
       # OpenCV's sample data (96 MB package; three files kept): real camera footage and the

@@ -1,8 +1,9 @@
-// `ronghe train` (alone or data-parallel through the launcher) and `ronghe eval`.
+// `ronghe train` (alone or data-parallel through the launcher), `ronghe eval` and `ronghe distill`.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -10,6 +11,7 @@
 #include "ronghe/cli/command.h"
 #include "ronghe/cli/launch.h"
 #include "ronghe/cli/print.h"
+#include "ronghe/train/distill.h"
 #include "ronghe/train/job.h"
 
 namespace ronghe::cli {
@@ -105,6 +107,27 @@ int RunTrain(TrainFlags& f, const Globals& g) {
   return 0;
 }
 
+// The teacher beside the student: the metric that says how good each is, size and speed.
+void PrintDistillReport(const train::DistillJobOutcome& r) {
+  const bool regression = r.task == data::Task::kRegression;
+  const std::string metric = regression                      ? "mape"
+                             : r.task == data::Task::kBinary ? "roc_auc"
+                                                             : "accuracy";
+  auto value = [&](const train::MetricMap& m) {
+    auto it = m.find(metric);
+    return it == m.end() ? std::nan("") : it->second;
+  };
+  std::printf("%-8s %12s %12s %12s %10s %10s\n", "model", ("test " + metric).c_str(), "parameters",
+              "bytes", "p50 ms", "p99 ms");
+  for (const auto& [name, m] :
+       {std::pair<const char*, const train::ModelReport*>{"teacher", &r.teacher},
+        {"student", &r.student}}) {
+    std::printf("%-8s %12.4f %12ld %12s %10.3f %10.3f\n", name, value(m->test), long(m->parameters),
+                FormatBytes(m->bytes).c_str(), m->p50_ms, m->p99_ms);
+  }
+  std::printf("(latency: one example at a time, one thread, LibTorch)\n");
+}
+
 }  // namespace
 
 void AddTrainCommands(CLI::App& root, CommandContext& ctx) {
@@ -154,6 +177,27 @@ void AddTrainCommands(CLI::App& root, CommandContext& ctx) {
     PrintMetrics(e->split, r->metrics);
     PrintPerResolution(r->metrics);
     std::printf("recorded as run %ld\n", long(r->run_id));
+    return 0;
+  });
+
+  auto* distill = root.add_subcommand(
+      "distill", "Train a small student model on a teacher's outputs and the true targets");
+  auto d = Flags<train::DistillJobRequest>();
+  distill->add_option("--teacher", d->teacher, "The teacher's model artifact (.rhm)")->required();
+  distill
+      ->add_option("-c,--config", d->config_path,
+                   "The student's job file: [model], [train], [distill] alpha/temperature")
+      ->required();
+  distill->add_option("--set", d->overrides, "Override a config value: KEY=VALUE (repeatable)");
+  distill->add_option("-o,--out", d->out, "Also write the student's artifact here");
+  ctx.On(distill, [d](const Globals& g) {
+    d->home = g.home;
+    auto r = train::RunDistillJob(*d);
+    if (!r.ok()) return Fail(r.status());
+    std::printf("run %ld distilled %s\n", long(r->run_id), d->teacher.c_str());
+    PrintDistillReport(*r);
+    PrintMetrics("student test", r->student.test);
+    std::printf("model: %s\n", r->artifact.c_str());
     return 0;
   });
 }

@@ -28,4 +28,17 @@ Result<std::pair<at::Tensor, at::Tensor>> MakeWindows(const std::vector<double>&
                                                       const WindowOptions& options, double mean,
                                                       double std);
 
+// One standardised column of a multivariate series.
+struct SeriesColumn {
+  const std::vector<double>* values = nullptr;
+  double mean = 0, std = 1;
+};
+
+// The same with covariates: columns[0] is the forecast value, the others (e.g. temperature) are
+// history features beside it. x [N, input, columns.size()], feature f = (columns[f] - mean) / std;
+// y [N, horizon] from columns[0] only. Every column must be as long as columns[0].
+Result<std::pair<at::Tensor, at::Tensor>> MakeWindows(const std::vector<SeriesColumn>& columns,
+                                                      int64_t begin, int64_t end,
+                                                      const WindowOptions& options);
+
 }  // namespace ronghe::data

@@ -40,7 +40,7 @@ enum class Kind { kIdx, kTable, kSeries };
 
 Kind KindOf(const std::string& dataset) {
   if (dataset == "fashion-mnist") return Kind::kIdx;
-  if (dataset == "taylor") return Kind::kSeries;
+  if (dataset == "taylor" || dataset == "gretl_load") return Kind::kSeries;
   return Kind::kTable;
 }
 
@@ -62,6 +62,10 @@ void ApplyDatasetDefaults(DataOptions* o) {
     o->schema.ignore = {"reading", "mote_id"};
   } else if (o->dataset == "taylor") {
     o->column = "demand";
+  } else if (o->dataset == "gretl_load") {
+    o->column = "load";
+    o->covariates = {"temp"};
+    o->window.input = 24;  // a day of hours
   }
 }
 
@@ -80,6 +84,7 @@ nlohmann::json DataOptions::ToJson() const {
       {"ignore", schema.ignore},
       {"missing", schema.missing},
       {"column", column},
+      {"covariates", covariates},
       {"window",
        {{"input", window.input},
         {"horizon", window.horizon},
@@ -108,6 +113,7 @@ Result<DataOptions> DataOptions::FromJson(const nlohmann::json& j) {
     o.schema.ignore = j.at("ignore").get<std::vector<std::string>>();
     o.schema.missing = j.at("missing").get<std::vector<std::string>>();
     o.column = j.at("column").get<std::string>();
+    o.covariates = j.value("covariates", std::vector<std::string>{});
     o.window.input = j.at("window").at("input").get<int64_t>();
     o.window.horizon = j.at("window").at("horizon").get<int64_t>();
     o.window.stride = j.at("window").at("stride").get<int64_t>();
@@ -193,6 +199,11 @@ Status ParseDataOptions(Config& cfg, DataOptions* o) {
   }
   if (kind == Kind::kSeries) {
     RETURN_IF_ERROR(cfg.Get("data.column", &o->column));
+    RETURN_IF_ERROR(cfg.Get("data.covariates", &o->covariates));
+    for (const std::string& c : o->covariates) {
+      if (c == o->column)
+        return cfg.ValueError("data.covariates", "'" + c + "' is the value column itself");
+    }
     RETURN_IF_ERROR(cfg.Get("data.window.input", &o->window.input));
     RETURN_IF_ERROR(cfg.Get("data.window.horizon", &o->window.horizon));
     RETURN_IF_ERROR(cfg.Get("data.window.stride", &o->window.stride));
@@ -423,39 +434,62 @@ Result<LoadedData> LoadSeries(const DataOptions& o, const std::string& path,
                               const nlohmann::json* fitted) {
   CsvOptions csv;
   ASSIGN_OR_RETURN(CsvTable table, ReadCsv(path, csv));
-  ASSIGN_OR_RETURN(int col, table.ColumnIndex(o.column));
-  std::vector<double> series;
-  series.reserve(table.rows.size());
-  for (size_t r = 0; r < table.rows.size(); ++r) {
-    const std::string& v = table.rows[r][col];
-    char* end = nullptr;
-    double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(x)) {
-      return DataLoss(path + ":" + std::to_string(table.line_of_row[r]) + ": column '" + o.column +
-                      "': '" + v + "' is not a number");
+  std::vector<std::string> names = {o.column};
+  names.insert(names.end(), o.covariates.begin(), o.covariates.end());
+  std::vector<std::vector<double>> values(names.size());
+  for (size_t c = 0; c < names.size(); ++c) {
+    ASSIGN_OR_RETURN(int col, table.ColumnIndex(names[c]));
+    values[c].reserve(table.rows.size());
+    for (size_t r = 0; r < table.rows.size(); ++r) {
+      const std::string& v = table.rows[r][col];
+      char* end = nullptr;
+      double x = std::strtod(v.c_str(), &end);
+      if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(x)) {
+        return DataLoss(path + ":" + std::to_string(table.line_of_row[r]) + ": column '" +
+                        names[c] + "': '" + v + "' is not a number");
+      }
+      values[c].push_back(x);
     }
-    series.push_back(x);
   }
+  const std::vector<double>& series = values[0];
   auto n = static_cast<int64_t>(series.size());
   int64_t train_end = static_cast<int64_t>(std::llround(o.split[0] * n));
   int64_t val_end = train_end + static_cast<int64_t>(std::llround(o.split[1] * n));
   LoadedData d;
   d.task = Task::kRegression;
-  d.input_shape = {o.window.input, 1};
+  d.input_shape = {o.window.input, static_cast<int64_t>(names.size())};
   ASSIGN_OR_RETURN(d.data_sha256, HashFiles({path}));
-  double mean = 0, sd = 0;
-  if (fitted) {
-    RETURN_IF_ERROR(ReadMeanStd(*fitted, "series", &mean, &sd));
-  } else {
-    for (int64_t i = 0; i < train_end; ++i) mean += series[i];
-    mean /= std::max<int64_t>(train_end, 1);
-    for (int64_t i = 0; i < train_end; ++i) sd += (series[i] - mean) * (series[i] - mean);
-    sd = std::sqrt(sd / std::max<int64_t>(train_end, 1));
-    if (sd < 1e-12) sd = 1;
+  std::vector<SeriesColumn> columns(names.size());
+  nlohmann::json covariates = nlohmann::json::array();
+  for (size_t c = 0; c < names.size(); ++c) {
+    double mean = 0, sd = 0;
+    if (fitted && c == 0) {
+      RETURN_IF_ERROR(ReadMeanStd(*fitted, "series", &mean, &sd));
+    } else if (fitted) {
+      nlohmann::json stored;
+      const nlohmann::json all = fitted->value("covariates", nlohmann::json::array());
+      for (const auto& cv : all) {
+        if (cv.is_object() && cv.value("column", "") == names[c]) stored = cv;
+      }
+      if (stored.is_null())
+        return DataLoss("series preprocessing: no statistics for covariate '" + names[c] + "'");
+      RETURN_IF_ERROR(ReadMeanStd(stored, "series covariate", &mean, &sd));
+    } else {
+      const std::vector<double>& v = values[c];
+      for (int64_t i = 0; i < train_end; ++i) mean += v[i];
+      mean /= std::max<int64_t>(train_end, 1);
+      for (int64_t i = 0; i < train_end; ++i) sd += (v[i] - mean) * (v[i] - mean);
+      sd = std::sqrt(sd / std::max<int64_t>(train_end, 1));
+      if (sd < 1e-12) sd = 1;
+    }
+    columns[c] = {&values[c], mean, sd};
+    if (c > 0) covariates.push_back({{"column", names[c]}, {"mean", mean}, {"std", sd}});
   }
-  d.preprocessing = {{"kind", "series"}, {"mean", mean}, {"std", sd}, {"column", o.column}};
+  d.preprocessing = {
+      {"kind", "series"}, {"mean", columns[0].mean}, {"std", columns[0].std}, {"column", o.column}};
+  if (!o.covariates.empty()) d.preprocessing["covariates"] = covariates;
   auto windows = [&](int64_t b, int64_t e) -> Result<TensorData> {
-    ASSIGN_OR_RETURN(auto xy, MakeWindows(series, b, e, o.window, mean, sd));
+    ASSIGN_OR_RETURN(auto xy, MakeWindows(columns, b, e, o.window));
     TensorData t{xy.first, xy.second};
     if (!o.window.lengths.empty()) {
       // Window w starts at b + w * stride; it keeps its most recent L points, left-aligned.

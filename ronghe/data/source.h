@@ -22,12 +22,15 @@ const char* TaskName(Task t);
 Result<Task> ParseTask(const std::string& s);
 
 struct DataOptions {
-  std::string dataset;   // a known set (`ronghe data list`) or "csv"
-  std::string path;      // dataset = "csv": the file
-  CsvOptions csv;        // header / skip_rows; known sets have the right defaults
-  TableSchema schema;    // label, positive, numeric, categorical, ignore, missing
-  std::string column;    // series: the value column (taylor: "demand")
-  WindowOptions window;  // series windows
+  std::string dataset;  // a known set (`ronghe data list`) or "csv"
+  std::string path;     // dataset = "csv": the file
+  CsvOptions csv;       // header / skip_rows; known sets have the right defaults
+  TableSchema schema;   // label, positive, numeric, categorical, ignore, missing
+  std::string column;   // series: the value column (taylor: "demand", gretl_load: "load")
+  std::vector<std::string> covariates;  // series: more columns read beside the value as history
+                                        // features (gretl_load: ["temp"]), each standardised
+                                        // on the training split. Default: none.
+  WindowOptions window;                 // series windows
   std::vector<double> split = {0.7, 0.15, 0.15};  // Default. Tables and series (chronological).
   double val_fraction = 0.1;  // Default: 0.1. Sets with an official test set (fashion-mnist).
   uint64_t seed = 42;         // Default: 42. Split and shuffles.
@@ -63,6 +66,9 @@ struct TensorData {
   // Series windows of mixed history lengths (window.lengths): example i's history is its first
   // lengths[i] steps of x (left-aligned, the rest zeros). Empty: every window is full length.
   std::vector<int64_t> lengths;
+  // Distillation (train split): a teacher's outputs for each example, float32 [N, outputs]; the
+  // trainer then mixes its loss against them into the task loss. Undefined: plain training.
+  at::Tensor teacher;
   int64_t size() const;
 };
 

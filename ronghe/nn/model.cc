@@ -71,30 +71,38 @@ struct CnnImpl : torch::nn::Module {
   torch::nn::Sequential features, head;
 };
 
-struct LstmImpl : torch::nn::Module {
-  LstmImpl(int64_t in, int64_t hidden, int64_t layers, int64_t out)
-      : lstm(torch::nn::LSTMOptions(in, hidden).num_layers(layers).batch_first(true)),
-        proj(hidden, out) {
-    register_module("lstm", lstm);
+// The recurrent forecaster: an LSTM or a GRU (torch's gate layouts), its last layer's final
+// hidden state projected to the outputs. One template so both cells share packing and the head.
+template <typename Rnn, typename Options>
+struct RnnImpl : torch::nn::Module {
+  RnnImpl(const char* name, int64_t in, int64_t hidden, int64_t layers, int64_t out)
+      : rnn(Options(in, hidden).num_layers(layers).batch_first(true)), proj(hidden, out) {
+    register_module(name, rnn);
     register_module("proj", proj);
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = std::get<0>(lstm->forward(x));  // [N, T, hidden]
+    auto out = std::get<0>(rnn->forward(x));  // [N, T, hidden]
     return proj->forward(out.select(1, out.size(1) - 1));
   }
-  // Sequences of different lengths in one padded batch: packing makes the LSTM stop at each
+  // Sequences of different lengths in one padded batch: packing makes the cell stop at each
   // sequence's own end, so its last hidden state never sees the padding.
   torch::Tensor forward_packed(const torch::Tensor& x, const torch::Tensor& lengths) {
     auto packed = torch::nn::utils::rnn::pack_padded_sequence(x, lengths.to(torch::kInt64).cpu(),
                                                               /*batch_first=*/true,
                                                               /*enforce_sorted=*/false);
-    auto h =
-        std::get<0>(std::get<1>(lstm->forward_with_packed_input(packed)));  // [layers, N, hidden]
+    torch::Tensor h;  // [layers, N, hidden]
+    if constexpr (std::is_same_v<Rnn, torch::nn::LSTM>) {
+      h = std::get<0>(std::get<1>(rnn->forward_with_packed_input(packed)));
+    } else {
+      h = std::get<1>(rnn->forward_with_packed_input(packed));
+    }
     return proj->forward(h.select(0, h.size(0) - 1));
   }
-  torch::nn::LSTM lstm;
+  Rnn rnn;
   torch::nn::Linear proj;
 };
+using LstmImpl = RnnImpl<torch::nn::LSTM, torch::nn::LSTMOptions>;
+using GruImpl = RnnImpl<torch::nn::GRU, torch::nn::GRUOptions>;
 
 }  // namespace
 
@@ -109,7 +117,7 @@ struct Model::Impl {
   template <typename M>
   void Set(std::shared_ptr<M> m) {
     forward = [m](const torch::Tensor& x) { return m->forward(x); };
-    if constexpr (!std::is_same_v<M, LstmImpl>) {
+    if constexpr (!std::is_same_v<M, LstmImpl> && !std::is_same_v<M, GruImpl>) {
       embed = [m](const torch::Tensor& x) { return m->embed(x); };
       last = [m](const torch::Tensor& h) { return m->last(h); };
     }
@@ -151,8 +159,8 @@ Result<ModelConfig> ModelConfig::FromJson(const nlohmann::json& j) {
 
 Status ParseModelConfig(Config& cfg, ModelConfig* c) {
   RETURN_IF_ERROR(cfg.GetRequired("model.kind", &c->kind));
-  if (c->kind != "mlp" && c->kind != "cnn" && c->kind != "lstm") {
-    return cfg.ValueError("model.kind", "unknown model '" + c->kind + "' (mlp, cnn, lstm)");
+  if (c->kind != "mlp" && c->kind != "cnn" && c->kind != "lstm" && c->kind != "gru") {
+    return cfg.ValueError("model.kind", "unknown model '" + c->kind + "' (mlp, cnn, lstm, gru)");
   }
   RETURN_IF_ERROR(cfg.Get("model.hidden", &c->hidden));
   RETURN_IF_ERROR(cfg.Get("model.dropout", &c->dropout));
@@ -196,19 +204,26 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelConfig& c) {
       }
       impl->Set(std::make_shared<CnnImpl>(c.input_shape[0], c.channels, c.pool_size, c.dense,
                                           c.outputs, c.dropout));
-    } else if (c.kind == "lstm") {
+    } else if (c.kind == "lstm" || c.kind == "gru") {
       if (c.input_shape.size() != 2) {
-        return InvalidArgument("lstm: needs sequence input [time, features], got " +
+        return InvalidArgument(c.kind + ": needs sequence input [time, features], got " +
                                std::to_string(c.input_shape.size()) + " dimensions");
       }
-      auto lstm =
-          std::make_shared<LstmImpl>(c.input_shape[1], c.lstm_hidden, c.lstm_layers, c.outputs);
-      impl->Set(lstm);
-      impl->forward_packed = [lstm](const torch::Tensor& x, const torch::Tensor& len) {
-        return lstm->forward_packed(x, len);
+      auto install = [&](auto rnn) {
+        impl->Set(rnn);
+        impl->forward_packed = [rnn](const torch::Tensor& x, const torch::Tensor& len) {
+          return rnn->forward_packed(x, len);
+        };
       };
+      if (c.kind == "lstm") {
+        install(std::make_shared<LstmImpl>("lstm", c.input_shape[1], c.lstm_hidden, c.lstm_layers,
+                                           c.outputs));
+      } else {
+        install(std::make_shared<GruImpl>("gru", c.input_shape[1], c.lstm_hidden, c.lstm_layers,
+                                          c.outputs));
+      }
     } else {
-      return InvalidArgument("unknown model kind '" + c.kind + "' (mlp, cnn, lstm)");
+      return InvalidArgument("unknown model kind '" + c.kind + "' (mlp, cnn, lstm, gru)");
     }
   } catch (const c10::Error& e) {
     return InvalidArgument(std::string("model: ") + e.what_without_backtrace());
@@ -229,7 +244,7 @@ at::Tensor Model::Head(const at::Tensor& embedding) {
 }
 
 at::Tensor Model::Forward(const at::Tensor& x, const at::Tensor& lengths) {
-  TORCH_CHECK(impl_->forward_packed, "sequence lengths apply to the lstm model only, not ",
+  TORCH_CHECK(impl_->forward_packed, "sequence lengths apply to the lstm and gru models only, not ",
               config_.kind);
   return impl_->forward_packed(x, lengths);
 }

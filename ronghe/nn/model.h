@@ -1,4 +1,5 @@
-// The model zoo built from config: an MLP for tables, a small CNN for images, an LSTM for series.
+// The model zoo built from config: an MLP for tables, a small CNN for images, an LSTM or GRU for
+// series.
 // Built on LibTorch modules, held behind a pimpl so this header stays light (no <torch/torch.h>).
 #pragma once
 
@@ -21,7 +22,7 @@ class Module;
 namespace ronghe::nn {
 
 struct ModelConfig {
-  std::string kind;                  // "mlp" | "cnn" | "lstm" (required)
+  std::string kind;                  // "mlp" | "cnn" | "lstm" | "gru" (required)
   std::vector<int64_t> input_shape;  // one example; filled in from the data
   int64_t outputs = 0;               // logits (binary: 1) or forecast horizon; from data
   // mlp
@@ -31,7 +32,7 @@ struct ModelConfig {
   std::vector<int64_t> channels = {32, 64};  // Default: 32, 64.
   int64_t pool_size = 7;                     // Default: 7. Adaptive pool output side.
   int64_t dense = 128;                       // Default: 128.
-  // lstm
+  // lstm and gru (the keys keep the lstm's name for both cells)
   int64_t lstm_hidden = 64;  // Default: 64.
   int64_t lstm_layers = 1;   // Default: 1.
 
@@ -50,8 +51,8 @@ class Model {
 
   // x: [N, ...input_shape] float. Returns [N, outputs].
   at::Tensor Forward(const at::Tensor& x);
-  // LSTM only: x [N, T, features] padded to the longest; lengths int64 [N], each in 1..T. Row i
-  // is computed from its first lengths[i] steps only (packed sequences). Other kinds throw.
+  // LSTM and GRU only: x [N, T, features] padded to the longest; lengths int64 [N], each in 1..T.
+  // Row i is computed from its first lengths[i] steps only (packed sequences). Other kinds throw.
   at::Tensor Forward(const at::Tensor& x, const at::Tensor& lengths);
   // The input of the output layer (mlp, cnn): what the model has learnt to see, [N, width]; for
   // distances between examples (novelty). The lstm throws.

@@ -47,35 +47,42 @@ TEST(ModelTest, ShapesOfEachKind) {
   EXPECT_EQ((*l)->Forward(torch::randn({3, 48, 1})).sizes(), (std::vector<int64_t>{3, 2}));
 }
 
-TEST(ModelTest, LstmPackedSequencesIgnorePadding) {
-  torch::manual_seed(3);
-  ModelConfig c;
-  c.kind = "lstm";
-  c.input_shape = {12, 2};
-  c.outputs = 4;
-  c.lstm_hidden = 8;
-  c.lstm_layers = 2;
-  auto m = Model::Create(c);
-  ASSERT_TRUE(m.ok()) << m.status().message();
-  (*m)->SetTraining(false);
-  // Three sequences of lengths 12, 5 and 1, padded with garbage that must not matter.
-  torch::Tensor x = torch::randn({3, 12, 2});
-  torch::Tensor lengths = torch::tensor({12, 5, 1}, torch::kInt64);
-  torch::Tensor batched = (*m)->Forward(x, lengths);
-  ASSERT_EQ(batched.sizes(), (std::vector<int64_t>{3, 4}));
-  for (int64_t i = 0; i < 3; ++i) {
-    int64_t len = lengths[i].item<int64_t>();
-    torch::Tensor alone = (*m)->Forward(x.narrow(0, i, 1).narrow(1, 0, len));
-    EXPECT_TRUE(torch::allclose(batched[i], alone[0], 1e-5, 1e-6)) << "sequence " << i;
+TEST(ModelTest, RecurrentPackedSequencesIgnorePadding) {
+  for (const std::string kind : {"lstm", "gru"}) {
+    SCOPED_TRACE(kind);
+    torch::manual_seed(3);
+    ModelConfig c;
+    c.kind = kind;
+    c.input_shape = {12, 2};
+    c.outputs = 4;
+    c.lstm_hidden = 8;
+    c.lstm_layers = 2;
+    auto m = Model::Create(c);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    (*m)->SetTraining(false);
+    // Three sequences of lengths 12, 5 and 1, padded with garbage that must not matter.
+    torch::Tensor x = torch::randn({3, 12, 2});
+    torch::Tensor lengths = torch::tensor({12, 5, 1}, torch::kInt64);
+    torch::Tensor batched = (*m)->Forward(x, lengths);
+    ASSERT_EQ(batched.sizes(), (std::vector<int64_t>{3, 4}));
+    for (int64_t i = 0; i < 3; ++i) {
+      int64_t len = lengths[i].item<int64_t>();
+      torch::Tensor alone = (*m)->Forward(x.narrow(0, i, 1).narrow(1, 0, len));
+      EXPECT_TRUE(torch::allclose(batched[i], alone[0], 1e-5, 1e-6)) << "sequence " << i;
+    }
+    torch::Tensor noisy = x.clone();
+    noisy.narrow(0, 1, 1).narrow(1, 5, 7).fill_(1e3);
+    EXPECT_TRUE(torch::allclose((*m)->Forward(noisy, lengths), batched, 1e-5, 1e-6));
+    // The full-length row equals the unpacked forward.
+    EXPECT_TRUE(torch::allclose(batched[0], (*m)->Forward(x)[0], 1e-5, 1e-6));
+    auto mlp = Model::Create(Mlp());
+    ASSERT_TRUE(mlp.ok());
+    EXPECT_THROW((*mlp)->Forward(torch::randn({2, 10}), torch::tensor({1, 1})), c10::Error);
+    // Each cell has its own weights under its own name (the edge exporter reads them).
+    bool named = false;
+    for (const auto& [name, t] : (*m)->NamedState()) named |= name == kind + ".weight_hh_l1";
+    EXPECT_TRUE(named);
   }
-  torch::Tensor noisy = x.clone();
-  noisy.narrow(0, 1, 1).narrow(1, 5, 7).fill_(1e3);
-  EXPECT_TRUE(torch::allclose((*m)->Forward(noisy, lengths), batched, 1e-5, 1e-6));
-  // The full-length row equals the unpacked forward.
-  EXPECT_TRUE(torch::allclose(batched[0], (*m)->Forward(x)[0], 1e-5, 1e-6));
-  auto mlp = Model::Create(Mlp());
-  ASSERT_TRUE(mlp.ok());
-  EXPECT_THROW((*mlp)->Forward(torch::randn({2, 10}), torch::tensor({1, 1})), c10::Error);
 }
 
 TEST(ModelTest, CnnTakesEveryResolution) {

@@ -77,7 +77,7 @@ Result<TrainResult> TrainWithJob(const ParsedJob& pj, const std::string& home, s
         "adaptive pooling takes any size; '" +
         pj.model.kind + "' has a fixed input");
   }
-  if (!data.train.lengths.empty() && pj.model.kind != "lstm") {
+  if (!data.train.lengths.empty() && pj.model.kind != "lstm" && pj.model.kind != "gru") {
     return InvalidArgument(
         "model.kind: windows of mixed lengths (data.window.lengths) need the lstm, which "
         "reads any length; '" +

@@ -138,7 +138,9 @@ nlohmann::json TrainOptions::ToJson() const {
           {"max_elements", max_elements},
           {"checkpoint_every", checkpoint_every},
           {"seed", seed},
-          {"threads", threads}};
+          {"threads", threads},
+          {"distill_alpha", distill_alpha},
+          {"distill_temperature", distill_temperature}};
 }
 
 Status ParseTrainOptions(Config& cfg, TrainOptions* o) {
@@ -221,6 +223,26 @@ at::Tensor TaskLoss(const torch::Tensor& out, const torch::Tensor& y, data::Task
     }
     case data::Task::kRegression:
       return torch::mse_loss(logits, y);
+  }
+  return {};
+}
+
+at::Tensor DistillLossSum(const torch::Tensor& out, const torch::Tensor& teacher, data::Task task,
+                          double temperature) {
+  namespace F = torch::nn::functional;
+  torch::Tensor s = out.to(torch::kFloat32), t = teacher.to(torch::kFloat32);
+  const double tt = temperature * temperature;
+  switch (task) {
+    case data::Task::kRegression:
+      return torch::mse_loss(s, t, at::Reduction::Sum);
+    case data::Task::kBinary:
+      return tt * F::binary_cross_entropy_with_logits(
+                      s / temperature, torch::sigmoid(t / temperature),
+                      F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
+    case data::Task::kMulticlass:
+      return tt * F::kl_div(torch::log_softmax(s / temperature, 1),
+                            torch::softmax(t / temperature, 1),
+                            F::KLDivFuncOptions().reduction(torch::kSum));
   }
   return {};
 }
@@ -663,11 +685,19 @@ struct Trainer::Impl {
     SeedForStep();
     if (world == 1) {
       ASSIGN_OR_RETURN(data::Batch in, data::GatherBatch(tr, batch, canvas, fill));
-      torch::Tensor y = tr.y.index_select(0, IndexTensor(batch));
+      torch::Tensor idx = IndexTensor(batch);
+      torch::Tensor y = tr.y.index_select(0, idx);
       torch::Tensor loss;
       {
         AutocastGuard ac(o.precision == "bf16");
-        loss = TaskLoss(Forward(*model, in), y, data->task, loss_weight);
+        torch::Tensor out = Forward(*model, in);
+        loss = TaskLoss(out, y, data->task, loss_weight);
+        if (tr.teacher.defined()) {
+          torch::Tensor soft = DistillLossSum(out, tr.teacher.index_select(0, idx), data->task,
+                                              o.distill_temperature);
+          loss = (1 - o.distill_alpha) * loss +
+                 o.distill_alpha * soft / LossDenominator(y, data->task, loss_weight);
+        }
       }
       *loss_out = loss.item<double>();
       if (!std::isfinite(*loss_out)) return Diverged(*loss_out);
@@ -680,11 +710,18 @@ struct Trainer::Impl {
       reducer->Prepare();
       if (!share.empty()) {
         ASSIGN_OR_RETURN(data::Batch in, data::GatherBatch(tr, share, canvas, fill));
-        torch::Tensor y = tr.y.index_select(0, IndexTensor(share));
+        torch::Tensor idx = IndexTensor(share);
+        torch::Tensor y = tr.y.index_select(0, idx);
         torch::Tensor loss;
         {
           AutocastGuard ac(o.precision == "bf16");
-          loss = TaskLossSum(Forward(*model, in), y, data->task, loss_weight);
+          torch::Tensor out = Forward(*model, in);
+          loss = TaskLossSum(out, y, data->task, loss_weight);
+          if (tr.teacher.defined()) {
+            loss = (1 - o.distill_alpha) * loss +
+                   o.distill_alpha * DistillLossSum(out, tr.teacher.index_select(0, idx),
+                                                    data->task, o.distill_temperature);
+          }
         }
         sum[0] = loss.item<double>();
         // The reducer averages over ranks, hence x world: the result is sum over ranks / denom.
@@ -812,6 +849,17 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& o, nn::Mode
                                                  dist::Collective* collective) {
   if (!model || !data) return InvalidArgument("trainer: model and data are required");
   if (data->train.size() == 0) return FailedPrecondition("trainer: the training split is empty");
+  if (data->train.teacher.defined()) {
+    const at::Tensor& t = data->train.teacher;
+    if (t.dim() != 2 || t.size(0) != data->train.size() || t.size(1) != model->config().outputs) {
+      return InvalidArgument(
+          "trainer: the teacher's outputs must be [" + std::to_string(data->train.size()) + ", " +
+          std::to_string(model->config().outputs) + "], got " + c10::str(t.sizes()));
+    }
+    if (!(o.distill_alpha >= 0 && o.distill_alpha <= 1))
+      return InvalidArgument("distill.alpha must lie in [0, 1]");
+    if (!(o.distill_temperature > 0)) return InvalidArgument("distill.temperature must be > 0");
+  }
   auto impl = std::make_unique<Impl>();
   impl->o = o;
   impl->model = model;

@@ -59,8 +59,12 @@ struct TrainOptions {
                                     // elements (pixels, time steps) and batch_size does not apply.
   int64_t checkpoint_every = 0;     // Default: 0 = at each epoch end only. Else every N steps too.
   uint64_t seed = 1;                // Default: 1. Weights init, shuffling, dropout.
-  int threads = 0;                  // Default: 0 = every logical CPU.
-  std::string progress = "auto";    // Default: "auto" = bar on a terminal, log lines otherwise.
+  // Distillation, when the training data carries a teacher's outputs (TensorData::teacher):
+  // loss = (1 - alpha) * task loss + alpha * DistillLoss (see there).
+  double distill_alpha = 0.5;        // Default: 0.5. Weight of the teacher term, in [0, 1].
+  double distill_temperature = 2.0;  // Default: 2. Softens classifiers' logits (Hinton et al.).
+  int threads = 0;                   // Default: 0 = every logical CPU.
+  std::string progress = "auto";     // Default: "auto" = bar on a terminal, log lines otherwise.
 
   nlohmann::json ToJson() const;
 };
@@ -101,6 +105,13 @@ Result<MetricMap> Evaluate(nn::Model& model, const data::TensorData& data, data:
 // pos_weight (binary); undefined for none.
 at::Tensor TaskLoss(const at::Tensor& out, const at::Tensor& y, data::Task task,
                     const at::Tensor& weight);
+// The teacher term of distillation, summed over the batch (divide by the task loss's denominator):
+// regression: squared error to the teacher's forecast, like the task's MSE; binary: T^2 x binary
+// cross-entropy of sigmoid(out / T) against sigmoid(teacher / T); multi-class: T^2 x
+// KL(softmax(teacher / T) || softmax(out / T)). The T^2 keeps the soft term's gradient on the
+// scale of the hard term's as T grows (Hinton, Vinyals, Dean 2015).
+at::Tensor DistillLossSum(const at::Tensor& out, const at::Tensor& teacher, data::Task task,
+                          double temperature);
 // "balanced" class weights from labels: binary gives pos_weight = negatives / positives.
 Result<at::Tensor> BalancedClassWeights(const at::Tensor& y, data::Task task, int64_t num_classes);
 

@@ -246,5 +246,64 @@ TEST(TrainerTest, MixedLengthSequencesTrainBucketedOrPacked) {
   }
 }
 
+TEST(DistillTest, TheTeacherTermMatchesAHandComputation) {
+  // Regression: squared error to the teacher's forecast, summed.
+  torch::Tensor s = torch::tensor({{1.0f, 2.0f}, {0.5f, -1.0f}});
+  torch::Tensor t = torch::tensor({{1.5f, 2.0f}, {0.0f, -1.0f}});
+  EXPECT_NEAR(DistillLossSum(s, t, data::Task::kRegression, 3.0).item<double>(), 0.5, 1e-6);
+  // Multi-class: T^2 KL(softmax(t/T) || softmax(s/T)), summed over examples.
+  torch::Tensor ls = torch::tensor({{2.0f, 0.0f, -1.0f}});
+  torch::Tensor lt = torch::tensor({{0.0f, 1.0f, 0.0f}});
+  const double T = 2.0;
+  auto soft = [&](const torch::Tensor& z) { return torch::softmax(z / T, 1); };
+  torch::Tensor p = soft(lt), q = soft(ls);
+  double kl = (p * (p.log() - q.log())).sum().item<double>() * T * T;
+  EXPECT_NEAR(DistillLossSum(ls, lt, data::Task::kMulticlass, T).item<double>(), kl, 1e-5);
+  EXPECT_NEAR(DistillLossSum(lt, lt, data::Task::kMulticlass, T).item<double>(), 0, 1e-6);
+  // Binary: T^2 BCE(sigmoid(s/T), sigmoid(t/T)), minimal where they agree.
+  torch::Tensor b = torch::tensor({{0.7f}});
+  double same = DistillLossSum(b, b, data::Task::kBinary, T).item<double>();
+  EXPECT_LT(same,
+            DistillLossSum(b, torch::tensor({{-2.0f}}), data::Task::kBinary, T).item<double>());
+}
+
+TEST(DistillTest, AStudentLearnsTheTeachersFunctionNotJustTheLabels) {
+  // A teacher whose function differs from the labels' (an untrained network): a student trained
+  // on the teacher alone (alpha 1) ends far closer to it than one trained on the labels alone
+  // (alpha 0), so the teacher term drives training. A wrongly shaped teacher tensor is refused.
+  data::LoadedData d = Blobs(512, 5);
+  auto teacher = Mlp(11);
+  teacher->SetTraining(false);
+  torch::Tensor tout = teacher->Forward(d.train.x).detach();
+  auto distance = [&](double alpha) {
+    data::LoadedData dd = d;
+    dd.train.teacher = tout;
+    TrainOptions o = Quiet();
+    o.distill_alpha = alpha;
+    o.distill_temperature = 1.0;
+    auto student = Mlp(23);
+    auto st = Trainer::Create(o, student.get(), &dd, nullptr, "");
+    EXPECT_TRUE(st.ok()) << st.status().message();
+    auto r = (*st)->Run(false);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    student->SetTraining(false);
+    torch::NoGradGuard no_grad;
+    return (torch::sigmoid(student->Forward(d.test.x)) - torch::sigmoid(teacher->Forward(d.test.x)))
+        .abs()
+        .mean()
+        .item<double>();
+  };
+  const double from_teacher = distance(1.0), from_labels = distance(0.0);
+  std::printf("mean |p_student - p_teacher|: alpha 1 %.4f, alpha 0 %.4f\n", from_teacher,
+              from_labels);
+  EXPECT_LT(from_teacher * 3, from_labels);
+  data::LoadedData bad = d;
+  bad.train.teacher = torch::zeros({3, 1});
+  auto student = Mlp(1);
+  auto refused = Trainer::Create(Quiet(), student.get(), &bad, nullptr, "");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("teacher"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ronghe::train
