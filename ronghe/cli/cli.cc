@@ -29,6 +29,7 @@ constexpr AddCommands kCommandGroups[] = {
     AddServeCommands,   // serve, calibrate, experiments
     AddHubCommands,     // hub keygen|init|publish|pull|show|search|refresh|root
     AddStreamCommands,  // stream run|review|label|status|demo
+    AddEdgeCommands,    // export --edge
 };
 
 int RunChosen(const Action& action, const Globals& globals) {

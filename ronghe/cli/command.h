@@ -62,5 +62,6 @@ void AddHubCommands(CLI::App& root, CommandContext& ctx);   // hub keygen|init|p
 void AddFedCommands(CLI::App& root, CommandContext& ctx);
 void AddServeCommands(CLI::App& root, CommandContext& ctx);   // serve, calibrate, experiments
 void AddStreamCommands(CLI::App& root, CommandContext& ctx);  // stream run|review|label|status|demo
+void AddEdgeCommands(CLI::App& root, CommandContext& ctx);    // export --edge
 
 }  // namespace ronghe::cli

@@ -1,13 +1,20 @@
 // The edge runtime against LibTorch on the real series (gretl's hourly load with temperature,
 // taylor's half-hourly demand), int8's stated bound, refusals of damaged files, and the C API from
 // a C program.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "ronghe/base/file.h"
 #include "ronghe/base/subprocess.h"
@@ -16,6 +23,7 @@
 #include "ronghe/edge/format.h"
 #include "ronghe/edge/kernels.h"
 #include "ronghe/edge/runtime.h"
+#include "ronghe/edge/server.h"
 #include "ronghe/train/trainer.h"
 
 namespace ronghe::edge {
@@ -232,6 +240,176 @@ TEST(EdgeTest, TheCApiRunsFromACProgram) {
   Ran bad = RunCapture(argv);
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("48 values"), std::string::npos) << bad.output;
+}
+
+// One HTTP/1.1 request over a connected socket; the status and the body.
+std::pair<int, std::string> Http(int fd, const std::string& method, const std::string& target,
+                                 const std::string& body) {
+  std::string req = method + " " + target +
+                    " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\n\r\n" + body;
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+    return {-1, ""};
+  std::string buf;
+  char chunk[4096];
+  size_t end;
+  while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return {-1, buf};
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  size_t cl = buf.find("Content-Length: ");
+  size_t len = std::stoul(buf.substr(cl + 16));
+  while (buf.size() < end + 4 + len) {
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return {-1, buf};
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  return {std::stoi(buf.substr(9, 3)), buf.substr(end + 4, len)};
+}
+
+int ConnectTcp(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  return fd;
+}
+
+int ConnectUnix(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  return fd;
+}
+
+std::string WindowJson(const data::LoadedData& d, int64_t i) {
+  const double mean = d.preprocessing["mean"], sd = d.preprocessing["std"];
+  const auto& cov = d.preprocessing["covariates"][0];
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t t = 0; t < d.input_shape[0]; ++t) {
+    rows.push_back(
+        {d.test.x[i][t][0].item<double>() * sd + mean,
+         d.test.x[i][t][1].item<double>() * cov["std"].get<double>() + cov["mean"].get<double>()});
+  }
+  return nlohmann::json{{"inputs", rows}}.dump();
+}
+
+TEST(EdgeServerTest, TcpAndUnixSocketGiveTheSameAnswersAndBadRequestsTheirReason) {
+  data::LoadedData d = Load("gretl_load");
+  auto m = Trained(d, "gru", 1);
+  std::shared_ptr<const Model> e = Export(*m, d, "int8");
+  Node node;
+  node.Set(e, "1.0.0");
+  ServerOptions o;
+  o.port = 0;
+  o.socket_path = testing::TempDir() + "/edge.sock";
+  auto server = Server::Start(o, &node);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  int tcp = ConnectTcp((*server)->port()), ux = ConnectUnix(o.socket_path);
+  for (int64_t i : {0, 17, 60}) {
+    auto a = Http(tcp, "POST", "/v1/predict", WindowJson(d, i));
+    auto b = Http(ux, "POST", "/v1/predict", WindowJson(d, i));  // keep-alive: same connection
+    ASSERT_EQ(a.first, 200) << a.second;
+    ASSERT_EQ(b.first, 200) << b.second;
+    auto ja = nlohmann::json::parse(a.second), jb = nlohmann::json::parse(b.second);
+    EXPECT_EQ(ja["outputs"], jb["outputs"]);
+    EXPECT_EQ(ja["model_version"], "1.0.0");
+    float want = 0;
+    ASSERT_TRUE(e->PredictStandardised(d.test.x[i].contiguous().data_ptr<float>(), 48, &want).ok());
+    EXPECT_NEAR(ja["outputs"][0].get<double>(),
+                want * d.preprocessing["std"].get<double>() + d.preprocessing["mean"].get<double>(),
+                0.05);
+  }
+  auto bad = Http(tcp, "POST", "/v1/predict", R"({"inputs": [[1, 2, 3]]})");
+  EXPECT_EQ(bad.first, 400);
+  EXPECT_NE(bad.second.find("needs 2 values"), std::string::npos) << bad.second;
+  EXPECT_EQ(Http(tcp, "POST", "/v1/predict", "not json").first, 400);
+  EXPECT_EQ(Http(tcp, "GET", "/v1/predict", "").first, 405);
+  EXPECT_EQ(Http(tcp, "GET", "/nowhere", "").first, 404);
+  auto model = Http(ux, "GET", "/v1/model", "");
+  EXPECT_EQ(model.first, 200);
+  EXPECT_EQ(nlohmann::json::parse(model.second)["precision"], "int8");
+  auto metrics = Http(tcp, "GET", "/metrics", "");
+  EXPECT_NE(metrics.second.find("ronghe_edge_requests_total 8\n"), std::string::npos)
+      << metrics.second;
+  EXPECT_NE(metrics.second.find("ronghe_edge_errors_total 2\n"), std::string::npos)
+      << metrics.second;
+  ::close(tcp);
+  ::close(ux);
+  (*server)->Stop();
+  EXPECT_FALSE(fs::exists(o.socket_path));
+}
+
+TEST(EdgeServerTest, RequestsDuringAVersionSwitchAreAllAnswered) {
+  data::LoadedData d = Load("gretl_load");
+  auto m1 = Trained(d, "gru", 1);
+  auto m2 = Trained(d, "lstm", 1);
+  std::shared_ptr<const Model> v1 = Export(*m1, d), v2 = Export(*m2, d, "int8");
+  Node node;
+  node.Set(v1, "1");
+  ServerOptions o;
+  o.port = 0;
+  auto server = Server::Start(o, &node);
+  ASSERT_TRUE(server.ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0}, saw2{0};
+  std::vector<std::thread> clients;
+  const std::string body = WindowJson(d, 5);
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      int fd = ConnectTcp((*server)->port());
+      while (!stop) {
+        auto r = Http(fd, "POST", "/v1/predict", body);
+        if (r.first == 200) {
+          ++ok;
+          if (nlohmann::json::parse(r.second)["model_version"] == "2") ++saw2;
+        } else {
+          ++failed;
+        }
+      }
+      ::close(fd);
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    node.Set(i % 2 ? v1 : v2, i % 2 ? "1" : "2");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(ok.load(), 100);
+  EXPECT_GT(saw2.load(), 0);
+  EXPECT_LT(saw2.load(), ok.load());
+}
+
+TEST(EdgeServerTest, TheBinaryAnswersFromTheCommandLine) {
+  data::LoadedData d = Load("gretl_load");
+  auto m = Trained(d, "mlp", 1);
+  ExportOptions o;
+  o.model_version = "3.0.0";
+  const std::string path = testing::TempDir() + "/cli.rhe";
+  ASSERT_TRUE(WriteFileAtomic(path, ExportEdge(*m, Manifest(d), o, nullptr).value()).ok());
+  std::vector<std::string> argv = {std::string(RONGHE_BINARY_DIR) + "/ronghe/cli/ronghe-edge",
+                                   "predict", "-m", path};
+  for (int t = 0; t < 24; ++t) {
+    argv.push_back(std::to_string(2500 + 10 * t));
+    argv.push_back("45");
+  }
+  Ran r = RunCapture(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(std::stod(r.output), 500) << r.output;
+  // A damaged file: the reason, exit 1.
+  std::string bytes = ReadFile(path).value();
+  bytes[bytes.size() / 2] ^= 1;
+  ASSERT_TRUE(WriteFileAtomic(path, bytes).ok());
+  Ran bad = RunCapture(argv);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("truncated or altered"), std::string::npos) << bad.output;
 }
 
 }  // namespace

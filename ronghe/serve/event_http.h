@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "ronghe/base/http_head.h"
 #include "ronghe/base/status.h"
 #include "ronghe/serve/http_api.h"
 
@@ -37,24 +38,10 @@ struct EventHttpOptions {
   int max_connections = 10000;          // Default: 10,000 open connections; more are refused.
 };
 
-// One request head (request line and headers, without the blank line that ends them), parsed:
-// views into the head.
-struct HttpHead {
-  std::string_view method, target;
-  bool http10 = false;
-  int64_t content_length = 0;
-  bool chunked = false;  // a Transfer-Encoding was sent
-  bool close = false;    // close after the answer (Connection, or HTTP/1.0 without keep-alive)
-  bool expect_continue = false;
-  bool has_header_length = false;  // Inference-Header-Content-Length
-  std::string_view header_length;
-};
-struct HttpHeadError {
-  int status = 400;  // 400 malformed, 505 another HTTP version
-  std::string why;
-};
-// false: the head cannot be served, `err` says with what status and why.
-bool ParseHttpHead(std::string_view head, HttpHead* out, HttpHeadError* err);
+// The request-head parser lives in base (ronghe-edge's server shares it).
+using ronghe::HttpHead;
+using ronghe::HttpHeadError;
+using ronghe::ParseHttpHead;
 
 class EventHttpServer {
  public:
