@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -312,6 +314,59 @@ TEST(CliFedTest, BenchReportsEverySchemesPhasesAsJson) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--schemes"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("rot13"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ronghe::testing
+
+namespace ronghe::testing {
+namespace {
+
+TEST(CliEdgeTest, DistilExportAndAnswerFromTheEdgeBinary) {
+  const std::string home = FreshHome("cli-edge");
+  auto teacher = RunRonghe(home, {"train", "--config", SourcePath("examples/grid/teacher.toml"),
+                                  "--epochs", "2", "--progress", "off"});
+  ASSERT_EQ(teacher.exit_code, 0) << teacher.err;
+  const std::string tm = home + "/runs/1/model.rhm";
+  auto d = RunRonghe(
+      home, {"distill", "--teacher", tm, "--config", SourcePath("examples/grid/student.toml"),
+             "--set", "train.epochs=2", "--set", "train.progress=\"off\""});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("teacher "), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("student "), std::string::npos) << d.out;
+  auto show = RunRonghe(home, {"runs", "show", "2", "--json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("\"distill\""), std::string::npos);
+  EXPECT_NE(show.out.find("teacher_mape"), std::string::npos);
+  // A student file may not bring its own data.
+  const std::string bad = home + "/bad-student.toml";
+  std::ofstream(bad) << "[model]\nkind = \"gru\"\n[data]\ndataset = \"taylor\"\n";
+  auto refused = RunRonghe(home, {"distill", "--teacher", tm, "--config", bad});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("[data] is not allowed"), std::string::npos) << refused.err;
+
+  const std::string rhe = home + "/student.rhe";
+  auto ex = RunRonghe(home, {"export", "--edge", "-m", home + "/runs/2/model.rhm", "-o", rhe,
+                             "--precision", "int8", "--model-version", "1.2.0"});
+  ASSERT_EQ(ex.exit_code, 0) << ex.err;
+  EXPECT_NE(ex.out.find("test (edge int8)"), std::string::npos) << ex.out;
+  auto cnn = RunRonghe(home, {"export", "-m", tm, "-o", rhe});
+  EXPECT_EQ(cnn.exit_code, 2);  // no target
+  // The edge binary: the header, and one forecast in megawatts.
+  const std::string edge = RongheBinary() + "-edge";
+  std::vector<std::string> args = {"predict", "-m", rhe};
+  for (int t = 0; t < 24; ++t) {
+    args.push_back(std::to_string(2600 + 20 * t));
+    args.push_back("44");
+  }
+  std::string cmd = edge;
+  for (const auto& a : args) cmd += " " + a;
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[64] = {0};
+  ASSERT_NE(fgets(buf, sizeof buf, p), nullptr);
+  EXPECT_EQ(pclose(p), 0);
+  EXPECT_GT(std::stod(buf), 1000) << buf;
 }
 
 }  // namespace
