@@ -85,4 +85,20 @@ std::string ResolveHome(const std::string& override_dir) {
   return std::string(home && *home ? home : ".") + "/.ronghe";
 }
 
+Status CheckSecretFileMode(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return NotFound(path + ": no such file");
+    return IoError(path + ": cannot read the " + what + ": " + std::strerror(errno));
+  }
+  const bool root_group_readable = st.st_uid == 0 && (st.st_mode & 037) == 0;
+  if ((st.st_mode & 077) != 0 && !root_group_readable) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return FailedPrecondition(path + ": group or others can access the " + what + " (mode " + mode +
+                              "); chmod 600 it");
+  }
+  return Status::OK();
+}
+
 }  // namespace ronghe

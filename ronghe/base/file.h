@@ -24,4 +24,10 @@ bool FileExists(const std::string& path);
 // "$HOME/.ronghe" unless RONGHE_HOME is set; `override_dir` (the --home flag) wins over both.
 std::string ResolveHome(const std::string& override_dir = "");
 
+// The rule for private keys and key shares (PostgreSQL's): no access for group or others, except
+// group read when the file is owned by root (0640 root:ssl-cert, Debian's layout). `what` names
+// the secret in the error: "<path>: group or others can access the <what> (mode 0644); chmod
+// 600 it" (FailedPrecondition); NotFound when the file is missing.
+Status CheckSecretFileMode(const std::string& path, const std::string& what);
+
 }  // namespace ronghe

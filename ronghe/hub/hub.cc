@@ -186,8 +186,12 @@ Status Publish(const std::string& dir, const PublishRequest& r, const SigningKey
                                               {"published", published}}}};
     return Status::OK();
   };
-  RETURN_IF_ERROR(CopyFile(r.model_path, dir + "/targets/" + rel + "/model.rhm"));
-  RETURN_IF_ERROR(add("model.rhm", "model"));
+  // The model keeps its kind of file: a LibTorch artifact (.rhm) or an edge artifact (.rhe).
+  const bool edge =
+      r.model_path.size() > 4 && r.model_path.compare(r.model_path.size() - 4, 4, ".rhe") == 0;
+  const std::string model_file = edge ? "model.rhe" : "model.rhm";
+  RETURN_IF_ERROR(CopyFile(r.model_path, dir + "/targets/" + rel + "/" + model_file));
+  RETURN_IF_ERROR(add(model_file, "model"));
   RETURN_IF_ERROR(CopyFile(r.card_path, dir + "/targets/" + rel + "/card.md"));
   RETURN_IF_ERROR(add("card.md", "card"));
   RETURN_IF_ERROR(

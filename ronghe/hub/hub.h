@@ -39,7 +39,8 @@ struct InitOptions {
 Status InitHub(const std::string& dir, const SigningKey& root_key, const InitOptions& options);
 
 struct PublishRequest {
-  std::string model_path;  // a ronghe artifact (.rhm)
+  std::string model_path;  // a ronghe artifact (.rhm), or an edge artifact (.rhe: kept as
+                           // model.rhe, for ronghe-edge agents)
   std::string name, version;
   std::string card_path;      // the model card (Markdown)
   nlohmann::json provenance;  // written as provenance.json (the card's machine-readable part)

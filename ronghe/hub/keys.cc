@@ -6,7 +6,6 @@
 #include "ronghe/base/file.h"
 #include "ronghe/base/hash.h"
 #include "ronghe/base/openssl.h"
-#include "ronghe/tls/tls.h"
 
 namespace ronghe::hub {
 
@@ -92,7 +91,7 @@ Result<SigningKey> SigningKey::Generate() {
 }
 
 Result<SigningKey> SigningKey::Load(const std::string& path) {
-  RETURN_IF_ERROR(tls::CheckSecretFileMode(path, "hub signing key"));
+  RETURN_IF_ERROR(CheckSecretFileMode(path, "hub signing key"));
   ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   SigningKey k;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "ronghe/base/file.h"
 #include "ronghe/base/status.h"
 
 namespace grpc {
@@ -18,11 +19,8 @@ class ChannelCredentials;
 
 namespace ronghe::tls {
 
-// The rule for private keys and key shares (PostgreSQL's): no access for group or others, except
-// group read when the file is owned by root (0640 root:ssl-cert, Debian's layout). `what` names
-// the secret in the error: "<path>: group or others can access the <what> (mode 0644); chmod
-// 600 it" (FailedPrecondition); NotFound when the file is missing.
-Status CheckSecretFileMode(const std::string& path, const std::string& what);
+// The rule for secret files lives in base (file.h), where the edge runtime reaches it too.
+using ronghe::CheckSecretFileMode;
 
 // gRPC server credentials: `client_ca_pem` "" = clients are not asked for a certificate; else
 // they must present one it signed (mutual TLS).
